@@ -1,0 +1,44 @@
+/**
+ * @module cleanup/received
+ * The one header Postwire adds: a `Received:` trace line (RFC 5321 §4.4) with the RFC 3848 /
+ * RFC 6531 protocol name, the queue id, and `for <rcpt>` only when there is exactly one
+ * recipient (more would disclose the envelope's Bcc). Pure: the time comes in as a number.
+ *
+ * Trust: the HELO name is client text, so anything outside printable ASCII (or UTF-8 when the
+ * transaction is SMTPUTF8) is replaced, and CR/LF can never reach the header.
+ */
+export interface ReceivedFields {
+  readonly helo: string;
+  readonly clientIp: string;
+  readonly hostname: string;
+  readonly protocol: string;
+  readonly queueId: string;
+  /** The recipient for the `for` clause, or undefined to leave it out. */
+  readonly forRecipient: string | undefined;
+  readonly utf8: boolean;
+  readonly nowMs: number;
+}
+
+export function formatReceived(f: ReceivedFields): string {
+  const from = `from ${clean(f.helo || 'unknown', f.utf8)} (${ipLiteral(f.clientIp)})`;
+  const by = `by ${f.hostname} (Postwire) with ${f.protocol} id ${f.queueId}`;
+  const forClause = f.forRecipient === undefined ? '' : `\r\n\tfor <${clean(f.forRecipient, f.utf8)}>`;
+  return `Received: ${from}\r\n\t${by}${forClause};\r\n\t${rfc5322Date(f.nowMs)}\r\n`;
+}
+
+/** `[192.0.2.1]` or `[IPv6:2001:db8::1]`; IPv4-mapped IPv6 is shown as IPv4. */
+export function ipLiteral(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return `[${mapped[1]}]`;
+  return ip.includes(':') ? `[IPv6:${ip}]` : `[${ip}]`;
+}
+
+export function rfc5322Date(ms: number): string {
+  // toUTCString is "Sun, 29 Nov 2026 18:47:01 GMT"; RFC 5322 prefers a numeric zone.
+  return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
+}
+
+function clean(text: string, utf8: boolean): string {
+  const allowed = utf8 ? /[^\x21-\x7e\u0080-\u{10ffff}]/gu : /[^\x21-\x7e]/g;
+  return text.replace(allowed, '?').replace(/[()<>\\]/g, '?').slice(0, 255);
+}

@@ -1,0 +1,62 @@
+/**
+ * @module cli
+ * runCli(argv, io): the `postwire` command. bin/postwire.js calls it with process.argv.slice(2)
+ * and sets process.exitCode from the result; nothing here calls process.exit, so every
+ * subcommand runs in-process in tests with an injected CliIo.
+ *
+ * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, help,
+ * and the designed-but-unbuilt queue, explain, send, user, migrate, which refuse with exit 2.
+ * Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 usage or configuration error; errors go to
+ * stderr one per line, prefixed `postwire: `. The CLI may import config/, api/, util/ and main.ts
+ * (serve only, lazily).
+ */
+import { didYouMean } from '../config/index.js';
+import { runCheckConfig } from './check-config.js';
+import { runHelp, runNoCommand } from './help.js';
+import { EXIT_USAGE, processIo, wantsHelp, type CliIo } from './io.js';
+import { runNotYet } from './not-yet.js';
+import { runServe } from './serve.js';
+
+interface Command {
+  readonly name: string;
+  readonly summary: string;
+  /** Whether `<cmd> --help` prints the usage (the unbuilt commands just refuse). */
+  readonly takesFlags: boolean;
+  run(args: readonly string[], io: CliIo): Promise<number> | number;
+}
+
+const notYet = (name: string, summary: string): Command => ({
+  name,
+  summary: `${summary} [not available yet]`,
+  takesFlags: false,
+  run: (_args, io) => runNotYet(name, io),
+});
+
+const COMMANDS: readonly Command[] = [
+  { name: 'serve', summary: 'run the relay', takesFlags: true, run: (args, io) => runServe(args, io) },
+  { name: 'check-config', summary: 'validate and print the effective configuration', takesFlags: true, run: runCheckConfig },
+  { name: 'help', summary: 'show this help', takesFlags: false, run: (_args, io) => runHelp(io, COMMANDS) },
+  notYet('queue', 'list, show, retry, hold, release, delete or bounce queued mail'),
+  notYet('explain', 'the decision path for a recipient or a queued message'),
+  notYet('send', 'submit a message read from stdin (sendmail-like)'),
+  notYet('user', 'manage the AUTH user file'),
+  notYet('migrate', 'create or upgrade the PostgreSQL schema'),
+];
+
+export type { CliIo } from './io.js';
+export { runServe, type ServeDeps, type MainModule, type RunningServer, type SignalSource } from './serve.js';
+
+export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined) return runNoCommand(io, COMMANDS);
+  if (name === '--help' || name === '-h') return runHelp(io, COMMANDS);
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    const near = didYouMean(name, COMMANDS.map((c) => c.name));
+    io.stderr(`postwire: unknown command ${JSON.stringify(name)}${near === undefined ? '' : ` (did you mean "${near}"?)`}\n`);
+    io.stderr('postwire: run "postwire help" for the list of commands\n');
+    return EXIT_USAGE;
+  }
+  if (command.takesFlags && wantsHelp(args)) return runHelp(io, COMMANDS);
+  return command.run(args, io);
+}

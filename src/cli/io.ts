@@ -1,0 +1,51 @@
+/**
+ * @module cli/io
+ * The CLI's only window on the process: where output goes and which environment it reads.
+ * runCli takes a CliIo so tests run every subcommand in-process and read what it printed;
+ * the default writes to process.stdout/stderr and reads process.env. Messages for people go to
+ * stderr prefixed `postwire: `; stdout carries only a command's result (usage, the config).
+ */
+import { hostname } from 'node:os';
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env?: Readonly<Record<string, string | undefined>>;
+  /** The system host name (default for --hostname); os.hostname() when absent. */
+  hostname?: string;
+}
+
+export const processIo: CliIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+  env: process.env,
+};
+
+export function systemHostname(io: CliIo): string {
+  return io.hostname ?? hostname();
+}
+
+/** Exit codes of DESIGN §3. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+/** Print configuration or usage errors, one per line; always EXIT_USAGE. */
+export function reportErrors(io: CliIo, errors: readonly string[]): number {
+  for (const e of errors) io.stderr(`postwire: ${e}\n`);
+  return EXIT_USAGE;
+}
+
+/** An error's message and its cause chain, for `postwire: <what failed>: <why>`. */
+export function explainError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = 'code' in err && typeof err.code === 'string' && !err.message.includes(err.code) ? ` (${err.code})` : '';
+  const cause = err.cause === undefined ? '' : `: ${explainError(err.cause)}`;
+  return `${err.message}${code}${cause}`;
+}
+
+/** True when args ask for help (before any `--`). */
+export function wantsHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}

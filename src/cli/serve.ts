@@ -1,0 +1,116 @@
+/**
+ * @module cli/serve
+ * `postwire serve [flags]`: load the configuration, start the relay through main.ts (the
+ * composition root, imported lazily so that `help` or a config error never loads the server),
+ * and supervise it until it stops.
+ *
+ * Exit codes: 2 when the configuration is bad (every error printed, nothing started); 1 when
+ * startup fails (`postwire: <what failed>: <why>`: port in use, spool not writable...), when the
+ * server stops without being asked, or when a second signal cuts the shutdown short; 0 after a
+ * clean shutdown.
+ *
+ * Signals: the first SIGTERM or SIGINT calls server.close('shutdown') once (stop accepting,
+ * finish or 421 the sessions, let deliveries end). A second one returns 1 at once without
+ * waiting; the handlers are removed then, so a third falls through to the default action.
+ * This module never calls process.exit: the bin turns the returned code into the exit status.
+ * Signals and the main module are injected (ServeDeps) so tests drive both in-process.
+ */
+import { formatHostPort, loadConfig, type Config } from '../config/index.js';
+import { EXIT_FAILURE, EXIT_OK, explainError, reportErrors, systemHostname, type CliIo } from './io.js';
+
+/** What serve needs of a running server (main.ts's Server). */
+export interface RunningServer {
+  close(reason: string): Promise<void>;
+  readonly closed: Promise<void>;
+}
+
+export interface ReadyInfo {
+  readonly listeners: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+}
+
+export interface MainModule {
+  startServer(config: Config, options: { onReady?: (info: ReadyInfo) => void }): Promise<RunningServer>;
+}
+
+type StopSignal = 'SIGTERM' | 'SIGINT';
+
+export interface SignalSource {
+  on(signal: StopSignal, listener: (signal: StopSignal) => void): void;
+  off(signal: StopSignal, listener: (signal: StopSignal) => void): void;
+}
+
+export interface ServeDeps {
+  loadMain(): Promise<MainModule>;
+  readonly signals: SignalSource;
+  readonly hostname: string;
+}
+
+const STOP_SIGNALS: readonly StopSignal[] = ['SIGTERM', 'SIGINT'];
+
+export function defaultServeDeps(io: CliIo): ServeDeps {
+  return {
+    // Typed against main.ts: a change to startServer's shape fails the build here, not at run time.
+    loadMain: async (): Promise<MainModule> => await import('../main.js'),
+    signals: {
+      on: (signal, listener) => void process.on(signal, listener),
+      off: (signal, listener) => void process.off(signal, listener),
+    },
+    hostname: systemHostname(io),
+  };
+}
+
+export async function runServe(args: readonly string[], io: CliIo, deps: ServeDeps = defaultServeDeps(io)): Promise<number> {
+  const loaded = loadConfig({ argv: args, env: io.env ?? {}, hostname: deps.hostname });
+  if (!loaded.ok) return reportErrors(io, loaded.errors);
+  let main: MainModule;
+  try {
+    main = await deps.loadMain();
+  } catch (err) {
+    io.stderr(`postwire: cannot load the server: ${explainError(err)}\n`);
+    return EXIT_FAILURE;
+  }
+  let server: RunningServer;
+  try {
+    server = await main.startServer(loaded.config, { onReady: (info) => announce(io, info) });
+  } catch (err) {
+    // main's errors name what failed ("cannot listen: …", "spool directory ./spool: …").
+    io.stderr(`postwire: ${explainError(err)}\n`);
+    return EXIT_FAILURE;
+  }
+  return supervise(server, io, deps.signals);
+}
+
+/** One stable line when listening: with port 0, the only way a caller learns the real port. */
+function announce(io: CliIo, info: ReadyInfo): void {
+  const list = info.listeners.map((l) => formatHostPort(l)).join(', ');
+  io.stderr(`postwire: listening on ${list}\n`);
+}
+
+function supervise(server: RunningServer, io: CliIo, signals: SignalSource): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let signalled = 0;
+    let done = false;
+    const finish = (code: number, message?: string): void => {
+      if (done) return;
+      done = true;
+      for (const s of STOP_SIGNALS) signals.off(s, onSignal);
+      if (message !== undefined) io.stderr(`postwire: ${message}\n`);
+      resolve(code);
+    };
+    const onSignal = (signal: StopSignal): void => {
+      signalled += 1;
+      if (signalled > 1) return finish(EXIT_FAILURE, `${signal} again: stopping without waiting for shutdown`);
+      io.stderr(`postwire: ${signal}: shutting down (send it again to stop at once)\n`);
+      server.close('shutdown').then(
+        () => finish(EXIT_OK),
+        (err: unknown) => finish(EXIT_FAILURE, `shutdown failed: ${explainError(err)}`),
+      );
+    };
+    for (const s of STOP_SIGNALS) signals.on(s, onSignal);
+    server.closed.then(
+      // Unasked, a stopped daemon is a failure: supervisors restart on a non-zero status.
+      () => finish(signalled > 0 ? EXIT_OK : EXIT_FAILURE, signalled > 0 ? undefined : 'the server stopped unexpectedly'),
+      (err: unknown) => finish(EXIT_FAILURE, `server failed: ${explainError(err)}`),
+    );
+  });
+}

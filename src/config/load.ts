@@ -1,0 +1,302 @@
+/**
+ * @module config/load
+ * loadConfig: argv + environment + (optional) config file → one deeply frozen Config, or every
+ * error found, each naming the setting as the operator wrote it and what would fix it.
+ *
+ * Precedence, lowest first: schema defaults ← POSTWIRE_* environment ← the --config file (JSON
+ * for now; keys are flag names) ← command-line flags. A later source replaces a value whole;
+ * lists are not merged. Every source is validated, including values a later source overrides:
+ * a bad value lying in the environment is a bug waiting for the day the flag is dropped.
+ *
+ * Strict everywhere: an unknown flag, an unknown POSTWIRE_* variable, an unknown file key, a
+ * non-repeatable flag given twice, or any use of a designed-but-unbuilt feature (schema
+ * `unavailable`) is an error, never ignored. An empty environment variable counts as unset
+ * (container tooling writes `VAR=` to mean "not set").
+ *
+ * Callers: cli/ only; it passes process.env and os.hostname() in, so this module reads no ambient
+ * state except the config file it is pointed at (relative paths resolve against the cwd, as do
+ * relative paths inside it). Never throws for bad input; a throw here is a bug.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { formatHostPort, parseSetting, type Raw, type SettingValue } from './parse.js';
+import {
+  BARE_NEWLINE_POLICIES,
+  LOG_LEVELS,
+  SCHEMA,
+  settingByEnv,
+  settingByName,
+  type Kind,
+  type Setting,
+  type ValueOf,
+} from './schema.js';
+import { didYouMean } from './suggest.js';
+import type { Config } from './types.js';
+
+export interface LoadInput {
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** The system host name, default for --hostname (cli passes os.hostname()). */
+  readonly hostname: string;
+}
+
+export type LoadResult = { readonly ok: true; readonly config: Config } | { readonly ok: false; readonly errors: string[] };
+
+/** One source's values, and how to name a setting in an error from that source. */
+interface Layer {
+  readonly raws: ReadonlyMap<Setting, Raw>;
+  label(setting: Setting): string;
+}
+
+const ENV_PREFIX = 'POSTWIRE_';
+
+export function loadConfig(input: LoadInput): LoadResult {
+  const errors: string[] = [];
+  const flags = readFlags(input.argv, errors);
+  const env = readEnv(input.env, errors);
+  const file = readConfigFile([env, flags], errors);
+  const layers = file === undefined ? [env, flags] : [env, file, flags];
+  const { values, labels } = resolve(layers, input.hostname, errors);
+  if (errors.length === 0) crossCheck(values, labels, errors);
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, config: deepFreeze(assemble(values)) };
+}
+
+function flagLayer(raws: ReadonlyMap<Setting, Raw>): Layer {
+  return { raws, label: (s) => s.flag };
+}
+
+function readFlags(argv: readonly string[], errors: string[]): Layer {
+  const texts = new Map<Setting, string[]>();
+  const options = Object.fromEntries(SCHEMA.map((s) => [s.name, { type: 'string', multiple: true } as const]));
+  // strict: false so that every problem is collected, not just the first; the loop below is the strictness.
+  const { tokens } = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
+  let afterUnknown = false;
+  for (const token of tokens) {
+    if (token.kind === 'option-terminator') continue;
+    if (token.kind === 'positional') {
+      // `--bogus value`: the value of an unknown flag is not worth a second error.
+      if (!afterUnknown) errors.push(`unexpected argument ${JSON.stringify(token.value)} (settings are flags: --name VALUE)`);
+      afterUnknown = false;
+      continue;
+    }
+    const setting = settingByName(token.name);
+    afterUnknown = setting === undefined && token.value === undefined;
+    if (setting === undefined) {
+      errors.push(`${token.rawName}: unknown flag${hint(didYouMean(token.name, SCHEMA.map((s) => s.name)), '--')}`);
+    } else if (token.value === undefined) {
+      errors.push(`${token.rawName}: needs a value (${setting.metavar})`);
+    } else if (!token.inlineValue && token.value.startsWith('-')) {
+      errors.push(`${token.rawName}: needs a value (${setting.metavar}), got the flag ${JSON.stringify(token.value)}` +
+        ` (write ${token.rawName}=${token.value} if that is the value)`);
+    } else {
+      texts.set(setting, [...(texts.get(setting) ?? []), token.value]);
+    }
+  }
+  const raws = new Map<Setting, Raw>();
+  for (const [setting, values] of texts) {
+    if (values.length > 1 && !setting.repeatable) {
+      const repeatable = SCHEMA.filter((s) => s.repeatable).map((s) => s.flag).join(', ');
+      errors.push(`${setting.flag}: given ${values.length} times (only ${repeatable} may be repeated)`);
+    } else {
+      raws.set(setting, { from: 'text', texts: values });
+    }
+  }
+  return flagLayer(raws);
+}
+
+function hint(suggestion: string | undefined, prefix = ''): string {
+  return suggestion === undefined ? '' : ` (did you mean ${prefix}${suggestion}?)`;
+}
+
+function readEnv(env: Readonly<Record<string, string | undefined>>, errors: string[]): Layer {
+  const raws = new Map<Setting, Raw>();
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined || value === '') continue;
+    const setting = settingByEnv(name);
+    if (setting === undefined) {
+      errors.push(`${name}: unknown setting${hint(didYouMean(name, SCHEMA.map((s) => s.env)))}`);
+      continue;
+    }
+    raws.set(setting, { from: 'text', texts: [value] });
+  }
+  return { raws, label: (s) => s.env };
+}
+
+/** The file named by --config (or POSTWIRE_CONFIG), as a layer; undefined when none is named. */
+function readConfigFile(named: readonly Layer[], errors: string[]): Layer | undefined {
+  const configSetting = settingByName('config');
+  let path: string | undefined;
+  let label = '';
+  for (const layer of named) {
+    const raw = configSetting === undefined ? undefined : layer.raws.get(configSetting);
+    if (raw?.from === 'text' && raw.texts[0] !== undefined && configSetting !== undefined) {
+      [path, label] = [raw.texts[0], layer.label(configSetting)];
+    }
+  }
+  if (path === undefined) return undefined;
+  const text = readText(path, label, errors);
+  if (text === undefined) return undefined;
+  const raws = parseConfigFile(path, text, errors);
+  return raws === undefined ? undefined : { raws, label: (s) => `${path}: key ${JSON.stringify(s.name)}` };
+}
+
+function readText(path: string, label: string, errors: string[]): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    errors.push(`${label}: cannot read ${JSON.stringify(path)}: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+}
+
+function parseConfigFile(path: string, text: string, errors: string[]): Map<Setting, Raw> | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    errors.push(`${path}: not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    errors.push(`${path}: expected a JSON object of settings, e.g. {"listen": ["127.0.0.1:2525"], "max-recipients": 100}`);
+    return undefined;
+  }
+  const raws = new Map<Setting, Raw>();
+  for (const [key, value] of Object.entries(data)) {
+    const setting = settingByName(key);
+    if (setting === undefined) {
+      const near = didYouMean(key, SCHEMA.map((s) => s.name));
+      errors.push(`${path}: key ${JSON.stringify(key)} is unknown${near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`);
+    } else if (setting.name === 'config') {
+      errors.push(`${path}: key "config" is not allowed in a config file (files do not include other files)`);
+    } else {
+      raws.set(setting, { from: 'json', value });
+    }
+  }
+  return raws;
+}
+
+interface Resolved {
+  readonly values: Map<string, SettingValue | undefined>;
+  /** Where each non-default value came from, for cross-setting errors. */
+  readonly labels: Map<string, string>;
+}
+
+function resolve(layers: readonly Layer[], hostname: string, errors: string[]): Resolved {
+  const values = new Map<string, SettingValue | undefined>();
+  const labels = new Map<string, string>();
+  for (const setting of SCHEMA) {
+    for (const layer of layers) {
+      const raw = layer.raws.get(setting);
+      if (raw === undefined) continue;
+      const label = layer.label(setting);
+      if (setting.unavailable !== undefined) {
+        errors.push(`${label}: ${setting.unavailable}`);
+        continue;
+      }
+      const parsed = parseSetting(setting, raw);
+      if (!parsed.ok) {
+        errors.push(`${label}: ${parsed.reason}`);
+        continue;
+      }
+      values.set(setting.name, parsed.value);
+      labels.set(setting.name, label);
+    }
+    if (!values.has(setting.name)) values.set(setting.name, defaultOf(setting, hostname, errors));
+  }
+  return { values, labels };
+}
+
+function defaultOf(setting: Setting, hostname: string, errors: string[]): SettingValue | undefined {
+  if (setting.kind !== 'hostname') return setting.default;
+  const name = setting.default({ hostname });
+  const parsed = parseSetting(setting, { from: 'text', texts: [name] });
+  if (parsed.ok) return parsed.value;
+  // The machine's own name can be unusable (containers, underscores): say whose it is.
+  errors.push(`${setting.flag}: the system host name ${parsed.reason}; set ${setting.flag} or ${setting.env}`);
+  return undefined;
+}
+
+/** Rules that involve two settings, or two items of one list. */
+function crossCheck(values: ReadonlyMap<string, SettingValue | undefined>, labels: ReadonlyMap<string, string>, errors: string[]): void {
+  const listen = typed(values, 'listen', 'hostport-list');
+  const seen = new Set<string>();
+  for (const hp of listen) {
+    const text = formatHostPort(hp);
+    // Port 0 asks the kernel for a fresh port each time, so it never collides.
+    if (hp.port !== 0 && seen.has(text)) errors.push(`${labels.get('listen') ?? '--listen'}: ${text} is listed twice`);
+    seen.add(text);
+  }
+  const admin = typed(values, 'admin', 'hostport-or-off');
+  if (admin !== 'off' && admin.port !== 0 && seen.has(formatHostPort(admin))) {
+    errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is also an SMTP --listen address`);
+  }
+}
+
+/**
+ * The one place a table-driven value meets its static type. parseSetting produced the value for
+ * this setting's kind, so the kind check is an invariant: failing it is a schema bug, and crashes.
+ */
+function typed<K extends Kind>(values: ReadonlyMap<string, SettingValue | undefined>, name: string, kind: K): ValueOf[K] {
+  const value = optional(values, name, kind);
+  if (value === undefined) throw new Error(`config: setting ${name} has no value and no default`);
+  return value;
+}
+
+function optional<K extends Kind>(values: ReadonlyMap<string, SettingValue | undefined>, name: string, kind: K): ValueOf[K] | undefined {
+  const setting = settingByName(name);
+  if (setting?.kind !== kind) throw new Error(`config: setting ${name} is not of kind ${kind}`);
+  return values.get(name) as ValueOf[K] | undefined;
+}
+
+function oneOf<T extends string>(allowed: readonly T[], value: string): T {
+  const found = allowed.find((a) => a === value);
+  if (found === undefined) throw new Error(`config: ${value} is not one of ${allowed.join(', ')}`);
+  return found;
+}
+
+function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Config {
+  return {
+    listen: typed(v, 'listen', 'hostport-list'),
+    spool: typed(v, 'spool', 'string'),
+    queue: optional(v, 'queue', 'string'),
+    smarthost: optional(v, 'smarthost', 'hostport'),
+    dns: optional(v, 'dns', 'hostport'),
+    retry: typed(v, 'retry', 'duration-list'),
+    maxAge: typed(v, 'max-age', 'duration'),
+    hostname: typed(v, 'hostname', 'hostname'),
+    admin: typed(v, 'admin', 'hostport-or-off'),
+    relayFrom: typed(v, 'relay-from', 'cidr-list'),
+    bareNewline: oneOf(BARE_NEWLINE_POLICIES, typed(v, 'bare-newline', 'enum')),
+    limits: {
+      maxConnections: typed(v, 'max-connections', 'integer'),
+      maxConnectionsPerIp: typed(v, 'max-connections-per-ip', 'integer'),
+      maxRecipients: typed(v, 'max-recipients', 'integer'),
+      maxMessageSize: typed(v, 'max-message-size', 'size'),
+      maxCommandLine: typed(v, 'max-command-line', 'integer'),
+      maxBadCommands: typed(v, 'max-bad-commands', 'integer'),
+      listenBacklog: typed(v, 'listen-backlog', 'integer'),
+    },
+    timeouts: {
+      command: typed(v, 'command-timeout', 'duration'),
+      data: typed(v, 'data-timeout', 'duration'),
+      shutdownGrace: typed(v, 'shutdown-grace', 'duration'),
+    },
+    logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
+  };
+}
+
+/** Copy, then freeze: a Config shares no object with the schema table or the caller. */
+function deepFreeze<T>(value: T): T {
+  return frozenCopy(value) as T;
+}
+
+function frozenCopy(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  const items: readonly unknown[] | undefined = Array.isArray(value) ? value : undefined;
+  const copy = items !== undefined
+    ? items.map(frozenCopy)
+    : Object.fromEntries(Object.entries(value).map(([k, x]) => [k, frozenCopy(x)]));
+  return Object.freeze(copy);
+}

@@ -1,0 +1,203 @@
+/**
+ * @module config/schema
+ * Every tunable of Postwire in one table (Postfix's mail_params.h, done as data): its flag, its
+ * environment variable, its key in a config file, where it lands in Config, its type and range,
+ * its default and a one-line doc. load.ts, describe.ts and the CLI's usage text are all generated
+ * from this table, so a setting added here is parsed, documented and printed everywhere at once.
+ *
+ * Naming is mechanical on purpose: setting `max-recipients` is the flag `--max-recipients`, the
+ * variable `POSTWIRE_MAX_RECIPIENTS` and the file key `"max-recipients"`. No aliases.
+ *
+ * A setting with `unavailable` names a feature that is designed but not built: giving it any
+ * value is a configuration error, never a silent no-op (an operator who sets --tls-cert and gets
+ * plaintext would be worse off than one who gets an error).
+ *
+ * Ranges are what the code can honour, not what is wise: timeouts go down to 100ms because the
+ * test suites drive real sockets with short timers; RFC minimums are in the docs, and
+ * --max-command-line keeps RFC 5321's hard floor of 512.
+ */
+import type { HostPort } from './types.js';
+
+/** The parsed value of each kind of setting. Durations are ms, sizes octets. */
+export interface ValueOf {
+  string: string;
+  hostname: string;
+  hostport: HostPort;
+  'hostport-or-off': HostPort | 'off';
+  'hostport-list': readonly HostPort[];
+  'cidr-list': readonly string[];
+  duration: number;
+  'duration-list': readonly number[];
+  size: number;
+  integer: number;
+  enum: string;
+}
+export type Kind = keyof ValueOf;
+
+/** What a default may depend on: only facts handed to loadConfig, never ambient state. */
+export interface DefaultContext {
+  readonly hostname: string;
+}
+
+interface Common {
+  /** Flag name without dashes; also the config-file key. */
+  readonly name: string;
+  readonly flag: string;
+  readonly env: string;
+  /** Dotted path in Config (`limits.maxRecipients`), or undefined for settings Config doesn't hold. */
+  readonly key: string | undefined;
+  /** Placeholder in usage text: `HOST:PORT`, `DURATION`. */
+  readonly metavar: string;
+  readonly doc: string;
+  /** Only repeatable flags may be given more than once (each adds to the list). */
+  readonly repeatable: boolean;
+  /** Set for designed-but-unbuilt features: the error text for any attempt to use it. */
+  readonly unavailable: string | undefined;
+}
+
+interface Range {
+  readonly min: number;
+  readonly max: number;
+}
+
+interface HostPortRules {
+  /** Port 0 means "any free port": right for listeners (tests bind it), wrong for peers. */
+  readonly portZero: boolean;
+  /** The DNS server must be an address: a name would need DNS to find DNS. */
+  readonly ipOnly: boolean;
+}
+
+export type Setting =
+  | (Common & { readonly kind: 'string'; readonly default: string | undefined })
+  | (Common & { readonly kind: 'hostname'; readonly default: (ctx: DefaultContext) => string })
+  | (Common & HostPortRules & { readonly kind: 'hostport'; readonly default: HostPort | undefined })
+  | (Common & HostPortRules & { readonly kind: 'hostport-or-off'; readonly default: HostPort | 'off' })
+  | (Common & HostPortRules & { readonly kind: 'hostport-list'; readonly default: readonly HostPort[] })
+  | (Common & { readonly kind: 'cidr-list'; readonly default: readonly string[] })
+  | (Common & Range & { readonly kind: 'duration'; readonly default: number })
+  | (Common & Range & { readonly kind: 'duration-list'; readonly default: readonly number[] })
+  | (Common & Range & { readonly kind: 'size'; readonly default: number })
+  | (Common & Range & { readonly kind: 'integer'; readonly default: number })
+  | (Common & { readonly kind: 'enum'; readonly values: readonly string[]; readonly default: string });
+
+export type SettingOf<K extends Kind> = Extract<Setting, { readonly kind: K }>;
+
+export const BARE_NEWLINE_POLICIES = ['normalize', 'reject'] as const;
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const MIB = 1024 * 1024;
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+type Spec = DistributiveOmit<Setting, 'flag' | 'env' | 'repeatable' | 'unavailable' | 'metavar'> & {
+  readonly metavar?: string;
+  readonly repeatable?: boolean;
+  readonly unavailable?: string;
+};
+
+const METAVARS: Readonly<Record<Kind, string>> = {
+  string: 'VALUE',
+  hostname: 'NAME',
+  hostport: 'HOST:PORT',
+  'hostport-or-off': 'HOST:PORT|off',
+  'hostport-list': 'HOST:PORT',
+  'cidr-list': 'CIDR,...',
+  duration: 'DURATION',
+  'duration-list': 'DURATION,...',
+  size: 'SIZE',
+  integer: 'N',
+  enum: 'VALUE',
+};
+
+/** Derive flag and env names from the setting name, so they cannot drift apart. */
+function define(spec: Spec): Setting {
+  return {
+    ...spec,
+    flag: `--${spec.name}`,
+    env: `POSTWIRE_${spec.name.toUpperCase().replaceAll('-', '_')}`,
+    metavar: spec.metavar ?? METAVARS[spec.kind],
+    repeatable: spec.repeatable ?? false,
+    unavailable: spec.unavailable,
+  } as Setting;
+}
+
+const local = (port: number): HostPort => ({ host: '127.0.0.1', port });
+const listener = { portZero: true, ipOnly: false } as const;
+const peer = { portZero: false, ipOnly: false } as const;
+
+export const SCHEMA: readonly Setting[] = [
+  define({ name: 'config', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
+    doc: 'read settings from this JSON file (keys are flag names; flags override it)' }),
+  define({ name: 'listen', key: 'listen', kind: 'hostport-list', ...listener, default: [local(2525)], repeatable: true,
+    doc: 'inbound SMTP listener; repeat for several (port 0 picks a free port)' }),
+  define({ name: 'spool', key: 'spool', kind: 'string', default: './spool', metavar: 'DIR',
+    doc: 'embedded queue directory' }),
+  define({ name: 'queue', key: 'queue', kind: 'string', default: undefined, metavar: 'URL',
+    unavailable: 'the shared PostgreSQL queue is not available in this version yet (use --spool)',
+    doc: 'postgres://... shared queue instead of the embedded one' }),
+  define({ name: 'smarthost', key: 'smarthost', kind: 'hostport', ...peer, default: undefined,
+    doc: 'deliver all mail via this host (default: MX lookup per domain)' }),
+  define({ name: 'dns', key: 'dns', kind: 'hostport', portZero: false, ipOnly: true, default: undefined,
+    doc: "DNS server for MX/A/AAAA lookups (default: the system's)" }),
+  define({ name: 'retry', key: 'retry', kind: 'duration-list', min: 100, max: 30 * DAY,
+    default: [MINUTE, 5 * MINUTE, 15 * MINUTE, HOUR, 4 * HOUR],
+    doc: 'delays between delivery attempts; the last one repeats' }),
+  define({ name: 'max-age', key: 'maxAge', kind: 'duration', min: 100, max: 365 * DAY, default: 5 * DAY,
+    doc: 'give up and bounce a message after this long in the queue' }),
+  define({ name: 'hostname', key: 'hostname', kind: 'hostname', default: (ctx) => ctx.hostname,
+    doc: 'our name in the banner, EHLO and Received: (default: the system host name)' }),
+  define({ name: 'admin', key: 'admin', kind: 'hostport-or-off', ...listener, default: local(8025),
+    doc: 'HTTP admin API, web page and /metrics, or "off"' }),
+  define({ name: 'relay-from', key: 'relayFrom', kind: 'cidr-list', default: ['127.0.0.0/8', '::1/128'],
+    doc: 'networks allowed to relay without AUTH (IPv4-mapped IPv6 clients match IPv4 networks)' }),
+  define({ name: 'tls-cert', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
+    unavailable: 'STARTTLS is not available in this version yet',
+    doc: 'certificate chain (PEM) for STARTTLS and the submission listener' }),
+  define({ name: 'tls-key', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
+    unavailable: 'STARTTLS is not available in this version yet',
+    doc: 'private key (PEM) for --tls-cert' }),
+  define({ name: 'submission', key: undefined, kind: 'hostport', ...listener, default: undefined,
+    unavailable: 'the implicit-TLS submission listener is not available in this version yet',
+    doc: 'implicit-TLS submission listener (RFC 8314)' }),
+  define({ name: 'users', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
+    unavailable: 'AUTH is not available in this version yet',
+    doc: 'AUTH user file (managed with `postwire user`)' }),
+  define({ name: 'max-connections', key: 'limits.maxConnections', kind: 'integer', min: 1, max: 1_000_000, default: 1000,
+    doc: 'simultaneous inbound connections; beyond it: 421 and close' }),
+  define({ name: 'max-connections-per-ip', key: 'limits.maxConnectionsPerIp', kind: 'integer', min: 1, max: 1_000_000,
+    default: 50, doc: 'simultaneous inbound connections from one client IP' }),
+  define({ name: 'max-recipients', key: 'limits.maxRecipients', kind: 'integer', min: 1, max: 100_000, default: 1000,
+    doc: 'recipients in one transaction; beyond it: 452 (RFC 5321 requires at least 100)' }),
+  define({ name: 'max-message-size', key: 'limits.maxMessageSize', kind: 'size', min: 1, max: 8 * 1024 * MIB,
+    default: 50 * MIB, doc: 'largest message accepted, advertised as EHLO SIZE; beyond it: 552' }),
+  define({ name: 'max-command-line', key: 'limits.maxCommandLine', kind: 'integer', min: 512, max: 65_536, default: 512,
+    doc: 'longest command line in octets including CRLF (RFC 5321: at least 512)' }),
+  define({ name: 'max-bad-commands', key: 'limits.maxBadCommands', kind: 'integer', min: 1, max: 10_000, default: 20,
+    doc: 'bad commands in one session before 421 and close' }),
+  define({ name: 'listen-backlog', key: 'limits.listenBacklog', kind: 'integer', min: 1, max: 65_535, default: 1024,
+    doc: 'kernel listen backlog (the OS may cap it at somaxconn)' }),
+  define({ name: 'command-timeout', key: 'timeouts.command', kind: 'duration', min: 100, max: DAY, default: 5 * MINUTE,
+    doc: 'idle time allowed between commands (RFC 5321: at least 5m)' }),
+  define({ name: 'data-timeout', key: 'timeouts.data', kind: 'duration', min: 100, max: DAY, default: 3 * MINUTE,
+    doc: 'idle time allowed inside DATA or a BDAT chunk (RFC 5321: 3m)' }),
+  define({ name: 'shutdown-grace', key: 'timeouts.shutdownGrace', kind: 'duration', min: 0, max: HOUR, default: 10 * SECOND,
+    doc: 'on SIGTERM, how long sessions may finish before they get 421' }),
+  define({ name: 'bare-newline', key: 'bareNewline', kind: 'enum', values: BARE_NEWLINE_POLICIES, default: 'normalize',
+    metavar: BARE_NEWLINE_POLICIES.join('|'), doc: 'bare CR or LF inside DATA: rewrite to CRLF, or refuse the message' }),
+  define({ name: 'log-level', key: 'logLevel', kind: 'enum', values: LOG_LEVELS, default: 'info',
+    metavar: 'LEVEL', doc: `structured log threshold (${LOG_LEVELS.join(', ')})` }),
+];
+
+const BY_NAME: ReadonlyMap<string, Setting> = new Map(SCHEMA.map((s) => [s.name, s]));
+const BY_ENV: ReadonlyMap<string, Setting> = new Map(SCHEMA.map((s) => [s.env, s]));
+
+export function settingByName(name: string): Setting | undefined {
+  return BY_NAME.get(name);
+}
+
+export function settingByEnv(env: string): Setting | undefined {
+  return BY_ENV.get(env);
+}

@@ -1,0 +1,68 @@
+/**
+ * @module config/types
+ * The frozen, typed configuration every module receives. Built only by config/load.ts from
+ * defaults ← environment (POSTWIRE_*) ← config file ← command-line flags. Durations are in
+ * milliseconds, sizes in octets. No other module reads process.env or argv.
+ */
+import type { BareNewlinePolicy } from '../protocol/index.js';
+
+export interface HostPort {
+  /** A host name, IPv4 address, or IPv6 address without brackets. */
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface SmtpdLimits {
+  /** Simultaneous inbound SMTP connections over all listeners; beyond it: `421 4.7.0`, close. */
+  readonly maxConnections: number;
+  /** Simultaneous inbound connections from one client IP; beyond it: `421 4.7.0`, close. */
+  readonly maxConnectionsPerIp: number;
+  /** Recipients in one transaction; beyond it: `452 4.5.3` (RFC 5321 §4.5.3.1.10). */
+  readonly maxRecipients: number;
+  /** Largest message accepted, in octets, advertised in EHLO SIZE; beyond it: `552 5.3.4`. */
+  readonly maxMessageSize: number;
+  /** Longest command line including CRLF (RFC 5321 §4.5.3.1.4: at least 512). */
+  readonly maxCommandLine: number;
+  /** Bad commands in one session before `421 4.7.0` and close (Postfix smtpd_hard_error_limit). */
+  readonly maxBadCommands: number;
+  /** Kernel listen backlog: sized for bursts of simultaneous connects. */
+  readonly listenBacklog: number;
+}
+
+export interface SmtpdTimeouts {
+  /** Waiting for the next command (RFC 5321 §4.5.3.2.7: at least 5 minutes). */
+  readonly command: number;
+  /** Waiting for the next bytes inside DATA or a BDAT chunk (RFC 5321 §4.5.3.2.5: 3 minutes). */
+  readonly data: number;
+  /** How long SIGTERM waits for sessions to finish before closing them with 421. */
+  readonly shutdownGrace: number;
+}
+
+export interface Config {
+  /** Inbound SMTP listeners. */
+  readonly listen: readonly HostPort[];
+  /** The embedded queue's directory. */
+  readonly spool: string;
+  /** A postgres:// URL for the shared queue (not built yet: load rejects it). */
+  readonly queue: string | undefined;
+  /** Deliver everything via this host (delivery is not built yet; validated and kept). */
+  readonly smarthost: HostPort | undefined;
+  /** DNS server for MX lookups (delivery is not built yet; validated and kept). */
+  readonly dns: HostPort | undefined;
+  /** Retry delays in ms; the last repeats. */
+  readonly retry: readonly number[];
+  /** Give up and bounce after this many ms in the queue. */
+  readonly maxAge: number;
+  /** Our name in the banner, EHLO reply and Received: header. */
+  readonly hostname: string;
+  /** Admin HTTP listener, or 'off'. */
+  readonly admin: HostPort | 'off';
+  /** Networks (CIDR) whose clients may relay without AUTH. */
+  readonly relayFrom: readonly string[];
+  /** What DATA does with a bare CR or LF: rewrite it to CRLF, or refuse the message. */
+  readonly bareNewline: BareNewlinePolicy;
+  readonly limits: SmtpdLimits;
+  readonly timeouts: SmtpdTimeouts;
+  /** Log level for the structured log. */
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+}

@@ -1,0 +1,2 @@
+export { createLogger, silentLogger } from './log.js';
+export type { Logger, LogLevel } from './log.js';

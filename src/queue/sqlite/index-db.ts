@@ -1,0 +1,313 @@
+/**
+ * @module queue/sqlite/index-db
+ * The SQLite index: one connection, WAL, synchronous=FULL, prepared statements. It knows rows, not
+ * files: where a body lives is a BodyLocation it stores and hands back.
+ *
+ * Cost: every method is a synchronous call on the event loop. insertBatch() is one transaction and
+ * one WAL fsync for the whole batch (the only per-batch synchronous disk work of a commit);
+ * deleteMessage() is one transaction and one WAL fsync; reads are indexed and touch no fsync.
+ *
+ * Locking: locking_mode=EXCLUSIVE, so a second process opening the same spool waits busy_timeout
+ * and then fails (QUEUE_IO "in use") instead of racing recovery, which deletes files. With WAL
+ * this also means no -shm file. The lock goes when the process dies, so a crash never wedges it.
+ *
+ * Failure: SQLite errors surface as QueueError QUEUE_IO with the database path; a row whose JSON
+ * does not parse is QUEUE_CORRUPT with its id. It trusts the envelope JSON it wrote itself.
+ */
+import Database from 'better-sqlite3';
+import type { Envelope, EnvelopeRecipient, ListQuery, RecipientRecord, RecipientState, StoredMessage } from '../store.js';
+import { QueueError } from '../store.js';
+import type { QueueId } from '../ids.js';
+import { migrate } from './migrations.js';
+
+export type BodyLocation =
+  | { readonly kind: 'segment'; readonly segment: number; readonly offset: number }
+  | { readonly kind: 'file' };
+
+/** One message as the committer hands it over, body already durable. */
+export interface NewRow {
+  readonly id: QueueId;
+  readonly receivedAt: number;
+  readonly envelope: Envelope;
+  readonly size: number;
+  readonly location: BodyLocation;
+}
+
+export interface BodyRow {
+  readonly id: QueueId;
+  readonly size: number;
+  readonly location: BodyLocation;
+}
+
+/** Per segment: how many live messages, and where the last of them ends (recovery truncates there). */
+export interface SegmentUse {
+  readonly segment: number;
+  readonly count: number;
+  readonly end: number;
+}
+
+interface MessageRowRaw {
+  id: string;
+  received_at: number;
+  envelope: string;
+  size: number;
+  body_kind: string;
+  segment: number | null;
+  body_offset: number | null;
+}
+
+interface RecipientRowRaw {
+  message_id: string;
+  idx: number;
+  address: string;
+  notify: string | null;
+  orcpt: string | null;
+  state: RecipientState;
+}
+
+type NotifyList = Extract<EnvelopeRecipient['notify'], readonly unknown[]>;
+
+const LIST_DEFAULT = 100;
+const LIST_CAP = 10_000;
+const MESSAGE_COLUMNS = 'id, received_at, envelope, size, body_kind, segment, body_offset';
+
+export class IndexDb {
+  private readonly db: Database.Database;
+  private readonly st;
+
+  private constructor(db: Database.Database, readonly path: string) {
+    this.db = db;
+    this.st = {
+      insertMessage: db.prepare(
+        `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      insertRecipient: db.prepare(
+        'INSERT INTO recipients (message_id, idx, address, notify, orcpt, state) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      getMessage: db.prepare<[string], MessageRowRaw>(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = ?`),
+      recipientsOf: db.prepare<[string], RecipientRowRaw>(
+        'SELECT message_id, idx, address, notify, orcpt, state FROM recipients WHERE message_id = ? ORDER BY idx',
+      ),
+      recipientsIn: db.prepare<[string, string], RecipientRowRaw>(
+        `SELECT message_id, idx, address, notify, orcpt, state FROM recipients
+         WHERE message_id >= ? AND message_id <= ? ORDER BY message_id, idx`,
+      ),
+      listAll: db.prepare<[string, number], MessageRowRaw>(
+        `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?`,
+      ),
+      listByState: db.prepare<[string, string, number], MessageRowRaw>(
+        `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id IN (
+           SELECT DISTINCT message_id FROM recipients WHERE state = ? AND message_id > ?
+           ORDER BY message_id LIMIT ?)
+         ORDER BY id`,
+      ),
+      countByState: db.prepare<[], { state: RecipientState; n: number }>(
+        'SELECT state, COUNT(*) AS n FROM recipients GROUP BY state',
+      ),
+      deleteRecipients: db.prepare('DELETE FROM recipients WHERE message_id = ?'),
+      deleteMessage: db.prepare('DELETE FROM messages WHERE id = ?'),
+      segmentUse: db.prepare<[], SegmentUse>(
+        `SELECT segment, COUNT(*) AS count, MAX(body_offset + size) AS "end"
+         FROM messages WHERE segment IS NOT NULL GROUP BY segment`,
+      ),
+      segmentBodies: db.prepare<[number], { id: string; size: number; body_offset: number }>(
+        'SELECT id, size, body_offset FROM messages WHERE segment = ? ORDER BY body_offset',
+      ),
+      fileBodies: db.prepare<[], { id: string; size: number }>(
+        "SELECT id, size FROM messages WHERE body_kind = 'file'",
+      ),
+      countMessages: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM messages'),
+    };
+  }
+
+  static open(path: string): IndexDb {
+    return guard(path, () => {
+      const db = new Database(path, { timeout: 2000 });
+      try {
+        db.pragma('locking_mode = EXCLUSIVE');
+        db.pragma('journal_mode = WAL');
+        // FULL: the WAL is fsynced at every commit. NORMAL would lose the last transactions on power loss.
+        db.pragma('synchronous = FULL');
+        db.pragma('foreign_keys = ON');
+        migrate(db, path);
+        return new IndexDb(db, path);
+      } catch (err) {
+        db.close();
+        throw err;
+      }
+    });
+  }
+
+  /** All rows of a batch in one transaction: one WAL fsync for the batch. */
+  insertBatch(rows: readonly NewRow[]): void {
+    guard(this.path, () =>
+      this.db.transaction(() => {
+        for (const row of rows) this.insertOne(row);
+      }).immediate(),
+    );
+  }
+
+  getMessage(id: QueueId): StoredMessage | undefined {
+    return guard(this.path, () => {
+      const raw = this.st.getMessage.get(id);
+      return raw === undefined ? undefined : toStored(raw, this.st.recipientsOf.all(id));
+    });
+  }
+
+  getBody(id: QueueId): BodyRow | undefined {
+    return guard(this.path, () => {
+      const raw = this.st.getMessage.get(id);
+      return raw === undefined ? undefined : { id: raw.id as QueueId, size: raw.size, location: toLocation(raw) };
+    });
+  }
+
+  listMessages(query: ListQuery): StoredMessage[] {
+    return guard(this.path, () => {
+      const limit = Math.min(Math.max(0, Math.floor(query.limit ?? LIST_DEFAULT)), LIST_CAP);
+      const after = query.after ?? '';
+      const rows = query.state === undefined
+        ? this.st.listAll.all(after, limit)
+        : this.st.listByState.all(query.state, after, limit);
+      const first = rows[0];
+      const last = rows[rows.length - 1];
+      if (first === undefined || last === undefined) return [];
+      // One range read for every recipient of the page instead of one query per message.
+      const byMessage = new Map<string, RecipientRowRaw[]>();
+      for (const r of this.st.recipientsIn.all(first.id, last.id)) {
+        const list = byMessage.get(r.message_id);
+        if (list === undefined) byMessage.set(r.message_id, [r]);
+        else list.push(r);
+      }
+      return rows.map((raw) => toStored(raw, byMessage.get(raw.id) ?? []));
+    });
+  }
+
+  countByState(): Partial<Record<RecipientState, number>> {
+    return guard(this.path, () => {
+      const out: Partial<Record<RecipientState, number>> = {};
+      for (const { state, n } of this.st.countByState.all()) out[state] = n;
+      return out;
+    });
+  }
+
+  /** Delete the rows; returns where the body was, so the caller can free it after this committed. */
+  deleteMessage(id: QueueId): BodyRow | undefined {
+    return guard(this.path, () =>
+      this.db.transaction((): BodyRow | undefined => {
+        const raw = this.st.getMessage.get(id);
+        if (raw === undefined) return undefined;
+        this.st.deleteRecipients.run(id);
+        this.st.deleteMessage.run(id);
+        return { id: raw.id as QueueId, size: raw.size, location: toLocation(raw) };
+      }).immediate(),
+    );
+  }
+
+  segmentUse(): SegmentUse[] {
+    return guard(this.path, () => this.st.segmentUse.all());
+  }
+
+  segmentBodies(segment: number): Array<{ id: QueueId; size: number; offset: number }> {
+    return guard(this.path, () =>
+      this.st.segmentBodies.all(segment).map((r) => ({ id: r.id as QueueId, size: r.size, offset: r.body_offset })),
+    );
+  }
+
+  fileBodies(): Array<{ id: QueueId; size: number }> {
+    return guard(this.path, () => this.st.fileBodies.all().map((r) => ({ id: r.id as QueueId, size: r.size })));
+  }
+
+  countMessages(): number {
+    return guard(this.path, () => this.st.countMessages.get()?.n ?? 0);
+  }
+
+  close(): void {
+    guard(this.path, () => this.db.close());
+  }
+
+  private insertOne(row: NewRow): void {
+    const loc = row.location;
+    this.st.insertMessage.run(
+      row.id,
+      row.receivedAt,
+      row.envelope.sender,
+      JSON.stringify(row.envelope),
+      row.size,
+      loc.kind,
+      loc.kind === 'segment' ? loc.segment : null,
+      loc.kind === 'segment' ? loc.offset : null,
+    );
+    row.envelope.recipients.forEach((r, idx) => {
+      this.st.insertRecipient.run(row.id, idx, r.address, encodeNotify(r.notify), r.orcpt ?? null, 'queued');
+    });
+  }
+}
+
+/** Build the StoredMessage a commit resolves with, without a read back. */
+export function storedFromRow(row: NewRow): StoredMessage {
+  return {
+    id: row.id,
+    envelope: row.envelope,
+    recipients: row.envelope.recipients.map((r) => ({ ...r, state: 'queued' as const })),
+    size: row.size,
+    receivedAt: row.receivedAt,
+  };
+}
+
+function toStored(raw: MessageRowRaw, recipients: readonly RecipientRowRaw[]): StoredMessage {
+  let envelope: Envelope;
+  try {
+    envelope = JSON.parse(raw.envelope) as Envelope;
+  } catch (err) {
+    throw new QueueError('QUEUE_CORRUPT', `message ${raw.id}: envelope JSON does not parse`, { cause: err });
+  }
+  return {
+    id: raw.id as QueueId,
+    envelope,
+    recipients: recipients.map(toRecipient),
+    size: raw.size,
+    receivedAt: raw.received_at,
+  };
+}
+
+function toRecipient(raw: RecipientRowRaw): RecipientRecord {
+  const notify = decodeNotify(raw.notify);
+  return {
+    address: raw.address,
+    ...(notify === undefined ? {} : { notify }),
+    ...(raw.orcpt === null ? {} : { orcpt: raw.orcpt }),
+    state: raw.state,
+  };
+}
+
+function toLocation(raw: MessageRowRaw): BodyLocation {
+  if (raw.body_kind === 'file') return { kind: 'file' };
+  if (raw.body_kind === 'segment' && raw.segment !== null && raw.body_offset !== null) {
+    return { kind: 'segment', segment: raw.segment, offset: raw.body_offset };
+  }
+  throw new QueueError('QUEUE_CORRUPT', `message ${raw.id}: body location '${raw.body_kind}' is not valid`);
+}
+
+function encodeNotify(notify: EnvelopeRecipient['notify']): string | null {
+  if (notify === undefined) return null;
+  return notify === 'NEVER' ? 'NEVER' : notify.join(',');
+}
+
+function decodeNotify(text: string | null): EnvelopeRecipient['notify'] {
+  if (text === null) return undefined;
+  if (text === 'NEVER') return 'NEVER';
+  return text === '' ? [] : (text.split(',') as NotifyList);
+}
+
+/** Map driver errors to QUEUE_IO with the database path; QueueErrors pass through. */
+function guard<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof QueueError) throw err;
+    const busy = err instanceof Error && 'code' in err && err.code === 'SQLITE_BUSY';
+    const what = busy ? 'in use by another process' : err instanceof Error ? err.message : String(err);
+    throw new QueueError('QUEUE_IO', `${path}: ${what}`, { cause: err });
+  }
+}

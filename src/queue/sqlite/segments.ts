@@ -1,0 +1,158 @@
+/**
+ * @module queue/sqlite/segments
+ * Append-only segment files (`segments/NNNNNNNN.seg`) holding small bodies back to back. A record
+ * is just the body bytes; where it starts and how long it is lives in SQLite, which is the truth.
+ * Only the committer appends, one batch at a time, so there is never more than one write in
+ * flight and offsets are assigned without locks.
+ *
+ * Costs: appendDurable() is one writev of the whole batch plus one fdatasync, whatever the batch
+ * size. Rotation (when the active segment has reached segmentSize) is a file create plus one fsync
+ * of segments/, once per segment. release() is an unlink when a non-active segment empties.
+ *
+ * Failure: a failed write or fdatasync poisons the active segment: its page-cache state is no
+ * longer known (after a failed fsync Linux may have dropped the dirty pages), so the next batch
+ * rotates to a fresh file instead of trusting it. Bytes past the last committed record are
+ * truncated by recovery at the next open. Everything rejects QUEUE_IO with the path.
+ *
+ * Trusts: the live counts it is given at start (from SQLite), and that retain/release calls
+ * mirror committed inserts and deletes exactly.
+ */
+import { open, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fsyncDir, ioError, removeFile, writeAll } from './fs-util.js';
+
+const NAME_RE = /^(\d{8})\.seg$/;
+
+export function segmentName(no: number): string {
+  return `${String(no).padStart(8, '0')}.seg`;
+}
+
+/** The segment number of a file name, or undefined for anything that is not a segment. */
+export function parseSegmentName(name: string): number | undefined {
+  const m = NAME_RE.exec(name);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+interface Active {
+  readonly no: number;
+  readonly fh: FileHandle;
+  size: number;
+}
+
+export interface Placement {
+  readonly segment: number;
+  readonly offsets: readonly number[];
+}
+
+export class SegmentLog {
+  private poisoned = false;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly segmentSize: number,
+    private readonly live: Map<number, number>,
+    private active: Active,
+    private nextNo: number,
+  ) {}
+
+  /** Always begins a fresh segment: old ones were truncated by recovery and are never appended to. */
+  static async start(dir: string, segmentSize: number, live: Map<number, number>, firstNo: number): Promise<SegmentLog> {
+    const active = await createSegment(dir, firstNo);
+    return new SegmentLog(dir, segmentSize, live, active, firstNo + 1);
+  }
+
+  path(no: number): string {
+    return join(this.dir, segmentName(no));
+  }
+
+  get activeSegment(): number {
+    return this.active.no;
+  }
+
+  /** Append the bodies as one contiguous run and make them durable; returns where each landed. */
+  async appendDurable(bodies: readonly Uint8Array[]): Promise<Placement> {
+    if (this.poisoned || this.active.size >= this.segmentSize) await this.rotate();
+    const { no, fh } = this.active;
+    const start = this.active.size;
+    const offsets: number[] = [];
+    let total = 0;
+    for (const b of bodies) {
+      offsets.push(start + total);
+      total += b.byteLength;
+    }
+    if (total > 0) {
+      this.poisoned = true;
+      await writeAll(fh, bodies, start, this.path(no));
+      await fh.datasync().catch((err: unknown) => {
+        throw ioError('fdatasync', this.path(no), err);
+      });
+      this.poisoned = false;
+      this.active.size = start + total;
+    }
+    return { segment: no, offsets };
+  }
+
+  /** Count `n` newly committed records in segment `no`. */
+  retain(no: number, n: number): void {
+    this.live.set(no, (this.live.get(no) ?? 0) + n);
+  }
+
+  /**
+   * One record of segment `no` was purged. When a non-active segment holds none, delete it. A
+   * failed unlink is not the purge's failure (the rows are gone): recovery reclaims the file.
+   */
+  async release(no: number): Promise<void> {
+    const left = (this.live.get(no) ?? 0) - 1;
+    if (left > 0) {
+      this.live.set(no, left);
+      return;
+    }
+    this.live.delete(no);
+    if (no !== this.active.no) await removeFile(this.path(no)).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.active.fh.close().catch(() => undefined);
+  }
+
+  private async rotate(): Promise<void> {
+    // Burn the number first: if creating it fails, the next attempt must not collide with a half-made file.
+    const no = this.nextNo++;
+    const next = await createSegment(this.dir, no);
+    const old = this.active;
+    this.active = next;
+    this.poisoned = false;
+    await old.fh.close().catch(() => undefined);
+    if ((this.live.get(old.no) ?? 0) === 0) await removeFile(this.path(old.no)).catch(() => undefined);
+  }
+}
+
+async function createSegment(dir: string, no: number): Promise<Active> {
+  const path = join(dir, segmentName(no));
+  let fh: FileHandle;
+  try {
+    // 'wx': a segment is never reused; an existing file with this number is someone else's.
+    fh = await open(path, 'wx');
+  } catch (err) {
+    throw ioError('create segment', path, err);
+  }
+  try {
+    // The directory entry must be durable before any row can point into this file.
+    await fsyncDir(dir);
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    throw err;
+  }
+  return { no, fh, size: 0 };
+}
+
+/** Size of a file, or undefined when it does not exist. */
+export async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return undefined;
+    throw ioError('stat', path, err);
+  }
+}

@@ -1,0 +1,312 @@
+/**
+ * @module queue/sqlite/sqlite.test
+ * The SQLite backend against the shared conformance suite, then what only this backend promises:
+ * group commit really groups, recovery cuts half-written tails and orphans but keeps (or reports)
+ * committed messages, a failed flush fails its whole batch and nothing else, segments are
+ * collected after purge, and a SIGKILLed writer loses nothing it had reported as committed.
+ * Every store lives in a temp dir under os.tmpdir(), removed afterwards.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { appendFile, mkdtemp, readdir, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { patternBytes, readAll, runStoreConformance, sampleEnvelope, writeAndCommit } from '../conformance.js';
+import { QueueError } from '../store.js';
+import type { QueueStore } from '../store.js';
+import type { QueueId } from '../ids.js';
+import { newQueueId } from '../ids.js';
+import { openSqliteStore } from './index.js';
+import type { SqliteQueueStore, SqliteStoreOptions } from './index.js';
+
+const KiB = 1024;
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'postwire-sqlite-'));
+}
+
+/** A store in a fresh temp dir; `reopen` closes the current one first. */
+async function harness(extra: Omit<SqliteStoreOptions, 'dir'> = {}): Promise<{
+  store: SqliteQueueStore;
+  dir: string;
+  reopen: () => Promise<SqliteQueueStore>;
+  cleanup: () => Promise<void>;
+}> {
+  const dir = await tempDir();
+  let current = await openSqliteStore({ dir, ...extra });
+  return {
+    store: current,
+    dir,
+    reopen: async () => {
+      await current.close();
+      current = await openSqliteStore({ dir, ...extra });
+      return current;
+    },
+    cleanup: async () => {
+      await current.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+runStoreConformance('sqlite', () => harness());
+
+async function ls(dir: string): Promise<string[]> {
+  return (await readdir(dir)).sort();
+}
+
+describe('sqlite store: group commit', () => {
+  it('200 concurrent commits share far fewer than 200 flushes', async () => {
+    const h = await harness();
+    try {
+      const before = h.store.stats.flushes;
+      await Promise.all(Array.from({ length: 200 }, (_, i) => writeAndCommit(h.store, patternBytes(10 * KiB, i))));
+      const flushes = h.store.stats.flushes - before;
+      assert.ok(flushes < 50, `${flushes} flushes for 200 commits`);
+      assert.equal(h.store.stats.commits, 200);
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('a failed flush rejects its whole batch with QUEUE_IO and commits none of it', async () => {
+    // segmentSize 1: every batch after the first rotates. The next segment's name is taken by a
+    // symlink, so creating it fails: an I/O error in the middle of a flush.
+    const h = await harness({ segmentSize: 1, inlineLimit: 4 * KiB });
+    try {
+      const first = await writeAndCommit(h.store, patternBytes(100));
+      const [active] = await ls(join(h.dir, 'segments'));
+      const next = String(Number(active?.slice(0, 8)) + 1).padStart(8, '0');
+      await symlink('/dev/full', join(h.dir, 'segments', `${next}.seg`));
+      const sizes = [10, 2000, 50 * KiB, 0];
+      const writers = sizes.map(() => h.store.createMessage());
+      // Bodies first, then all commits in one turn, so they form one batch.
+      await Promise.all(writers.map((w, i) => w.write(patternBytes(sizes[i] ?? 0, i))));
+      const results = await Promise.allSettled(writers.map((w) => w.commit(sampleEnvelope())));
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        assert.ok(r.reason instanceof QueueError && r.reason.code === 'QUEUE_IO', String(r.reason));
+      }
+      for (const w of writers) assert.equal(await h.store.getMessage(w.id), undefined);
+      assert.deepEqual(await ls(join(h.dir, 'bodies')), [], 'the spilled body of the failed batch is gone');
+      const later = await writeAndCommit(h.store, patternBytes(300, 9));
+      assert.deepEqual((await h.store.listMessages()).map((m) => m.id), [first.id, later.id]);
+      await unlink(join(h.dir, 'segments', `${next}.seg`));
+      const again = await h.reopen();
+      assert.deepEqual(again.recovery.corrupt, []);
+      assert.deepEqual(Buffer.from(await readAll(again, later.id)), Buffer.from(patternBytes(300, 9)));
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
+describe('sqlite store: recovery', () => {
+  it('cuts a half-written segment tail and deletes orphan files, keeping committed messages', async () => {
+    const h = await harness();
+    try {
+      const bodies = [patternBytes(5000, 1), patternBytes(200 * KiB, 2), patternBytes(7, 3)];
+      const stored = [];
+      for (const b of bodies) stored.push(await writeAndCommit(h.store, b));
+      const segDir = join(h.dir, 'segments');
+      const [segment] = await ls(segDir);
+      assert.ok(segment);
+      await h.store.close();
+      // What a crash mid-flush leaves: bytes past the last committed record, a spill file of an
+      // uncommitted message, a segment whose batch never reached SQLite.
+      await appendFile(join(segDir, segment), patternBytes(3333, 4));
+      await writeFile(join(h.dir, 'bodies', newQueueId(Date.now())), patternBytes(1000, 5));
+      await writeFile(join(segDir, '00009999.seg'), patternBytes(10, 6));
+      const again = await h.reopen();
+      const r = again.recovery;
+      assert.equal(r.truncatedBytes, 3333);
+      assert.equal(r.truncatedSegments, 1);
+      // The orphan body and the never-committed segment.
+      assert.equal(r.discardedFiles, 2);
+      assert.equal(r.keptMessages, 3);
+      assert.deepEqual(r.corrupt, []);
+      for (const [i, s] of stored.entries()) {
+        assert.deepEqual(Buffer.from(await readAll(again, s.id)), Buffer.from(bodies[i] ?? []));
+      }
+      assert.deepEqual(await ls(join(h.dir, 'bodies')), [stored[1]?.id]);
+      const segs = await ls(segDir);
+      assert.ok(!segs.includes('00009999.seg'));
+      assert.ok(segs.every((name) => name > '00009999.seg' || name === segment), `new segment numbers skip past 9999: ${segs.join(' ')}`);
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('reports a missing or short body as QUEUE_CORRUPT without failing open', async () => {
+    const h = await harness();
+    try {
+      const inline = await writeAndCommit(h.store, patternBytes(4000, 1));
+      const spilled = await writeAndCommit(h.store, patternBytes(300 * KiB, 2));
+      const fine = await writeAndCommit(h.store, patternBytes(300 * KiB, 3));
+      const [segment] = await ls(join(h.dir, 'segments'));
+      await h.store.close();
+      await unlink(join(h.dir, 'bodies', spilled.id));
+      await truncate(join(h.dir, 'segments', segment ?? 'missing'), 1000);
+      const again = await h.reopen();
+      const corrupt = again.recovery.corrupt.map((c) => c.id).sort();
+      assert.deepEqual(corrupt, [inline.id, spilled.id].sort());
+      assert.ok(again.recovery.corrupt.every((c) => c.code === 'QUEUE_CORRUPT' && c.reason.length > 0));
+      assert.equal(again.recovery.keptMessages, 3, 'corrupt rows are kept for the operator, not dropped');
+      for (const id of [inline.id, spilled.id]) {
+        await assert.rejects(readAll(again, id), (err: unknown) => err instanceof QueueError && err.code === 'QUEUE_CORRUPT');
+      }
+      assert.deepEqual(Buffer.from(await readAll(again, fine.id)), Buffer.from(patternBytes(300 * KiB, 3)));
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('refuses a second opener of the same spool while the first is open', async () => {
+    const h = await harness();
+    try {
+      await writeAndCommit(h.store, patternBytes(10));
+      await assert.rejects(openSqliteStore({ dir: h.dir }), (err: unknown) => err instanceof QueueError && err.code === 'QUEUE_IO');
+      assert.equal((await h.store.listMessages()).length, 1);
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
+describe('sqlite store: segment GC', () => {
+  it('deletes a non-active segment once every message in it is purged', async () => {
+    const h = await harness({ segmentSize: 16 * KiB });
+    try {
+      const segDir = join(h.dir, 'segments');
+      const bySegment = new Map<string, QueueId[]>();
+      for (let i = 0; i < 12; i++) {
+        const before = await ls(segDir);
+        const stored = await writeAndCommit(h.store, patternBytes(6 * KiB, i));
+        const newest = (await ls(segDir)).at(-1) ?? '';
+        bySegment.set(newest, [...(bySegment.get(newest) ?? []), stored.id]);
+        assert.ok((await ls(segDir)).length >= before.length);
+      }
+      const names = [...bySegment.keys()].sort();
+      assert.ok(names.length >= 3, `expected rotation, got ${names.join(' ')}`);
+      const [oldest, second] = names;
+      const active = names.at(-1) ?? '';
+      for (const id of bySegment.get(oldest ?? '') ?? []) assert.equal(await h.store.purge(id), true);
+      assert.ok(!(await ls(segDir)).includes(oldest ?? ''), 'the emptied segment is gone');
+      assert.ok((await ls(segDir)).includes(second ?? ''), 'a segment with live messages stays');
+      for (const id of bySegment.get(active) ?? []) assert.equal(await h.store.purge(id), true);
+      assert.ok((await ls(segDir)).includes(active), 'the active segment is never deleted');
+      const survivors = (bySegment.get(second ?? '') ?? []);
+      const again = await h.reopen();
+      assert.deepEqual(again.recovery.corrupt, []);
+      for (const id of survivors) assert.ok(await again.getMessage(id));
+      assert.ok(!(await ls(segDir)).includes(active), 'the emptied former active segment is reclaimed at open');
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('deletes the spill file on purge', async () => {
+    const h = await harness();
+    try {
+      const big = await writeAndCommit(h.store, patternBytes(200 * KiB));
+      assert.equal((await stat(join(h.dir, 'bodies', big.id))).size, 200 * KiB);
+      await h.store.purge(big.id);
+      assert.deepEqual(await ls(join(h.dir, 'bodies')), []);
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
+/** The crash child's body for an id: deterministic, so the parent can check it byte for byte. */
+function crashBody(id: string): Buffer {
+  let h = 0;
+  for (let i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) >>> 0;
+  const size = h % 3 === 0 ? 5000 + (h % 20000) : h % 3000;
+  return Buffer.alloc(size, `${id}:${h}\n`);
+}
+
+const CRASH_CHILD = `
+const { openSqliteStore } = await import(process.env.PW_MODULE);
+const crashBody = ${crashBody.toString()};
+const store = await openSqliteStore({ dir: process.env.PW_DIR, inlineLimit: 4096 });
+const envelope = {
+  sender: 'crash@example.org', recipients: [{ address: 'rcpt@example.net' }], body: '8BITMIME',
+  smtputf8: false, client: { ip: '127.0.0.1', helo: 'crash', protocol: 'ESMTP' },
+};
+async function loop() {
+  for (;;) {
+    const w = store.createMessage();
+    const body = crashBody(w.id);
+    for (let at = 0; at < body.length; at += 1500) await w.write(body.subarray(at, at + 1500));
+    await w.commit(envelope);
+    process.stdout.write(w.id + '\\n');
+  }
+}
+await Promise.all(Array.from({ length: 16 }, loop));
+`;
+
+describe('sqlite store: crash', () => {
+  it('loses no message reported committed when the writer is SIGKILLed mid-stream', async () => {
+    const dir = await tempDir();
+    try {
+      const printed = await runAndKill(dir, 600);
+      assert.ok(printed.length >= 600);
+      let store: QueueStore | undefined;
+      try {
+        const opened = await openSqliteStore({ dir });
+        store = opened;
+        assert.deepEqual(opened.recovery.corrupt, [], 'recovery found no corruption');
+        assert.ok(opened.recovery.keptMessages >= printed.length);
+        for (const id of printed) {
+          const got = await opened.getMessage(id);
+          assert.ok(got, `committed ${id} is present`);
+          const body = await readAll(opened, id);
+          assert.ok(body.equals(crashBody(id)), `body of ${id} is byte-exact`);
+        }
+      } finally {
+        await store?.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Run the crash child until it has printed `atLeast` ids, SIGKILL it, return the complete lines. */
+function runAndKill(dir: string, atLeast: number): Promise<QueueId[]> {
+  const modulePath = new URL('./index.js', import.meta.url).href;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', CRASH_CHILD], {
+    env: { ...process.env, PW_DIR: dir, PW_MODULE: modulePath },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    let killed = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      if (!killed && out.split('\n').length > atLeast) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      err += text;
+    });
+    child.on('error', reject);
+    child.on('exit', (_code, signal) => {
+      clearTimeout(timer);
+      if (!killed || signal !== 'SIGKILL') {
+        reject(new Error(`crash child ended on its own (${signal ?? 'exit'}): ${err}`));
+        return;
+      }
+      // A line without its newline may have been cut by the kill: only whole lines were reported.
+      const lines = out.split('\n');
+      lines.pop();
+      resolve(lines as QueueId[]);
+    });
+  });
+}

@@ -1,0 +1,170 @@
+/**
+ * @module queue/sqlite/store
+ * The embedded QueueStore: an index in SQLite, bodies under the spool dir, group commit between
+ * them. Layout of `dir`: `index.sqlite` (+ WAL), `segments/NNNNNNNN.seg` (small bodies back to
+ * back), `bodies/<id>` (bodies larger than inlineLimit, one file each).
+ *
+ * Costs: createMessage() does no I/O. getMessage/listMessages/countByState are synchronous indexed
+ * reads wrapped in promises. readBody() streams 64 KiB chunks from the segment range or the body
+ * file. purge() is one synchronous SQLite transaction (one WAL fsync) plus an unlink of the spill
+ * file or, when the segment it lived in is no longer active and now empty, of that segment.
+ *
+ * Out of scope, on purpose: compaction. A segment is deleted only when every message in it is
+ * purged, so one long-lived message pins its whole segment (up to segmentSize + a batch). A later
+ * compactor can copy the survivors of sparse segments into the active one and repoint their rows.
+ *
+ * Failure: I/O errors are QUEUE_IO with path and id; a body missing or shorter than its row is
+ * QUEUE_CORRUPT (reported at open, and again by readBody); after close() every operation rejects
+ * QUEUE_CLOSED. It trusts that it is the only process using `dir` (SQLite's exclusive lock holds
+ * others off) and its callers for envelope validity.
+ */
+import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ListQuery, QueueStore, RecipientState, StoredMessage } from '../store.js';
+import { QueueError } from '../store.js';
+import type { QueueId } from '../ids.js';
+import { newQueueId } from '../ids.js';
+import type { CommitStats, GroupCommitter } from './committer.js';
+import type { BodyRow, IndexDb } from './index-db.js';
+import type { RecoveryReport } from './recovery.js';
+import type { SegmentLog } from './segments.js';
+import { SqliteMessageWriter } from './writer.js';
+import type { PendingCommit, WriterHost } from './writer.js';
+import { ioError, isMissing, removeFile } from './fs-util.js';
+
+export const READ_CHUNK = 64 * 1024;
+
+export interface StoreParts {
+  readonly dir: string;
+  readonly bodiesDir: string;
+  readonly now: () => number;
+  readonly inlineLimit: number;
+  readonly index: IndexDb;
+  readonly segments: SegmentLog;
+  readonly committer: GroupCommitter;
+  readonly stats: CommitStats;
+  readonly recovery: RecoveryReport;
+  /** bodies/ held open for the committer's directory fsyncs; closed after the last batch. */
+  readonly bodiesHandle: FileHandle;
+}
+
+type Lifecycle = 'open' | 'closing' | 'closed';
+
+export class SqliteQueueStore implements QueueStore, WriterHost {
+  readonly description: string;
+  readonly stats: { readonly commits: number; readonly flushes: number };
+  readonly recovery: RecoveryReport;
+  readonly inlineLimit: number;
+  private lifecycle: Lifecycle = 'open';
+  private closing: Promise<void> | undefined;
+  private readonly writers = new Set<SqliteMessageWriter>();
+
+  constructor(private readonly parts: StoreParts) {
+    this.description = `sqlite:${parts.dir}`;
+    this.stats = parts.stats;
+    this.recovery = parts.recovery;
+    this.inlineLimit = parts.inlineLimit;
+  }
+
+  createMessage(): SqliteMessageWriter {
+    const now = this.parts.now();
+    const writer = new SqliteMessageWriter(newQueueId(now), now, this);
+    if (this.lifecycle === 'open') this.writers.add(writer);
+    return writer;
+  }
+
+  async getMessage(id: QueueId): Promise<StoredMessage | undefined> {
+    this.assertOpen();
+    return this.parts.index.getMessage(id);
+  }
+
+  async listMessages(query: ListQuery = {}): Promise<StoredMessage[]> {
+    this.assertOpen();
+    return this.parts.index.listMessages(query);
+  }
+
+  async countByState(): Promise<Partial<Record<RecipientState, number>>> {
+    this.assertOpen();
+    return this.parts.index.countByState();
+  }
+
+  async *readBody(id: QueueId): AsyncGenerator<Uint8Array, void, undefined> {
+    this.assertOpen();
+    const row = this.parts.index.getBody(id);
+    if (row === undefined) throw new QueueError('QUEUE_NOT_FOUND', `message ${id}: not in the queue`);
+    if (row.size === 0) return;
+    const { path, start } = this.bodyRange(row);
+    let got = 0;
+    try {
+      const stream = createReadStream(path, { start, end: start + row.size - 1, highWaterMark: READ_CHUNK });
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        got += chunk.byteLength;
+        yield chunk;
+      }
+    } catch (err) {
+      throw this.readFailure(id, path, err);
+    }
+    if (got !== row.size) {
+      throw new QueueError('QUEUE_CORRUPT', `message ${id}: ${path} holds ${got} of ${row.size} body bytes`);
+    }
+  }
+
+  async purge(id: QueueId): Promise<boolean> {
+    this.assertOpen();
+    const row = this.parts.index.deleteMessage(id);
+    if (row === undefined) return false;
+    // The rows are gone durably; freeing the bytes can lag (or fail): recovery reclaims leftovers.
+    if (row.location.kind === 'file') await removeFile(this.bodyPath(id)).catch(() => undefined);
+    else await this.parts.segments.release(row.location.segment);
+    return true;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  // WriterHost
+
+  bodyPath(id: QueueId): string {
+    return join(this.parts.bodiesDir, id);
+  }
+
+  assertOpen(): void {
+    if (this.lifecycle !== 'open') throw new QueueError('QUEUE_CLOSED', `${this.description}: store is closed`);
+  }
+
+  submit(pending: PendingCommit): Promise<StoredMessage> {
+    return this.parts.committer.submit(pending);
+  }
+
+  finished(writer: SqliteMessageWriter): void {
+    this.writers.delete(writer);
+  }
+
+  private async shutdown(): Promise<void> {
+    this.lifecycle = 'closing';
+    // Commits already handed to the committer are flushed; writers still writing are aborted.
+    await Promise.all([...this.writers].map((w) => w.abort()));
+    await this.parts.committer.drain();
+    await this.parts.segments.close();
+    await this.parts.bodiesHandle.close().catch(() => undefined);
+    this.parts.index.close();
+    this.lifecycle = 'closed';
+  }
+
+  private bodyRange(row: BodyRow): { path: string; start: number } {
+    if (row.location.kind === 'file') return { path: this.bodyPath(row.id), start: 0 };
+    return { path: this.parts.segments.path(row.location.segment), start: row.location.offset };
+  }
+
+  /** A body that vanished because the message was purged meanwhile is NOT_FOUND, not corruption. */
+  private readFailure(id: QueueId, path: string, err: unknown): QueueError {
+    if (!isMissing(err)) return ioError(`read body of ${id} from`, path, err);
+    if (this.lifecycle === 'open' && this.parts.index.getBody(id) === undefined) {
+      return new QueueError('QUEUE_NOT_FOUND', `message ${id}: purged while being read`);
+    }
+    return new QueueError('QUEUE_CORRUPT', `message ${id}: body file ${path} is missing`, { cause: err });
+  }
+}

@@ -1,0 +1,438 @@
+/**
+ * @module smtpd/connection
+ * One inbound SMTP connection: the thin adapter between a socket and the pure codec
+ * (LineReader, DataDecoder, ServerSession). It owns the effects the session asks for: policy
+ * checks, opening a message in cleanup/, streaming body bytes into it, committing it, timers.
+ *
+ * Input is processed strictly in order by one async loop, so pipelined commands (RFC 2920) get
+ * their replies in order; replies are batched and flushed when the input runs dry, when 354
+ * must go out, or before closing. Backpressure: while the loop awaits the store, arriving bytes
+ * queue up to INBOX_HIGH_WATER and then the socket is paused.
+ *
+ * Three input modes: commands (LineReader), DATA (DataDecoder: CRLF.CRLF only, un-stuffing,
+ * bare-newline policy), BDAT (exactly N octets, no un-stuffing). Bytes that follow the end of a
+ * mode are handed to the next one, never re-read or dropped.
+ *
+ * Failure: a store error answers 451 4.3.0 and nothing is queued; a client that disconnects or
+ * times out mid-message leaves nothing queued (the writer is aborted); a 250 for a message is
+ * sent only after cleanup's commit resolved, i.e. the message is durable.
+ */
+import type { Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import {
+  DataDecoder,
+  LineReader,
+  NewlineNormalizer,
+  ServerSession,
+  formatReply,
+  parseCommand,
+  reply,
+} from '../protocol/index.js';
+import type {
+  BareNewlinePolicy,
+  Decision,
+  LineEvent,
+  Reply,
+  ServerSessionOptions,
+  TransactionEnvelope,
+} from '../protocol/index.js';
+import type { IncomingMessage, MessageIntake } from '../cleanup/index.js';
+import type { Clock, Timer } from '../util/index.js';
+import type { Logger } from '../obs/index.js';
+import type { Policy, PolicyClient } from './policy.js';
+
+/** Bytes queued from the socket while the loop is busy before the socket is paused. */
+const INBOX_HIGH_WATER = 256 * 1024;
+/** How long a closed-by-us connection may linger before it is destroyed. */
+const LINGER_MS = 5_000;
+
+export interface ConnectionOptions {
+  readonly session: ServerSessionOptions;
+  readonly maxCommandLine: number;
+  readonly bareNewline: BareNewlinePolicy;
+  readonly commandTimeout: number;
+  readonly dataTimeout: number;
+}
+
+export interface ConnectionDeps {
+  readonly options: ConnectionOptions;
+  readonly policy: Policy;
+  readonly intake: MessageIntake;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+type Mode =
+  | { readonly kind: 'command' }
+  | { readonly kind: 'data'; readonly decoder: DataDecoder; readonly message: IncomingMessage; writeFailed: boolean }
+  | { readonly kind: 'bdat'; remaining: number; readonly size: number; readonly last: boolean; readonly refusal?: Reply }
+  | { readonly kind: 'closed' };
+
+/** The message being assembled from BDAT chunks; it spans several chunks and commands. */
+interface BdatMessage {
+  readonly message: IncomingMessage;
+  readonly normalizer: NewlineNormalizer | undefined;
+  octets: number;
+  failure: Reply | undefined;
+}
+
+export class SmtpConnection {
+  readonly id = randomBytes(6).toString('hex');
+  readonly closed: Promise<void>;
+
+  private readonly session: ServerSession;
+  private readonly lines: LineReader;
+  private readonly client: { ip: string; port: number };
+  private readonly log: Logger;
+  private mode: Mode = { kind: 'command' };
+  private bdat: BdatMessage | undefined;
+  private inbox: Buffer[] = [];
+  private inboxBytes = 0;
+  private running = false;
+  private outbox: string[] = [];
+  private draining = false;
+  private idle: Timer | undefined;
+  private resolveClosed!: () => void;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly deps: ConnectionDeps,
+  ) {
+    this.session = new ServerSession(deps.options.session);
+    this.lines = new LineReader({ maxLineLength: deps.options.maxCommandLine });
+    this.client = { ip: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
+    this.log = deps.log.child({ session: this.id, client: this.client.ip });
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  get idleInCommandMode(): boolean {
+    return this.mode.kind === 'command' && !this.running && !this.session.inTransaction;
+  }
+
+  async start(): Promise<void> {
+    this.socket.setNoDelay(true);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    this.socket.on('close', () => this.onClose());
+    this.idle = this.deps.clock.setTimer(this.deps.options.commandTimeout, () => this.onIdleTimeout());
+    this.log.debug({ port: this.client.port }, 'connect');
+    const verdict = await this.deps.policy.onConnect(this.policyClient());
+    if (!verdict.accept) {
+      this.send(verdict.reply);
+      this.close();
+      return;
+    }
+    this.send(this.session.greeting());
+    this.flush();
+  }
+
+  /** SIGTERM: the current transaction may finish; then the client gets 421 and we close. */
+  drain(): void {
+    this.draining = true;
+    if (this.idleInCommandMode) this.shutdownNow();
+  }
+
+  /** Grace is over: 421 to the client, drop whatever is unfinished. */
+  shutdownNow(): void {
+    if (this.mode.kind === 'closed') return;
+    this.send(reply(421, '4.3.2', 'Service shutting down, try again later'));
+    this.close();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.mode.kind === 'closed') return;
+    this.inbox.push(chunk);
+    this.inboxBytes += chunk.length;
+    if (this.inboxBytes > INBOX_HIGH_WATER) this.socket.pause();
+    if (!this.running) void this.run();
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      for (let chunk = this.inbox.shift(); chunk !== undefined; chunk = this.inbox.shift()) {
+        this.inboxBytes -= chunk.length;
+        await this.consume(chunk);
+        if (this.mode.kind === 'closed') return;
+        if (this.socket.isPaused() && this.inboxBytes <= INBOX_HIGH_WATER / 2) this.socket.resume();
+      }
+      this.flush();
+    } catch (err) {
+      // Invariant breach in our own code: fail this session loudly, keep the server serving.
+      this.log.error({ err: err instanceof Error ? err.stack : String(err) }, 'session failed');
+      this.send(reply(421, '4.3.0', 'Internal error, closing connection'));
+      this.close();
+    } finally {
+      this.running = false;
+      this.armIdleTimer();
+    }
+  }
+
+  private async consume(chunk: Buffer): Promise<void> {
+    let input: Buffer | undefined = chunk;
+    while (input !== undefined && input.length > 0) {
+      const mode = this.mode;
+      if (mode.kind === 'command') input = await this.consumeCommands(input);
+      else if (mode.kind === 'data') input = await this.consumeData(mode, input);
+      else if (mode.kind === 'bdat') input = await this.consumeBdat(mode, input);
+      else return;
+    }
+  }
+
+  /** Returns the bytes left over when a command switched into DATA or BDAT mode. */
+  private async consumeCommands(input: Buffer): Promise<Buffer | undefined> {
+    this.lines.push(input);
+    for (let event = this.lines.next(); event !== undefined; event = this.lines.next()) {
+      await this.handleLine(event);
+      if (this.mode.kind === 'closed') return undefined;
+      if (this.mode.kind !== 'command') return this.lines.takeBuffered();
+    }
+    this.flush();
+    return undefined;
+  }
+
+  private async handleLine(event: LineEvent): Promise<void> {
+    if (this.draining && !this.session.inTransaction) {
+      this.shutdownNow();
+      return;
+    }
+    const decision = event.kind === 'error' ? this.session.lineError(event.code) : this.session.receive(parseCommand(event.line));
+    await this.execute(decision);
+    if (this.bdat && !this.session.inTransaction) await this.dropBdatMessage();
+  }
+
+  private async execute(decision: Decision): Promise<void> {
+    switch (decision.kind) {
+      case 'reply':
+        this.send(decision.reply);
+        if (decision.close || decision.reply.code === 421) this.close();
+        return;
+      case 'check-mail': {
+        const verdict = await this.deps.policy.onMail(this.policyClient(), decision.from, decision.params);
+        this.sendChecked(verdict.accept ? this.session.mailAccepted(decision.from, decision.params) : this.session.mailRefused(verdict.reply));
+        return;
+      }
+      case 'check-rcpt': {
+        const verdict = await this.deps.policy.onRcpt(this.policyClient(), decision.to, decision.params);
+        this.sendChecked(verdict.accept ? this.session.rcptAccepted(decision.to, decision.params) : this.session.rcptRefused(verdict.reply));
+        return;
+      }
+      case 'start-data':
+        this.mode = {
+          kind: 'data',
+          decoder: new DataDecoder({ maxMessageSize: this.deps.options.session.maxMessageSize, bareNewline: this.deps.options.bareNewline }),
+          message: this.openMessage(decision.envelope),
+          writeFailed: false,
+        };
+        this.send(decision.reply);
+        this.flush();
+        this.armIdleTimer();
+        return;
+      case 'bdat':
+        if (decision.accept && decision.open && decision.envelope) {
+          const binary = decision.envelope.body === 'BINARYMIME';
+          this.bdat = {
+            message: this.openMessage(decision.envelope),
+            normalizer: binary ? undefined : new NewlineNormalizer(this.deps.options.bareNewline),
+            octets: 0,
+            failure: undefined,
+          };
+        }
+        this.mode = {
+          kind: 'bdat',
+          remaining: decision.size,
+          size: decision.size,
+          last: decision.last,
+          ...(decision.reply ? { refusal: decision.reply } : {}),
+        };
+        if (decision.size === 0) await this.completeBdatChunk(this.mode);
+        return;
+    }
+  }
+
+  private async consumeData(mode: Extract<Mode, { kind: 'data' }>, input: Buffer): Promise<Buffer | undefined> {
+    const step = mode.decoder.push(input);
+    if (!mode.writeFailed) {
+      try {
+        for (const chunk of step.chunks) await mode.message.write(chunk);
+      } catch (err) {
+        mode.writeFailed = true;
+        this.log.error({ err: String(err), queueId: mode.message.id }, 'spool write failed');
+      }
+    }
+    if (!step.done) return undefined;
+    this.mode = { kind: 'command' };
+    this.sendChecked(await this.finishData(mode));
+    return step.rest;
+  }
+
+  private async finishData(mode: Extract<Mode, { kind: 'data' }>): Promise<Reply> {
+    const { decoder, message } = mode;
+    if (decoder.overflow) {
+      await message.abort();
+      return this.session.messageFailed(reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'));
+    }
+    if (this.deps.options.bareNewline === 'reject' && decoder.bareNewlines > 0) {
+      await message.abort();
+      this.log.warn({ queueId: message.id, bareNewlines: decoder.bareNewlines }, 'message refused: bare CR or LF');
+      return this.session.messageFailed(reply(550, '5.6.0', 'Message contains bare <CR> or <LF>; lines must end with <CR><LF>'));
+    }
+    if (decoder.bareNewlines > 0) this.log.info({ queueId: message.id, bareNewlines: decoder.bareNewlines }, 'bare CR/LF normalised');
+    if (mode.writeFailed) {
+      await message.abort();
+      return this.session.messageFailed(reply(451, '4.3.0', 'Queue write error, try again later'));
+    }
+    return this.commit(message);
+  }
+
+  private async consumeBdat(mode: Extract<Mode, { kind: 'bdat' }>, input: Buffer): Promise<Buffer | undefined> {
+    const take = Math.min(mode.remaining, input.length);
+    const part = input.subarray(0, take);
+    mode.remaining -= take;
+    const bdat = this.bdat;
+    if (mode.refusal === undefined && bdat && bdat.failure === undefined) await this.storeBdatPart(bdat, part);
+    if (mode.remaining === 0) await this.completeBdatChunk(mode);
+    return take < input.length ? input.subarray(take) : undefined;
+  }
+
+  private async storeBdatPart(bdat: BdatMessage, part: Buffer): Promise<void> {
+    bdat.octets += part.length;
+    if (bdat.octets > this.deps.options.session.maxMessageSize) {
+      bdat.failure = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
+      return;
+    }
+    try {
+      const out = bdat.normalizer ? bdat.normalizer.push(part) : [part];
+      for (const chunk of out) await bdat.message.write(chunk);
+      if (bdat.normalizer && this.deps.options.bareNewline === 'reject' && bdat.normalizer.bareNewlines > 0) {
+        bdat.failure = reply(550, '5.6.0', 'Message contains bare <CR> or <LF>; use BODY=BINARYMIME for binary data');
+      }
+    } catch (err) {
+      this.log.error({ err: String(err), queueId: bdat.message.id }, 'spool write failed');
+      bdat.failure = reply(451, '4.3.0', 'Queue write error, try again later');
+    }
+  }
+
+  private async completeBdatChunk(mode: Extract<Mode, { kind: 'bdat' }>): Promise<void> {
+    this.mode = { kind: 'command' };
+    if (mode.refusal !== undefined) {
+      this.sendChecked(mode.refusal);
+      return;
+    }
+    const bdat = this.bdat;
+    if (!bdat) throw new Error('BDAT chunk accepted without an open message');
+    if (bdat.failure === undefined && mode.last && bdat.normalizer) {
+      await this.storeBdatTail(bdat, bdat.normalizer.end());
+    }
+    if (bdat.failure !== undefined) {
+      const failure = bdat.failure;
+      if (mode.last) await this.dropBdatMessage();
+      this.sendChecked(this.session.chunkFailed(failure, mode.last));
+      return;
+    }
+    if (!mode.last) {
+      this.sendChecked(this.session.chunkStored(mode.size));
+      return;
+    }
+    this.bdat = undefined;
+    this.sendChecked(await this.commit(bdat.message));
+  }
+
+  private async storeBdatTail(bdat: BdatMessage, tail: Buffer[]): Promise<void> {
+    try {
+      for (const chunk of tail) await bdat.message.write(chunk);
+    } catch (err) {
+      bdat.failure = reply(451, '4.3.0', 'Queue write error, try again later');
+    }
+  }
+
+  private async dropBdatMessage(): Promise<void> {
+    const bdat = this.bdat;
+    this.bdat = undefined;
+    if (bdat) await bdat.message.abort();
+  }
+
+  private async commit(message: IncomingMessage): Promise<Reply> {
+    try {
+      const id = await message.commit();
+      return this.session.messageQueued(id);
+    } catch (err) {
+      this.log.error({ err: String(err), queueId: message.id }, 'queue commit failed');
+      await message.abort();
+      return this.session.messageFailed(reply(451, '4.3.0', 'Queue write error, try again later'));
+    }
+  }
+
+  private openMessage(envelope: TransactionEnvelope): IncomingMessage {
+    return this.deps.intake.open(envelope, {
+      ip: this.client.ip,
+      helo: this.session.heloName,
+      protocol: this.session.protocolName,
+      session: this.id,
+    });
+  }
+
+  private policyClient(): PolicyClient {
+    return { ip: this.client.ip, session: this.id, helo: this.session.heloName };
+  }
+
+  /** Send a reply the session produced after an effect; 421 means the error budget is spent. */
+  private sendChecked(r: Reply): void {
+    this.send(r);
+    if (r.code === 421) this.close();
+  }
+
+  private send(r: Reply): void {
+    this.outbox.push(formatReply(r));
+  }
+
+  private flush(): void {
+    if (this.outbox.length === 0 || this.socket.destroyed) return;
+    this.socket.write(this.outbox.join(''));
+    this.outbox = [];
+  }
+
+  private armIdleTimer(): void {
+    if (this.mode.kind === 'closed' || !this.idle) return;
+    this.idle.cancel();
+    const ms = this.mode.kind === 'command' ? this.deps.options.commandTimeout : this.deps.options.dataTimeout;
+    this.idle = this.deps.clock.setTimer(ms, () => this.onIdleTimeout());
+  }
+
+  private onIdleTimeout(): void {
+    if (this.mode.kind === 'closed') return;
+    if (this.running) {
+      // We are the slow party (the store); the client is waiting on us, not idle.
+      this.armIdleTimer();
+      return;
+    }
+    this.log.info({ mode: this.mode.kind }, 'timeout');
+    this.send(reply(421, '4.4.2', `${this.deps.options.session.hostname} Error: timeout exceeded`));
+    this.close();
+  }
+
+  /** Flush what is pending, half-close, and destroy if the client lingers. */
+  private close(): void {
+    if (this.mode.kind === 'closed') return;
+    void this.abortUnfinished();
+    this.mode = { kind: 'closed' };
+    this.flush();
+    this.socket.end();
+    this.idle?.cancel();
+    this.idle = this.deps.clock.setTimer(LINGER_MS, () => this.socket.destroy());
+  }
+
+  private onClose(): void {
+    void this.abortUnfinished();
+    this.mode = { kind: 'closed' };
+    this.idle?.cancel();
+    this.log.debug({}, 'disconnect');
+    this.resolveClosed();
+  }
+
+  private async abortUnfinished(): Promise<void> {
+    const mode = this.mode;
+    if (mode.kind === 'data') await mode.message.abort();
+    await this.dropBdatMessage();
+  }
+}

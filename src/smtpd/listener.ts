@@ -1,0 +1,132 @@
+/**
+ * @module smtpd/listener
+ * The inbound SMTP listeners: accept sockets, enforce the connection limits (total and per
+ * client IP) before any SMTP is spoken, and hand each socket to an SmtpConnection.
+ *
+ * A connection over a limit is greeted with `421 4.7.0` and closed: the client retries later
+ * and nobody else is slowed. The listen backlog is explicit (a burst of hundreds of connects
+ * must not be dropped by the kernel's default queue).
+ *
+ * Shutdown (SIGTERM): stop listening, let each session finish its current transaction (it gets
+ * 421 at its next command), and after the grace period close whatever remains with 421.
+ * Nothing unfinished is queued: only a committed message ever got a 250.
+ */
+import { createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import type { HostPort } from '../config/index.js';
+import type { Clock } from '../util/index.js';
+import type { Logger } from '../obs/index.js';
+import { formatReply, reply } from '../protocol/index.js';
+import type { MessageIntake } from '../cleanup/index.js';
+import { SmtpConnection } from './connection.js';
+import type { ConnectionOptions } from './connection.js';
+import type { Policy } from './policy.js';
+
+export interface SmtpServerOptions {
+  readonly listen: readonly HostPort[];
+  readonly listenBacklog: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerIp: number;
+  /**
+   * Clients the per-IP limit does not apply to: the relay networks, whose application servers
+   * legitimately open many connections at once (Postfix exempts $mynetworks the same way).
+   */
+  readonly perIpExempt: (ip: string) => boolean;
+  readonly connection: ConnectionOptions;
+}
+
+export interface SmtpServerDeps {
+  readonly options: SmtpServerOptions;
+  readonly policy: Policy;
+  readonly intake: MessageIntake;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+export class SmtpServer {
+  private readonly servers: Server[] = [];
+  private readonly connections = new Set<SmtpConnection>();
+  private readonly perIp = new Map<string, number>();
+  private closing = false;
+
+  constructor(private readonly deps: SmtpServerDeps) {}
+
+  get openConnections(): number {
+    return this.connections.size;
+  }
+
+  /** Bind every listener; resolves with the bound addresses (port 0 becomes the real port). */
+  async listen(): Promise<HostPort[]> {
+    const bound: HostPort[] = [];
+    for (const at of this.deps.options.listen) {
+      const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: at.host, port: at.port, backlog: this.deps.options.listenBacklog }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => this.deps.log.error({ err: err.message }, 'listener error'));
+      this.servers.push(server);
+      const address = server.address();
+      if (address && typeof address === 'object') bound.push({ host: address.address, port: address.port });
+    }
+    return bound;
+  }
+
+  /** Stop accepting; drain sessions for up to `graceMs`; then close the rest with 421. */
+  async close(graceMs: number): Promise<void> {
+    this.closing = true;
+    const stopped = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const c of this.connections) c.drain();
+    const all = Promise.all([...this.connections].map((c) => c.closed));
+    let timer: ReturnType<Clock['setTimer']> | undefined;
+    const grace = new Promise<'timeout'>((resolve) => (timer = this.deps.clock.setTimer(graceMs, () => resolve('timeout'))));
+    if ((await Promise.race([all.then(() => 'done' as const), grace])) === 'timeout') {
+      for (const c of this.connections) c.shutdownNow();
+      await all;
+    }
+    timer?.cancel();
+    await stopped;
+  }
+
+  private accept(socket: Socket): void {
+    const ip = socket.remoteAddress ?? 'unknown';
+    const refusal = this.admissionRefusal(ip);
+    if (refusal !== undefined) {
+      socket.on('error', () => undefined);
+      socket.end(formatReply(refusal));
+      this.deps.log.info({ client: ip, code: refusal.code }, 'connection refused');
+      return;
+    }
+    const connection = new SmtpConnection(socket, {
+      options: this.deps.options.connection,
+      policy: this.deps.policy,
+      intake: this.deps.intake,
+      clock: this.deps.clock,
+      log: this.deps.log,
+    });
+    this.connections.add(connection);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    void connection.closed.then(() => {
+      this.connections.delete(connection);
+      const left = (this.perIp.get(ip) ?? 1) - 1;
+      if (left > 0) this.perIp.set(ip, left);
+      else this.perIp.delete(ip);
+    });
+    void connection.start();
+  }
+
+  private admissionRefusal(ip: string): ReturnType<typeof reply> | undefined {
+    const host = this.deps.options.connection.session.hostname;
+    if (this.closing) return reply(421, '4.3.2', `${host} Service shutting down, try again later`);
+    if (this.connections.size >= this.deps.options.maxConnections) {
+      return reply(421, '4.7.0', `${host} Too many connections, try again later`);
+    }
+    if ((this.perIp.get(ip) ?? 0) >= this.deps.options.maxConnectionsPerIp && !this.deps.options.perIpExempt(ip)) {
+      return reply(421, '4.7.0', `${host} Too many connections from your address, try again later`);
+    }
+    return undefined;
+  }
+}

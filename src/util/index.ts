@@ -1,0 +1,8 @@
+export { systemClock } from './clock.js';
+export type { Clock, Timer } from './clock.js';
+export { cidrContains, compileCidrList, parseCidr, parseCidrList, ipToBytes, isIPv4Mapped } from './cidr.js';
+export type { Cidr, CidrResult } from './cidr.js';
+export { parseDuration, formatDuration, DURATION_HINT } from './duration.js';
+export type { DurationResult } from './duration.js';
+export { parseSize, formatSize, SIZE_HINT } from './size.js';
+export type { SizeResult } from './size.js';

@@ -1,0 +1,41 @@
+/**
+ * Runs the real `postwire serve` binary as a child process on 127.0.0.1 port 0 and finds the
+ * bound port in its structured log (the `smtpd ready` line).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../../bin/postwire.js', import.meta.url));
+
+export interface ServeProcess {
+  readonly port: number;
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  readonly output: () => string;
+  kill(signal: NodeJS.Signals): void;
+}
+
+export async function startServe(flags: readonly string[]): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--hostname', 'mx.postwire.test', ...flags], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString();
+      for (const line of out.split('\n')) {
+        if (!line.includes('"smtpd ready"')) continue;
+        const parsed = JSON.parse(line) as { listeners?: Array<{ port: number }> };
+        const p = parsed.listeners?.[0]?.port;
+        if (p !== undefined) resolve(p);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+    void exited.then((code) => reject(new Error(`postwire serve exited (${code}) before it was ready:\n${out}`)));
+    setTimeout(() => reject(new Error(`postwire serve not ready after 20 s:\n${out}`)), 20_000).unref();
+  });
+  return { port, child, exited, output: () => out, kill: (s) => void child.kill(s) };
+}
