@@ -1,10 +1,14 @@
 /**
  * @module cli/check-config
  * `postwire check-config [flags]`: load the configuration exactly as `serve` would (same flags,
- * environment and --config file) and print the effective values, one `name = value` per line, on
- * stdout; exit 0. Any error: every one on stderr, exit 2. Starts nothing and opens no sockets, so
- * it is safe in CI and before a restart. (It does not test that the spool is writable or that
- * ports are free: only `serve` can know that.)
+ * environment and --config file, same code path) and print the effective values, one
+ * `name = value` per line, on stdout; exit 0.
+ *
+ * Any error: every one on stderr, one per line, prefixed `postwire: `; exit 2.
+ *
+ * Starts nothing and opens no sockets, so it is safe in CI and before a restart. It does not
+ * test that the spool is writable or that ports are free: only `serve` can know that, and it
+ * reports those as runtime failures (exit 1).
  */
 import { describeConfig, loadConfig } from '../config/index.js';
 import { EXIT_OK, reportErrors, systemHostname, type CliIo } from './io.js';

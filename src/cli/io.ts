@@ -1,9 +1,15 @@
 /**
  * @module cli/io
- * The CLI's only window on the process: where output goes and which environment it reads.
- * runCli takes a CliIo so tests run every subcommand in-process and read what it printed;
- * the default writes to process.stdout/stderr and reads process.env. Messages for people go to
- * stderr prefixed `postwire: `; stdout carries only a command's result (usage, the config).
+ * The CLI's only window on the process: where output goes, which environment it reads, and the
+ * system host name. runCli takes a CliIo so tests run every subcommand in-process and read what
+ * it printed; the default writes to process.stdout/stderr and reads process.env.
+ *
+ * Conventions every subcommand keeps: messages for people go to stderr prefixed `postwire: `;
+ * stdout carries only a command's result (usage, the configuration) so it can be piped.
+ * Exit codes are DESIGN §3's: 0 ok, 1 runtime failure, 2 usage or configuration error.
+ *
+ * This and serve.ts's default signal source are the only places cli/ touches `process`; nothing
+ * calls process.exit (the bin sets process.exitCode from runCli's result).
  */
 import { hostname } from 'node:os';
 

@@ -1,8 +1,14 @@
 /**
  * @module cli/usage
  * The usage text, generated: the subcommand list comes from the command table in index.ts and
- * the flag list from config's SCHEMA, so a new setting or command documents itself. Defaults are
- * printed in flag syntax (formatValue), the same spelling check-config prints. Pure.
+ * the flag list from config's SCHEMA, so a new setting or command documents itself and the help
+ * can never list a flag the loader does not accept (the tests check every schema flag appears).
+ *
+ * Defaults are printed in flag syntax (config's formatValue), the same spelling check-config
+ * prints; settings of unbuilt features are listed, marked "[not available yet]", because the
+ * loader refuses them with that reason and an operator should see why before trying.
+ *
+ * Pure: strings in, a string out. Callers: help.ts.
  */
 import { formatValue, SCHEMA, type Setting } from '../config/index.js';
 

@@ -1,10 +1,16 @@
 /**
  * @module config/describe
  * describeConfig: the effective configuration as `name = value` lines, one per setting Config
- * holds, in schema order, for `postwire check-config` and the startup log. Names are the flag
- * names (also the config-file keys) and values use flag syntax, so any line can be turned back
- * into `--name value` and parses to the same value. Unset optional settings print `(none)`.
- * Pure; reads only the Config it is given.
+ * holds, in schema order. Callers: `postwire check-config` (stdout) and anyone who wants the
+ * startup log to say what is in force.
+ *
+ * Names are the flag names (also the config-file keys) and values use flag syntax (durations as
+ * `5m`, sizes as `50MiB`, host:port with brackets for IPv6), so any line can be turned back into
+ * `--name value` and parses to the same value: the tests hold that round trip. Unset optional
+ * settings print `(none)`; settings Config does not hold (--config, unbuilt features) are omitted.
+ *
+ * Pure; reads only the Config it is given. A schema key that does not resolve in Config is a
+ * schema bug and throws (the tests walk every key, so it cannot ship).
  */
 import { formatValue, type SettingValue } from './parse.js';
 import { SCHEMA } from './schema.js';

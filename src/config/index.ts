@@ -1,9 +1,15 @@
 /**
  * @module config
- * The public surface of config/: loadConfig (argv + env + file → frozen Config, or every error),
- * the SCHEMA table of all tunables (the CLI builds its usage text from it), describeConfig for
- * `check-config`, and the value helpers other folders need to speak the same syntax
- * (host:port formatting, "did you mean"). Other folders import from here, never deeper.
+ * The public surface of config/, the only module that turns argv, environment and a config file
+ * into settings. Other folders import from here, never deeper (scripts/check-imports.mjs).
+ *
+ * - loadConfig: argv + env + file → a deeply frozen Config, or every error, each naming the
+ *   setting as the operator wrote it (`--max-recipients`, `POSTWIRE_SPOOL`, `file: key "x"`).
+ * - SCHEMA: the table of every tunable; the CLI builds its usage text from it.
+ * - describeConfig: the effective configuration as `name = value` lines (check-config).
+ * - formatHostPort / parseHostPort / formatValue / didYouMean: so other folders (the CLI today,
+ *   admin tomorrow) speak the same syntax and make the same suggestions.
+ * Config is data only: nothing here opens sockets or files other than the --config file.
  */
 export { loadConfig, type LoadInput, type LoadResult } from './load.js';
 export { describeConfig } from './describe.js';

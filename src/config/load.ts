@@ -62,10 +62,6 @@ export function loadConfig(input: LoadInput): LoadResult {
   return { ok: true, config: deepFreeze(assemble(values)) };
 }
 
-function flagLayer(raws: ReadonlyMap<Setting, Raw>): Layer {
-  return { raws, label: (s) => s.flag };
-}
-
 function readFlags(argv: readonly string[], errors: string[]): Layer {
   const texts = new Map<Setting, string[]>();
   const options = Object.fromEntries(SCHEMA.map((s) => [s.name, { type: 'string', multiple: true } as const]));
@@ -102,7 +98,7 @@ function readFlags(argv: readonly string[], errors: string[]): Layer {
       raws.set(setting, { from: 'text', texts: values });
     }
   }
-  return flagLayer(raws);
+  return { raws, label: (s) => s.flag };
 }
 
 function hint(suggestion: string | undefined, prefix = ''): string {
@@ -123,18 +119,22 @@ function readEnv(env: Readonly<Record<string, string | undefined>>, errors: stri
   return { raws, label: (s) => s.env };
 }
 
-/** The file named by --config (or POSTWIRE_CONFIG), as a layer; undefined when none is named. */
+/**
+ * The file named by --config (or POSTWIRE_CONFIG; the flag wins), as a layer; undefined when none
+ * is named or it cannot be used (the error is recorded). An empty name is left to resolve(),
+ * which reports it like any other empty value.
+ */
 function readConfigFile(named: readonly Layer[], errors: string[]): Layer | undefined {
-  const configSetting = settingByName('config');
-  let path: string | undefined;
-  let label = '';
+  const setting = settingByName('config');
+  if (setting === undefined) throw new Error('config: the schema has no "config" setting');
+  let found: { path: string; label: string } | undefined;
   for (const layer of named) {
-    const raw = configSetting === undefined ? undefined : layer.raws.get(configSetting);
-    if (raw?.from === 'text' && raw.texts[0] !== undefined && configSetting !== undefined) {
-      [path, label] = [raw.texts[0], layer.label(configSetting)];
-    }
+    const raw = layer.raws.get(setting);
+    const path = raw?.from === 'text' ? raw.texts[0] : undefined;
+    if (path !== undefined && path.trim() !== '') found = { path, label: layer.label(setting) };
   }
-  if (path === undefined) return undefined;
+  if (found === undefined) return undefined;
+  const { path, label } = found;
   const text = readText(path, label, errors);
   if (text === undefined) return undefined;
   const raws = parseConfigFile(path, text, errors);

@@ -70,7 +70,11 @@ function example(setting: Setting): string {
 function parseList(setting: Setting, texts: readonly string[]): Parsed<SettingValue> {
   const items = texts.flatMap((t) => t.split(',')).map((t) => t.trim());
   const joined = texts.join(',');
-  if (items.length === 1 && items[0] === '' && setting.kind === 'cidr-list') return ok([]);
+  if (joined.trim() === '') {
+    // No networks may relay is a policy; no listener or no retry delay is a mistake.
+    if (setting.kind === 'cidr-list') return ok([]);
+    return fail(`${q(joined)} is empty (expected at least one ${setting.metavar.replace(/,\.\.\.$/, '')})`);
+  }
   if (items.includes('')) return fail(`${q(joined)} has an empty item (a stray comma?)`);
   switch (setting.kind) {
     case 'hostport-list':

@@ -1,9 +1,14 @@
 /**
  * @module config/suggest
  * "Did you mean …?" for misspelt flags, environment variables, config-file keys and subcommands.
+ * Callers: load.ts (flags, POSTWIRE_* names, file keys) and cli/ (subcommand names).
+ *
  * A suggestion is offered only when it is close (edit distance ≤ 2, or ≤ a third of the word for
  * long names) or when the word is a known name in another spelling (`maxRecipients`,
- * `MAX_RECIPIENTS`): a far-fetched guess is worse than none. Pure; used by load.ts and cli/.
+ * `MAX_RECIPIENTS`, `max_recipients` all suggest `max-recipients`): a far-fetched guess misleads
+ * more than it helps, so `colour` suggests nothing.
+ *
+ * Pure and total: any strings in, a candidate or undefined out.
  */
 
 function editDistance(a: string, b: string): number {

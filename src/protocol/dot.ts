@@ -17,8 +17,9 @@
  * Pushing after end-of-data / end() throws ProtocolError PUSH_AFTER_END (a caller bug).
  *
  * Performance and memory: scanning uses Buffer.indexOf for CR and LF (two native calls per
- * line); output is subarrays of the input except for inserted CRLF/'.' constants. State between
- * pushes is a few small fields; the input is never retained.
+ * line); output is subarrays of the input except for inserted CRLF/'.' constants (shared, so
+ * emitted chunks must never be mutated). State between pushes is a few small fields; the input
+ * is never retained.
  */
 import { Buffer } from 'node:buffer';
 import { ProtocolError } from './reply.js';

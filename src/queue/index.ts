@@ -18,4 +18,4 @@ export type {
 } from './store.js';
 export { QueueError } from './store.js';
 export type { QueueId } from './ids.js';
-export { isQueueId, newQueueId, parseQueueId } from './ids.js';
+export { isQueueId, newQueueId, parseQueueId, QueueIdGenerator } from './ids.js';

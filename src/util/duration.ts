@@ -39,7 +39,10 @@ export function parseDuration(text: string): DurationResult {
   while (PART.lastIndex < s.length) {
     const at = PART.lastIndex;
     const m = PART.exec(s);
-    if (m === null) return { ok: false, reason: `is not a duration (at "${s.slice(at)}"; expected ${DURATION_HINT})` };
+    if (m === null) {
+      const where = at === 0 ? '' : `at "${s.slice(at)}"; `;
+      return { ok: false, reason: `is not a duration (${where}expected ${DURATION_HINT})` };
+    }
     total += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? Number.NaN);
   }
   if (!Number.isSafeInteger(Math.round(total))) return { ok: false, reason: 'is too large' };

@@ -3,9 +3,12 @@
  * Sizes as operators write them (`50MiB`, `10M`, `1048576`) to and from octets.
  *
  * Callers: config/ (message size limits) and logs. Parsing never throws: it returns a reason, and
- * the caller names the setting. Units are case-insensitive and exact: K, M, G (and KB, MB, GB) are
- * decimal (1000^n), KiB, MiB, GiB are binary (1024^n), B or no unit is octets. Both families exist
- * because people mean both; the one unit we refuse to guess is none at all in a fraction ("1.5").
+ * the caller names the setting.
+ *
+ * Units are case-insensitive and exact: K, M, G (and KB, MB, GB) are decimal (1000^n); KiB, MiB,
+ * GiB are binary (1024^n); B or no unit is octets. Both families exist because people mean both.
+ * A result that is not a whole number of octets (`1.5`, `1.0001K`) is refused, not rounded.
+ * formatSize picks the shortest exact spelling, so parse(format(n)) === n (a tested property).
  */
 
 export type SizeResult = { readonly ok: true; readonly value: number } | { readonly ok: false; readonly reason: string };

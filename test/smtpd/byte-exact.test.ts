@@ -12,7 +12,7 @@ import { startTestServer, withoutTraceHeader } from '../support/server.js';
 
 const MESSAGES = 1000;
 const CONNECTIONS = 8;
-const SEED = Number(process.env['POSTWIRE_TEST_SEED'] ?? 20261129);
+const SEED = Number(process.env['PW_TEST_SEED'] ?? 20261129);
 
 /** A line without CR or LF: dots, long runs, 8-bit, NUL. */
 const lineArb = fc.oneof(

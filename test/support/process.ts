@@ -1,6 +1,6 @@
 /**
  * Runs the real `postwire serve` binary as a child process on 127.0.0.1 port 0 and finds the
- * bound port in its structured log (the `smtpd ready` line).
+ * bound port in the line serve prints once ready: `postwire: listening on 127.0.0.1:40123`.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -23,17 +23,19 @@ export async function startServe(flags: readonly string[]): Promise<ServeProcess
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
+    let ready = false;
     const onData = (chunk: Buffer): void => {
-      out += chunk.toString();
-      for (const line of out.split('\n')) {
-        if (!line.includes('"smtpd ready"')) continue;
-        const parsed = JSON.parse(line) as { listeners?: Array<{ port: number }> };
-        const p = parsed.listeners?.[0]?.port;
-        if (p !== undefined) resolve(p);
+      // Keep only the tail for error messages: a long run logs a line per message.
+      out = (out + chunk.toString()).slice(-64 * 1024);
+      if (ready) return;
+      const m = /postwire: listening on [^\n]*?:(\d+)/.exec(out);
+      if (m) {
+        ready = true;
+        resolve(Number(m[1]));
       }
     };
     child.stdout?.on('data', onData);
-    child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr?.on('data', onData);
     void exited.then((code) => reject(new Error(`postwire serve exited (${code}) before it was ready:\n${out}`)));
     setTimeout(() => reject(new Error(`postwire serve not ready after 20 s:\n${out}`)), 20_000).unref();
   });

@@ -11,7 +11,8 @@
  * row proof of a durable body (the Postfix "fsync, then mark ready" order).
  *
  * Costs per batch: 1 writev, 1 fdatasync, N file fsyncs (threadpool, in parallel), 1 directory
- * fsync when anything spilled, 1 synchronous SQLite transaction. No per-message sync work.
+ * fsync when anything spilled, 1 synchronous SQLite transaction. No per-message sync work. Step 1
+ * of the next batch runs while step 2 of this one holds the event loop (a two-stage pipeline).
  *
  * Failure: any error in steps 1–2 rejects every commit of that batch with QUEUE_IO and none of
  * them is committed (the transaction rolls back; segment bytes become an unreferenced hole or a
@@ -25,6 +26,13 @@ import { storedFromRow } from './index-db.js';
 import type { SegmentLog } from './segments.js';
 import type { PendingCommit } from './writer.js';
 import { ioError } from './fs-util.js';
+
+type Durable = { readonly ok: true; readonly rows: NewRow[] } | { readonly ok: false; readonly err: unknown };
+
+interface InFlight {
+  readonly batch: Waiting[];
+  readonly durable: Promise<Durable>;
+}
 
 interface Waiting {
   readonly pending: PendingCommit;
@@ -56,47 +64,88 @@ export class GroupCommitter {
     if (this.closed) return Promise.reject(new QueueError('QUEUE_CLOSED', `message ${pending.id}: store is closed`));
     return new Promise((resolve, reject) => {
       this.queue.push({ pending, resolve, reject });
-      this.running ??= this.run().finally(() => {
-        this.running = undefined;
-      });
+      this.kick();
     });
   }
 
   /** Refuse new work, then wait for everything already submitted. */
   async drain(): Promise<void> {
     this.closed = true;
-    await this.running;
+    while (this.running !== undefined) await this.running;
+  }
+
+  private kick(): void {
+    if (this.running !== undefined) return;
+    this.running = this.run().finally(() => {
+      this.running = undefined;
+      // A commit submitted after the loop saw an empty queue but before this ran would strand.
+      if (this.queue.length > 0) this.kick();
+    });
   }
 
   private async run(): Promise<void> {
     // Yield one macrotask before the first batch: commits issued in the same turn (a burst of
     // writers finishing together) then share the flush instead of the first going alone.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      await this.flush(batch);
+    let current = this.startBatch();
+    while (current !== undefined) {
+      const durable = await current.durable;
+      // Two-stage pipeline: the next batch's write + fdatasync start on the threadpool before
+      // this batch's synchronous SQLite transaction, so the two fsyncs overlap. The next batch
+      // is taken only now, after this one's segment append finished, so offsets stay ordered.
+      const next = this.startBatch();
+      this.finish(current.batch, durable);
+      current = next;
     }
   }
 
-  private async flush(batch: readonly Waiting[]): Promise<void> {
-    let rows: NewRow[];
-    try {
-      rows = await this.makeBodiesDurable(batch.map((w) => w.pending));
-      this.index.insertBatch(rows);
-    } catch (err) {
-      const cause = err instanceof QueueError ? err : ioError('commit batch in', this.bodiesDir, err);
-      for (const w of batch) {
-        w.reject(new QueueError('QUEUE_IO', `message ${w.pending.id}: not committed: ${cause.message}`, { cause }));
+  private startBatch(): InFlight | undefined {
+    if (this.queue.length === 0) return undefined;
+    const batch = this.queue.splice(0, this.maxBatch);
+    const durable = this.makeBodiesDurable(batch.map((w) => w.pending)).then(
+      (rows): Durable => ({ ok: true, rows }),
+      (err: unknown): Durable => ({ ok: false, err }),
+    );
+    return { batch, durable };
+  }
+
+  /** Step 2 and 3: the one transaction, then every commit of the batch settles. */
+  private finish(batch: readonly Waiting[], durable: Durable): void {
+    let failure: unknown = durable.ok ? undefined : durable.err;
+    if (durable.ok) {
+      try {
+        this.index.insertBatch(durable.rows);
+      } catch (err) {
+        failure = err;
+        this.forgetPlaced(durable.rows);
       }
+    }
+    if (failure !== undefined || !durable.ok) {
+      this.rejectAll(batch, failure);
       return;
     }
-    this.countLive(rows);
     this.stats.flushes += 1;
-    this.stats.commits += rows.length;
+    this.stats.commits += durable.rows.length;
     batch.forEach((w, i) => {
-      const row = rows[i];
+      const row = durable.rows[i];
       if (row !== undefined) w.resolve(storedFromRow(row));
     });
+  }
+
+  private rejectAll(batch: readonly Waiting[], err: unknown): void {
+    const cause = err instanceof QueueError ? err : ioError('commit batch in', this.bodiesDir, err);
+    for (const w of batch) {
+      w.reject(new QueueError('QUEUE_IO', `message ${w.pending.id}: not committed: ${cause.message}`, { cause }));
+    }
+  }
+
+  /** Rows that did not commit no longer hold their segment records. */
+  private forgetPlaced(rows: readonly NewRow[]): void {
+    const perSegment = new Map<number, number>();
+    for (const r of rows) {
+      if (r.location.kind === 'segment') perSegment.set(r.location.segment, (perSegment.get(r.location.segment) ?? 0) + 1);
+    }
+    for (const [segment, n] of perSegment) void this.segments.forget(segment, n);
   }
 
   /** Step 1: segment append + fdatasync, spill fsyncs, bodies/ fsync, all at once. */
@@ -112,7 +161,11 @@ export class GroupCommitter {
     const [placed, ...rest] = await Promise.allSettled([placing, ...spilled]);
     // allSettled, not all: no fsync may still be running on a file its writer is about to unlink.
     const failed = [placed, ...rest].find((r) => r?.status === 'rejected');
-    if (failed?.status === 'rejected') throw failed.reason;
+    if (failed?.status === 'rejected') {
+      // The segment part may have succeeded: its records will have no rows, so release them.
+      if (placed?.status === 'fulfilled' && placed.value !== undefined) void this.segments.forget(placed.value.segment, inline.length);
+      throw failed.reason;
+    }
     if (placed?.status !== 'fulfilled') throw new Error('invariant: placement missing');
     let next = 0;
     return batch.map((p): NewRow => {
@@ -122,14 +175,6 @@ export class GroupCommitter {
       if (placed.value === undefined || offset === undefined) throw new Error('invariant: inline body without offset');
       return { ...base, location: { kind: 'segment', segment: placed.value.segment, offset } };
     });
-  }
-
-  private countLive(rows: readonly NewRow[]): void {
-    const perSegment = new Map<number, number>();
-    for (const r of rows) {
-      if (r.location.kind === 'segment') perSegment.set(r.location.segment, (perSegment.get(r.location.segment) ?? 0) + 1);
-    }
-    for (const [segment, n] of perSegment) this.segments.retain(segment, n);
   }
 }
 

@@ -7,15 +7,15 @@
  *
  * Costs: appendDurable() is one writev of the whole batch plus one fdatasync, whatever the batch
  * size. Rotation (when the active segment has reached segmentSize) is a file create plus one fsync
- * of segments/, once per segment. release() is an unlink when a non-active segment empties.
+ * of segments/, once per segment. forget() is an unlink when a non-active segment empties.
  *
  * Failure: a failed write or fdatasync poisons the active segment: its page-cache state is no
  * longer known (after a failed fsync Linux may have dropped the dirty pages), so the next batch
  * rotates to a fresh file instead of trusting it. Bytes past the last committed record are
  * truncated by recovery at the next open. Everything rejects QUEUE_IO with the path.
  *
- * Trusts: the live counts it is given at start (from SQLite), and that retain/release calls
- * mirror committed inserts and deletes exactly.
+ * Trusts: the live counts it is given at start (from SQLite), and that every appended record
+ * whose row does not commit, or is later deleted, is handed to forget() exactly once.
  */
 import { open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -90,20 +90,19 @@ export class SegmentLog {
       this.poisoned = false;
       this.active.size = start + total;
     }
+    // Counted live from now, before their rows commit: a rotation by the next batch must not
+    // delete the segment under rows that are about to point into it. forget() undoes this.
+    this.live.set(no, (this.live.get(no) ?? 0) + bodies.length);
     return { segment: no, offsets };
   }
 
-  /** Count `n` newly committed records in segment `no`. */
-  retain(no: number, n: number): void {
-    this.live.set(no, (this.live.get(no) ?? 0) + n);
-  }
-
   /**
-   * One record of segment `no` was purged. When a non-active segment holds none, delete it. A
-   * failed unlink is not the purge's failure (the rows are gone): recovery reclaims the file.
+   * `n` records of segment `no` lost their rows (purged, or their batch never committed). When a
+   * non-active segment holds none, delete it. A failed unlink is not the caller's failure (the
+   * rows are gone): recovery reclaims the file at the next open.
    */
-  async release(no: number): Promise<void> {
-    const left = (this.live.get(no) ?? 0) - 1;
+  async forget(no: number, n = 1): Promise<void> {
+    const left = (this.live.get(no) ?? 0) - n;
     if (left > 0) {
       this.live.set(no, left);
       return;

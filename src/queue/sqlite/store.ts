@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import type { ListQuery, QueueStore, RecipientState, StoredMessage } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
-import { newQueueId } from '../ids.js';
+import { QueueIdGenerator } from '../ids.js';
 import type { CommitStats, GroupCommitter } from './committer.js';
 import type { BodyRow, IndexDb } from './index-db.js';
 import type { RecoveryReport } from './recovery.js';
@@ -59,6 +59,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
   private lifecycle: Lifecycle = 'open';
   private closing: Promise<void> | undefined;
   private readonly writers = new Set<SqliteMessageWriter>();
+  private readonly ids = new QueueIdGenerator();
 
   constructor(private readonly parts: StoreParts) {
     this.description = `sqlite:${parts.dir}`;
@@ -69,7 +70,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
 
   createMessage(): SqliteMessageWriter {
     const now = this.parts.now();
-    const writer = new SqliteMessageWriter(newQueueId(now), now, this);
+    const writer = new SqliteMessageWriter(this.ids.next(now), now, this);
     if (this.lifecycle === 'open') this.writers.add(writer);
     return writer;
   }
@@ -116,7 +117,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     if (row === undefined) return false;
     // The rows are gone durably; freeing the bytes can lag (or fail): recovery reclaims leftovers.
     if (row.location.kind === 'file') await removeFile(this.bodyPath(id)).catch(() => undefined);
-    else await this.parts.segments.release(row.location.segment);
+    else await this.parts.segments.forget(row.location.segment);
     return true;
   }
 
