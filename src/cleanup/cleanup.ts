@@ -62,7 +62,7 @@ export function createCleanup(deps: CleanupDeps): MessageIntake {
         utf8: envelope.params.smtputf8 === true,
         nowMs: deps.clock.now(),
       });
-      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps.log);
+      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps.log.child({ session: client.session }));
     },
   };
 }
