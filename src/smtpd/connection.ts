@@ -91,6 +91,8 @@ export class SmtpConnection {
   private running = false;
   private outbox: string[] = [];
   private draining = false;
+  /** The client is not reading its replies: stop reading its commands until it does. */
+  private outputBlocked = false;
   private idle: Timer | undefined;
   private resolveClosed!: () => void;
 
@@ -154,7 +156,7 @@ export class SmtpConnection {
         this.inboxBytes -= chunk.length;
         await this.consume(chunk);
         if (this.mode.kind === 'closed') return;
-        if (this.socket.isPaused() && this.inboxBytes <= INBOX_HIGH_WATER / 2) this.socket.resume();
+        this.resumeIfDrained();
       }
       this.flush();
     } catch (err) {
@@ -388,8 +390,21 @@ export class SmtpConnection {
 
   private flush(): void {
     if (this.outbox.length === 0 || this.socket.destroyed) return;
-    this.socket.write(this.outbox.join(''));
+    const accepted = this.socket.write(this.outbox.join(''));
     this.outbox = [];
+    if (!accepted && !this.outputBlocked) {
+      // A pipelining client that never reads would otherwise grow our write buffer without end.
+      this.outputBlocked = true;
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        this.outputBlocked = false;
+        this.resumeIfDrained();
+      });
+    }
+  }
+
+  private resumeIfDrained(): void {
+    if (this.socket.isPaused() && !this.outputBlocked && this.inboxBytes <= INBOX_HIGH_WATER / 2) this.socket.resume();
   }
 
   private armIdleTimer(): void {

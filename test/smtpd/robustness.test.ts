@@ -5,6 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { RawClient } from '../support/raw-client.js';
 import { startTestServer } from '../support/server.js';
 
@@ -110,6 +111,47 @@ describe('robustness', () => {
       assert.equal((await c.reply()).code, 421);
       a.close();
       b.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('stops reading from a pipelining client that does not read its replies, and loses nothing', { timeout: 60_000 }, async () => {
+    const server = await startTestServer();
+    try {
+      const commands = 1_000_000;
+      const socket = connect({ port: server.port, host: '127.0.0.1' });
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.pause();
+      // Many small writes, so the unsent byte count moves as soon as the server reads anything.
+      const block = Buffer.from('NOOP\r\n'.repeat(10_000));
+      for (let i = 0; i < commands / 10_000; i++) socket.write(block);
+      // The server must stop reading and stay stopped: our unsent bytes settle above zero.
+      let last = -1;
+      let stableSince = Date.now();
+      while (Date.now() - stableSince < 2_000) {
+        await new Promise((r) => setTimeout(r, 100));
+        assert.ok(socket.writableLength > 0, 'the server read every command although no reply was read');
+        if (socket.writableLength !== last) {
+          last = socket.writableLength;
+          stableSince = Date.now();
+        }
+      }
+      let replies = -1; // the 220 greeting is not a NOOP reply
+      let tail = '';
+      await new Promise<void>((resolve, reject) => {
+        socket.on('data', (chunk: Buffer) => {
+          const text = tail + chunk.toString('latin1');
+          const lines = text.split('\r\n');
+          tail = lines.pop() ?? '';
+          replies += lines.length;
+          if (replies >= commands) resolve();
+        });
+        socket.on('error', reject);
+        socket.resume();
+      });
+      assert.equal(replies, commands, 'every pipelined command was answered, in order, once');
+      socket.destroy();
     } finally {
       await server.stop();
     }
