@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server as NetServer } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, runServe, type CliIo, type MainModule, type RunningServer, type ServeDeps, type SignalSource } from './index.js';
@@ -181,6 +181,7 @@ test('serve through runCli with the real main: a port in use exits 1 naming it',
     assert.match(c.err(), /^postwire: .*EADDRINUSE/);
   } finally {
     await new Promise<void>((r) => blocker.close(() => r()));
+    rmSync(spool, { recursive: true, force: true });
   }
 });
 
@@ -189,7 +190,11 @@ test('serve through runCli with the real main: an unusable spool exits 1 naming 
   const notADir = join(dir, 'file');
   writeFileSync(notADir, '');
   const c = capture();
-  const code = await runCli(['serve', '--listen', '127.0.0.1:0', '--admin', 'off', '--spool', join(notADir, 'spool'), '--log-level', 'fatal'], c.io);
-  assert.equal(code, 1);
-  assert.match(c.err(), /^postwire: .*spool.*(ENOTDIR|not a directory)/);
+  try {
+    const code = await runCli(['serve', '--listen', '127.0.0.1:0', '--admin', 'off', '--spool', join(notADir, 'spool'), '--log-level', 'fatal'], c.io);
+    assert.equal(code, 1);
+    assert.match(c.err(), /^postwire: .*spool.*(ENOTDIR|not a directory)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -5,9 +5,9 @@
  * and comma lists, IPv6 host:port, unknown flags/variables/keys with suggestions, unbuilt
  * features from every source, and config-file failures. Files go to a fresh temp directory.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from './index.js';
@@ -31,6 +31,7 @@ function bad(argv: readonly string[] = [], env: Env = {}): string[] {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'postwire-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 function file(content: unknown): string {
   const path = join(dir, `c${files++}.json`);

@@ -244,10 +244,8 @@ export class ServerSession {
 
   private bdat(size: number, last: boolean): Decision {
     const tx = this.tx;
-    const refuse = (r: Reply): Decision => {
-      this.countIfError(r);
-      return { kind: 'bdat', size, last, accept: false, open: false, reply: r };
-    };
+    // A refused chunk is still consumed; its reply counts like any other error (and may be 421).
+    const refuse = (r: Reply): Decision => ({ kind: 'bdat', size, last, accept: false, open: false, reply: this.countIfError(r) });
     if (!this.esmtp) return refuse(reply(503, '5.5.1', 'BDAT needs EHLO'));
     if (!tx || tx.mode === 'data') return refuse(reply(503, '5.5.1', 'Need MAIL command'));
     if (tx.recipients.length === 0) {
