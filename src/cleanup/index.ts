@@ -1,3 +1,8 @@
+/**
+ * @module cleanup
+ * One message in, one queue entry out: the public surface of cleanup/. smtpd sees only the
+ * MessageIntake interface; the Received: header formatting is exported for tests and tools.
+ */
 export { createCleanup } from './cleanup.js';
 export type { ClientInfo, IncomingMessage, MessageIntake, CleanupDeps } from './cleanup.js';
 export { formatReceived, rfc5322Date, ipLiteral } from './received.js';

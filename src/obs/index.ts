@@ -1,2 +1,7 @@
+/**
+ * @module obs
+ * Observability, the public surface of obs/: the structured logger. Metrics and
+ * diagnostics_channel names arrive with the operations issue.
+ */
 export { createLogger, silentLogger } from './log.js';
 export type { Logger, LogLevel } from './log.js';

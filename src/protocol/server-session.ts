@@ -124,6 +124,12 @@ export class ServerSession {
   }
 
   receive(parsed: ParseResult): Decision {
+    if (!parsed.ok && parsed.verb === 'BDAT') {
+      // The chunk's size is unknown, so its bytes cannot be skipped: reading on would take
+      // message content as commands (injection). Refuse and close, as for a framing fault.
+      this.badCommands++;
+      return { kind: 'reply', reply: { ...parsed.reply, lines: [...parsed.reply.lines, 'Closing: the chunk size is unknown'] }, close: true };
+    }
     if (!parsed.ok) return this.bad(parsed.reply);
     return this.dispatch(parsed.command);
   }

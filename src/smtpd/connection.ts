@@ -13,9 +13,15 @@
  * bare-newline policy), BDAT (exactly N octets, no un-stuffing). Bytes that follow the end of a
  * mode are handed to the next one, never re-read or dropped.
  *
+ * Lifecycle: once closed (by us, or the client gone) a connection never processes another byte:
+ * every step re-checks after each await, so a client that vanishes while its message is being
+ * stored cannot leave a session running on its behalf. A client that half-closes (sends its
+ * last commands and FIN) still has its pipelined input processed and answered, then we close.
+ *
  * Failure: a store error answers 451 4.3.0 and nothing is queued; a client that disconnects or
  * times out mid-message leaves nothing queued (the writer is aborted); a 250 for a message is
- * sent only after cleanup's commit resolved, i.e. the message is durable.
+ * sent only after cleanup's commit resolved, i.e. the message is durable. A store or policy call
+ * that hangs for two idle periods ends the session with 421 4.3.0 rather than holding it forever.
  */
 import type { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -40,6 +46,14 @@ import type { IncomingMessage, MessageIntake } from '../cleanup/index.js';
 import type { Clock, Timer } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Policy, PolicyClient } from './policy.js';
+
+const TOO_BIG = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
+const QUEUE_WRITE_ERROR = reply(451, '4.3.0', 'Queue write error, try again later');
+const BARE_NEWLINE_DATA = reply(550, '5.6.0', 'Message contains bare <CR> or <LF>; lines must end with <CR><LF>');
+const BARE_NEWLINE_BDAT = reply(550, '5.6.0', 'Message contains bare <CR> or <LF>; use BODY=BINARYMIME for binary data');
+const SHUTTING_DOWN = reply(421, '4.3.2', 'Service shutting down, try again later');
+const STALLED = reply(421, '4.3.0', 'Local processing stalled, try again later');
+const INTERNAL_ERROR = reply(421, '4.3.0', 'Internal error, closing connection');
 
 /** Bytes queued from the socket while the loop is busy before the socket is paused. */
 const INBOX_HIGH_WATER = 256 * 1024;
@@ -94,6 +108,12 @@ export class SmtpConnection {
   /** The client is not reading its replies: stop reading its commands until it does. */
   private outputBlocked = false;
   private idle: Timer | undefined;
+  /** The idle timer fired once while we were busy on the store or a policy. */
+  private stalled = false;
+  /** The client sent FIN: finish what it sent, answer it, then close. */
+  private inputEnded = false;
+  /** The socket is gone (closed both ways or reset). */
+  private gone = false;
   private resolveClosed!: () => void;
 
   constructor(
@@ -113,12 +133,13 @@ export class SmtpConnection {
 
   async start(): Promise<void> {
     this.socket.setNoDelay(true);
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     this.socket.on('close', () => this.onClose());
+    this.socket.on('end', () => this.onEnd());
     this.idle = this.deps.clock.setTimer(this.deps.options.commandTimeout, () => this.onIdleTimeout());
     this.log.debug({ port: this.client.port }, 'connect');
     const verdict = await this.deps.policy.onConnect(this.policyClient());
+    if (this.stopped) return;
     if (!verdict.accept) {
       this.send(verdict.reply);
       this.close();
@@ -126,6 +147,13 @@ export class SmtpConnection {
     }
     this.send(this.session.greeting());
     this.flush();
+    // Only now: bytes an early talker sent before the banner wait in the socket until here.
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  /** Closed by us or gone: nothing more is read, answered or stored for this client. */
+  get stopped(): boolean {
+    return this.mode.kind === 'closed' || this.gone;
   }
 
   /** SIGTERM: the current transaction may finish; then the client gets 421 and we close. */
@@ -136,13 +164,13 @@ export class SmtpConnection {
 
   /** Grace is over: 421 to the client, drop whatever is unfinished. */
   shutdownNow(): void {
-    if (this.mode.kind === 'closed') return;
-    this.send(reply(421, '4.3.2', 'Service shutting down, try again later'));
+    if (this.stopped) return;
+    this.send(SHUTTING_DOWN);
     this.close();
   }
 
   private onData(chunk: Buffer): void {
-    if (this.mode.kind === 'closed') return;
+    if (this.stopped) return;
     this.inbox.push(chunk);
     this.inboxBytes += chunk.length;
     if (this.inboxBytes > INBOX_HIGH_WATER) this.socket.pause();
@@ -155,24 +183,27 @@ export class SmtpConnection {
       for (let chunk = this.inbox.shift(); chunk !== undefined; chunk = this.inbox.shift()) {
         this.inboxBytes -= chunk.length;
         await this.consume(chunk);
-        if (this.mode.kind === 'closed') return;
+        if (this.stopped) return;
         this.resumeIfDrained();
       }
       this.flush();
+      if (this.inputEnded) this.endOfInput();
     } catch (err) {
       // Invariant breach in our own code: fail this session loudly, keep the server serving.
       this.log.error({ err: err instanceof Error ? err.stack : String(err) }, 'session failed');
-      this.send(reply(421, '4.3.0', 'Internal error, closing connection'));
+      this.send(INTERNAL_ERROR);
       this.close();
     } finally {
       this.running = false;
-      this.armIdleTimer();
+      this.stalled = false;
+      if (this.gone) this.finishClose();
+      else this.armIdleTimer();
     }
   }
 
   private async consume(chunk: Buffer): Promise<void> {
     let input: Buffer | undefined = chunk;
-    while (input !== undefined && input.length > 0) {
+    while (input !== undefined && input.length > 0 && !this.stopped) {
       const mode = this.mode;
       if (mode.kind === 'command') input = await this.consumeCommands(input);
       else if (mode.kind === 'data') input = await this.consumeData(mode, input);
@@ -186,7 +217,7 @@ export class SmtpConnection {
     this.lines.push(input);
     for (let event = this.lines.next(); event !== undefined; event = this.lines.next()) {
       await this.handleLine(event);
-      if (this.mode.kind === 'closed') return undefined;
+      if (this.stopped) return undefined;
       if (this.mode.kind !== 'command') return this.lines.takeBuffered();
     }
     this.flush();
@@ -200,7 +231,7 @@ export class SmtpConnection {
     }
     const decision = event.kind === 'error' ? this.session.lineError(event.code) : this.session.receive(parseCommand(event.line));
     await this.execute(decision);
-    if (this.bdat && !this.session.inTransaction) await this.dropBdatMessage();
+    if (this.bdat && !this.session.inTransaction && !this.stopped) await this.dropBdatMessage();
   }
 
   private async execute(decision: Decision): Promise<void> {
@@ -211,21 +242,23 @@ export class SmtpConnection {
         return;
       case 'check-mail': {
         const verdict = await this.deps.policy.onMail(this.policyClient(), decision.from, decision.params);
+        if (this.stopped) return;
         this.sendChecked(verdict.accept ? this.session.mailAccepted(decision.from, decision.params) : this.session.mailRefused(verdict.reply));
         return;
       }
       case 'check-rcpt': {
         const verdict = await this.deps.policy.onRcpt(this.policyClient(), decision.to, decision.params);
+        if (this.stopped) return;
         this.sendChecked(verdict.accept ? this.session.rcptAccepted(decision.to, decision.params) : this.session.rcptRefused(verdict.reply));
         return;
       }
       case 'start-data':
-        this.mode = {
+        this.enter({
           kind: 'data',
           decoder: new DataDecoder({ maxMessageSize: this.deps.options.session.maxMessageSize, bareNewline: this.deps.options.bareNewline }),
           message: this.openMessage(decision.envelope),
           writeFailed: false,
-        };
+        });
         this.send(decision.reply);
         this.flush();
         this.armIdleTimer();
@@ -240,14 +273,17 @@ export class SmtpConnection {
             failure: undefined,
           };
         }
-        this.mode = {
-          kind: 'bdat',
-          remaining: decision.size,
-          size: decision.size,
-          last: decision.last,
-          ...(decision.reply ? { refusal: decision.reply } : {}),
-        };
-        if (decision.size === 0) await this.completeBdatChunk(this.mode);
+        {
+          const mode: Extract<Mode, { kind: 'bdat' }> = {
+            kind: 'bdat',
+            remaining: decision.size,
+            size: decision.size,
+            last: decision.last,
+            ...(decision.reply ? { refusal: decision.reply } : {}),
+          };
+          this.enter(mode);
+          if (decision.size === 0) await this.completeBdatChunk(mode);
+        }
         return;
     }
   }
@@ -259,12 +295,14 @@ export class SmtpConnection {
         for (const chunk of step.chunks) await mode.message.write(chunk);
       } catch (err) {
         mode.writeFailed = true;
-        this.log.error({ err: String(err), queueId: mode.message.id }, 'spool write failed');
+        if (!this.stopped) this.log.error({ err: String(err), queueId: mode.message.id }, 'spool write failed');
       }
     }
-    if (!step.done) return undefined;
-    this.mode = { kind: 'command' };
-    this.sendChecked(await this.finishData(mode));
+    if (this.stopped || !step.done) return undefined;
+    this.enter({ kind: 'command' });
+    const result = await this.finishData(mode);
+    if (this.stopped) return undefined;
+    this.sendChecked(result);
     return step.rest;
   }
 
@@ -272,17 +310,17 @@ export class SmtpConnection {
     const { decoder, message } = mode;
     if (decoder.overflow) {
       await message.abort();
-      return this.session.messageFailed(reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'));
+      return this.session.messageFailed(TOO_BIG);
     }
     if (this.deps.options.bareNewline === 'reject' && decoder.bareNewlines > 0) {
       await message.abort();
       this.log.warn({ queueId: message.id, bareNewlines: decoder.bareNewlines }, 'message refused: bare CR or LF');
-      return this.session.messageFailed(reply(550, '5.6.0', 'Message contains bare <CR> or <LF>; lines must end with <CR><LF>'));
+      return this.session.messageFailed(BARE_NEWLINE_DATA);
     }
     if (decoder.bareNewlines > 0) this.log.info({ queueId: message.id, bareNewlines: decoder.bareNewlines }, 'bare CR/LF normalised');
     if (mode.writeFailed) {
       await message.abort();
-      return this.session.messageFailed(reply(451, '4.3.0', 'Queue write error, try again later'));
+      return this.session.messageFailed(QUEUE_WRITE_ERROR);
     }
     return this.commit(message);
   }
@@ -293,30 +331,32 @@ export class SmtpConnection {
     mode.remaining -= take;
     const bdat = this.bdat;
     if (mode.refusal === undefined && bdat && bdat.failure === undefined) await this.storeBdatPart(bdat, part);
+    if (this.stopped) return undefined;
     if (mode.remaining === 0) await this.completeBdatChunk(mode);
     return take < input.length ? input.subarray(take) : undefined;
   }
 
   private async storeBdatPart(bdat: BdatMessage, part: Buffer): Promise<void> {
-    bdat.octets += part.length;
+    const out = bdat.normalizer ? bdat.normalizer.push(part) : [part];
+    // Counted after normalisation: what is stored is what the limit is about.
+    for (const chunk of out) bdat.octets += chunk.length;
     if (bdat.octets > this.deps.options.session.maxMessageSize) {
-      bdat.failure = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
+      bdat.failure = TOO_BIG;
       return;
     }
     try {
-      const out = bdat.normalizer ? bdat.normalizer.push(part) : [part];
       for (const chunk of out) await bdat.message.write(chunk);
       if (bdat.normalizer && this.deps.options.bareNewline === 'reject' && bdat.normalizer.bareNewlines > 0) {
-        bdat.failure = reply(550, '5.6.0', 'Message contains bare <CR> or <LF>; use BODY=BINARYMIME for binary data');
+        bdat.failure = BARE_NEWLINE_BDAT;
       }
     } catch (err) {
-      this.log.error({ err: String(err), queueId: bdat.message.id }, 'spool write failed');
-      bdat.failure = reply(451, '4.3.0', 'Queue write error, try again later');
+      if (!this.stopped) this.log.error({ err: String(err), queueId: bdat.message.id }, 'spool write failed');
+      bdat.failure = QUEUE_WRITE_ERROR;
     }
   }
 
   private async completeBdatChunk(mode: Extract<Mode, { kind: 'bdat' }>): Promise<void> {
-    this.mode = { kind: 'command' };
+    this.enter({ kind: 'command' });
     if (mode.refusal !== undefined) {
       this.sendChecked(mode.refusal);
       return;
@@ -325,6 +365,7 @@ export class SmtpConnection {
     if (!bdat) throw new Error('BDAT chunk accepted without an open message');
     if (bdat.failure === undefined && mode.last && bdat.normalizer) {
       await this.storeBdatTail(bdat, bdat.normalizer.end());
+      if (this.stopped) return;
     }
     if (bdat.failure !== undefined) {
       const failure = bdat.failure;
@@ -337,14 +378,20 @@ export class SmtpConnection {
       return;
     }
     this.bdat = undefined;
-    this.sendChecked(await this.commit(bdat.message));
+    const result = await this.commit(bdat.message);
+    if (!this.stopped) this.sendChecked(result);
   }
 
   private async storeBdatTail(bdat: BdatMessage, tail: Buffer[]): Promise<void> {
+    for (const chunk of tail) bdat.octets += chunk.length;
+    if (bdat.octets > this.deps.options.session.maxMessageSize) {
+      bdat.failure = TOO_BIG;
+      return;
+    }
     try {
       for (const chunk of tail) await bdat.message.write(chunk);
     } catch (err) {
-      bdat.failure = reply(451, '4.3.0', 'Queue write error, try again later');
+      bdat.failure = QUEUE_WRITE_ERROR;
     }
   }
 
@@ -355,13 +402,18 @@ export class SmtpConnection {
   }
 
   private async commit(message: IncomingMessage): Promise<Reply> {
+    if (this.stopped) {
+      // Nobody is left to receive a 250: storing would only make a duplicate when the client retries.
+      await message.abort();
+      return QUEUE_WRITE_ERROR;
+    }
     try {
       const id = await message.commit();
       return this.session.messageQueued(id);
     } catch (err) {
       this.log.error({ err: String(err), queueId: message.id }, 'queue commit failed');
       await message.abort();
-      return this.session.messageFailed(reply(451, '4.3.0', 'Queue write error, try again later'));
+      return this.session.messageFailed(QUEUE_WRITE_ERROR);
     }
   }
 
@@ -408,22 +460,46 @@ export class SmtpConnection {
   }
 
   private armIdleTimer(): void {
-    if (this.mode.kind === 'closed' || !this.idle) return;
+    if (this.stopped || !this.idle) return;
     this.idle.cancel();
     const ms = this.mode.kind === 'command' ? this.deps.options.commandTimeout : this.deps.options.dataTimeout;
     this.idle = this.deps.clock.setTimer(ms, () => this.onIdleTimeout());
   }
 
   private onIdleTimeout(): void {
-    if (this.mode.kind === 'closed') return;
-    if (this.running) {
-      // We are the slow party (the store); the client is waiting on us, not idle.
+    if (this.stopped) return;
+    if (this.running && !this.stalled) {
+      // We are the slow party (the store, a policy); the client is waiting on us, not idle.
+      this.stalled = true;
       this.armIdleTimer();
       return;
     }
-    this.log.info({ mode: this.mode.kind }, 'timeout');
-    this.send(reply(421, '4.4.2', `${this.deps.options.session.hostname} Error: timeout exceeded`));
+    if (this.running) {
+      this.log.error({ mode: this.mode.kind }, 'session stalled on local processing');
+      this.send(STALLED);
+    } else {
+      this.log.info({ mode: this.mode.kind }, 'timeout');
+      this.send(reply(421, '4.4.2', `${this.deps.options.session.hostname} Error: timeout exceeded`));
+    }
     this.close();
+  }
+
+  /** The only way into a new mode: once closed, a connection stays closed. */
+  private enter(mode: Mode): void {
+    if (this.mode.kind !== 'closed') this.mode = mode;
+  }
+
+  /** The client half-closed and everything it sent has been handled. */
+  private endOfInput(): void {
+    if (this.mode.kind === 'data' || this.mode.kind === 'bdat') {
+      this.log.info({ mode: this.mode.kind }, 'client ended its input in the middle of a message');
+    }
+    this.close();
+  }
+
+  private onEnd(): void {
+    this.inputEnded = true;
+    if (!this.running) this.endOfInput();
   }
 
   /** Flush what is pending, half-close, and destroy if the client lingers. */
@@ -438,10 +514,19 @@ export class SmtpConnection {
   }
 
   private onClose(): void {
+    this.gone = true;
     void this.abortUnfinished();
-    this.mode = { kind: 'closed' };
     this.idle?.cancel();
     this.log.debug({}, 'disconnect');
+    // A loop still awaiting the store finishes first; it sees `gone` and stops. Should the store
+    // hang, the connection is still let go after the linger time so shutdown cannot wait on it.
+    if (!this.running) this.finishClose();
+    else this.idle = this.deps.clock.setTimer(LINGER_MS, () => this.finishClose());
+  }
+
+  private finishClose(): void {
+    this.mode = { kind: 'closed' };
+    this.idle?.cancel();
     this.resolveClosed();
   }
 

@@ -1,3 +1,9 @@
+/**
+ * @module smtpd
+ * Inbound SMTP, the public surface of smtpd/: the listeners (SmtpServer), one SmtpConnection per
+ * socket, and the Policy seam (relay access). It hands messages to cleanup and never touches the
+ * queue itself.
+ */
 export { SmtpServer } from './listener.js';
 export type { SmtpServerOptions, SmtpServerDeps } from './listener.js';
 export { SmtpConnection } from './connection.js';

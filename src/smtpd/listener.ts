@@ -22,6 +22,9 @@ import { SmtpConnection } from './connection.js';
 import type { ConnectionOptions } from './connection.js';
 import type { Policy } from './policy.js';
 
+/** How long a connection refused at the door may take to read its 421 before it is cut. */
+const REFUSED_LINGER_MS = 2_000;
+
 export interface SmtpServerOptions {
   readonly listen: readonly HostPort[];
   readonly listenBacklog: number;
@@ -59,7 +62,8 @@ export class SmtpServer {
   async listen(): Promise<HostPort[]> {
     const bound: HostPort[] = [];
     for (const at of this.deps.options.listen) {
-      const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+      // allowHalfOpen: a client may send its last commands and FIN at once; it still gets answers.
+      const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ host: at.host, port: at.port, backlog: this.deps.options.listenBacklog }, () => {
@@ -96,7 +100,10 @@ export class SmtpServer {
     const refusal = this.admissionRefusal(ip);
     if (refusal !== undefined) {
       socket.on('error', () => undefined);
+      socket.resume();
       socket.end(formatReply(refusal));
+      // A refused client that never closes must not keep a descriptor for ever.
+      this.deps.clock.setTimer(REFUSED_LINGER_MS, () => socket.destroy());
       this.deps.log.info({ client: ip, code: refusal.code }, 'connection refused');
       return;
     }
@@ -115,7 +122,10 @@ export class SmtpServer {
       if (left > 0) this.perIp.set(ip, left);
       else this.perIp.delete(ip);
     });
-    void connection.start();
+    connection.start().catch((err: unknown) => {
+      this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), session: connection.id }, 'session start failed');
+      connection.shutdownNow();
+    });
   }
 
   private admissionRefusal(ip: string): ReturnType<typeof reply> | undefined {

@@ -109,8 +109,17 @@ export class GroupCommitter {
     return { batch, durable };
   }
 
-  /** Step 2 and 3: the one transaction, then every commit of the batch settles. */
+  /** Step 2 and 3: the one transaction, then every commit of the batch settles, whatever happens. */
   private finish(batch: readonly Waiting[], durable: Durable): void {
+    try {
+      this.settle(batch, durable);
+    } catch (err) {
+      // A bug past the transaction (mapping a row, say) must not strand the batch's sessions.
+      this.rejectAll(batch, err);
+    }
+  }
+
+  private settle(batch: readonly Waiting[], durable: Durable): void {
     let failure: unknown = durable.ok ? undefined : durable.err;
     if (durable.ok) {
       try {

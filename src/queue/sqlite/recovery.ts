@@ -105,8 +105,10 @@ async function recoverBodies(index: IndexDb, dir: string, tally: Tally): Promise
     const want = expected.get(name);
     expected.delete(name);
     if (size === undefined) continue;
-    if (want === undefined) await discard(path, size, tally);
-    else if (size !== want && isQueueId(name)) {
+    // Only names this store could have written are its to delete, as in segments/.
+    if (want === undefined) {
+      if (isQueueId(name)) await discard(path, size, tally);
+    } else if (size !== want && isQueueId(name)) {
       tally.corrupt.push({ id: name, code: 'QUEUE_CORRUPT', reason: `${path}: ${size} bytes on disk, ${want} committed` });
     }
   }
