@@ -59,7 +59,7 @@ function percentile(sorted: readonly number[], p: number): number {
 
 async function oneRun(total: number, clients: number, size: number, reuse: boolean): Promise<RunResult> {
   const spool = await mkdtemp(join(tmpdir(), 'postwire-bench-'));
-  const relay = await startServe(['--spool', spool, '--log-level', 'warn']);
+  const relay = await startServe(['--spool', spool, '--log-level', 'warn', '--max-message-size', String(Math.max(size * 2, 50 * 1024 * 1024))]);
   const pid = relay.child.pid as number;
   const latencies: number[] = [];
   let next = 0;
