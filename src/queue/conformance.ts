@@ -12,12 +12,18 @@
  * It trusts only the QueueStore interface. Sizes straddle the default inline bound of the
  * embedded store (100 KiB and 300 KiB around 128 KiB) because boundaries are where backends
  * differ, and a 5 MiB body is written in 64 KiB chunks to prove streaming in both directions.
+ *
+ * Scheduling (claims, leases, attempts, history, hold/release) is tested with explicit `now`
+ * values an hour past the wall clock, so every message committed during a test is due; hold and
+ * release use the store's own clock, which the tests only compare against. What is NOT here,
+ * because backends differ on purpose: what reopen does to live leases (the embedded store clears
+ * them; a shared one keeps them until they expire). Reopen is tested on recorded state only.
  * Not exported from queue/index.ts: it imports node:test.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { Envelope, QueueStore, StoredMessage } from './store.js';
+import type { AttemptRecord, AttemptState, ClaimedMessage, Envelope, Lease, QueueStore, StoredMessage } from './store.js';
 import { QueueError } from './store.js';
 import type { QueueErrorCode } from './store.js';
 import type { QueueId } from './ids.js';
@@ -91,13 +97,73 @@ async function rejectsWith(work: () => unknown, code: QueueErrorCode): Promise<v
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A fresh store per test; `current` follows reopen(). */
+interface TestState {
+  current: QueueStore;
+  reopen: () => Promise<QueueStore>;
+}
+type StoreTest = (title: string, body: (h: TestState) => Promise<void>) => void;
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const LEASE_MS = 10 * MINUTE;
+
+/** A `now` an hour past the wall clock: everything committed so far is due by then. */
+const later = (): number => Date.now() + HOUR;
+
+function claim(store: QueueStore, now: number, owner = 'node-a', limit = 100, leaseMs = LEASE_MS): Promise<ClaimedMessage[]> {
+  return store.claimDue({ now, limit, leaseMs, owner });
+}
+
+const claimedIds = (claimed: readonly ClaimedMessage[]): QueueId[] => claimed.map((c) => c.message.id);
+
+function leaseOf(claimed: readonly ClaimedMessage[], id: QueueId): Lease {
+  const found = claimed.find((c) => c.message.id === id);
+  assert.ok(found, `message ${id} was claimed`);
+  return found.lease;
+}
+
+/** One claimed message, or fail. */
+async function claimOne(store: QueueStore, now: number, owner = 'node-a'): Promise<ClaimedMessage> {
+  const [first, ...rest] = await claim(store, now, owner, 1);
+  assert.ok(first, 'a message was due');
+  assert.equal(rest.length, 0);
+  return first;
+}
+
+/** An attempt with one result per listed state, recipient i getting states[i]. */
+function attempt(at: number, states: readonly AttemptState[], extra: Partial<AttemptRecord> = {}): AttemptRecord {
+  return {
+    at,
+    nextHop: 'mx1.example.net[192.0.2.25]:25',
+    results: states.map((state, recipient) => ({ recipient, state, reply: `${state} reply for ${recipient}` })),
+    ...extra,
+  };
+}
+
+function recipientsEnvelope(count: number): Envelope {
+  return sampleEnvelope({ recipients: Array.from({ length: count }, (_, i) => ({ address: `r${i}@example.net` })) });
+}
+
+async function statesOf(store: QueueStore, id: QueueId): Promise<string[]> {
+  const message = await store.getMessage(id);
+  assert.ok(message, `message ${id} exists`);
+  return message.recipients.map((r) => r.state);
+}
+
+async function commitMany(store: QueueStore, count: number, envelope = sampleEnvelope()): Promise<QueueId[]> {
+  const ids: QueueId[] = [];
+  for (let i = 0; i < count; i++) ids.push((await writeAndCommit(store, patternBytes(20, i), envelope)).id);
+  return ids;
+}
+
 export function runStoreConformance(name: string, factory: () => Promise<StoreHarness>, options: ConformanceOptions = {}): void {
   /** Each test gets a fresh store, and `h.current` follows reopen(). */
-  const test = (title: string, body: (h: { current: QueueStore; reopen: () => Promise<QueueStore> }) => Promise<void>): void => {
+  const test: StoreTest = (title, body) => {
     const skipped = options.skip?.find((s) => s.test === title);
     it(title, skipped ? { skip: skipped.reason } : {}, async () => {
       const harness = await factory();
-      const state = {
+      const state: TestState = {
         current: harness.store,
         reopen: async () => {
           state.current = await harness.reopen();
@@ -290,6 +356,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreHa
 
     test('after close every operation rejects QUEUE_CLOSED', async (h) => {
       const stored = await writeAndCommit(h.current, patternBytes(10));
+      const { lease } = await claimOne(h.current, later());
       const open = h.current.createMessage();
       await open.write(patternBytes(10));
       await h.current.close();
@@ -301,6 +368,13 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreHa
       await rejectsWith(() => readAll(store, stored.id), 'QUEUE_CLOSED');
       await rejectsWith(() => store.purge(stored.id), 'QUEUE_CLOSED');
       await rejectsWith(() => open.commit(sampleEnvelope()), 'QUEUE_CLOSED');
+      await rejectsWith(() => claim(store, later()), 'QUEUE_CLOSED');
+      await rejectsWith(() => store.renewLease(lease, later()), 'QUEUE_CLOSED');
+      await rejectsWith(() => store.recordAttempt(lease, attempt(later(), ['delivered'])), 'QUEUE_CLOSED');
+      await rejectsWith(() => store.releaseLease(lease), 'QUEUE_CLOSED');
+      await rejectsWith(() => store.history(stored.id), 'QUEUE_CLOSED');
+      await rejectsWith(() => store.hold(stored.id, 'closed'), 'QUEUE_CLOSED');
+      await rejectsWith(() => store.release(stored.id), 'QUEUE_CLOSED');
       // createMessage may throw at once or hand back a writer that rejects: both say QUEUE_CLOSED.
       await rejectsWith(async () => {
         const late = store.createMessage();
@@ -325,5 +399,412 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreHa
       const again = await h.reopen();
       assert.deepEqual((await again.listMessages()).map((m) => m.id), [...committed].sort());
     });
+  });
+
+  describe(`QueueStore conformance: ${name}: scheduling`, () => {
+    schedulingSuite(test);
+  });
+}
+
+/** Claims, leases, attempts, history, hold/release: the contract qmgr and admin rely on. */
+function schedulingSuite(test: StoreTest): void {
+  claimAndLeaseTests(test);
+  attemptTests(test);
+  operatorTests(test);
+  fairnessAndConcurrencyTests(test);
+}
+
+function claimAndLeaseTests(test: StoreTest): void {
+  test('a committed message is due at once, with no attempts and no history', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10));
+    assert.equal(stored.attempts, 0);
+    assert.equal(stored.nextAttemptAt, stored.receivedAt);
+    assert.deepEqual(await h.current.getMessage(stored.id), stored);
+    assert.deepEqual(await h.current.history(stored.id), []);
+    assert.deepEqual(await claim(h.current, stored.receivedAt - 1), [], 'not due before it was received');
+    const [claimed, ...rest] = await claim(h.current, stored.receivedAt, 'node-a', 10, 1000);
+    assert.equal(rest.length, 0);
+    assert.ok(claimed);
+    assert.equal(claimed.attempts, 0);
+    assert.deepEqual(
+      { id: claimed.lease.id, owner: claimed.lease.owner, until: claimed.lease.until },
+      { id: stored.id, owner: 'node-a', until: stored.receivedAt + 1000 },
+    );
+    assert.ok(claimed.lease.token.length > 0);
+    assert.deepEqual(claimed.message, { ...stored, lease: { owner: 'node-a', until: stored.receivedAt + 1000 } });
+    assert.deepEqual((await h.current.getMessage(stored.id))?.lease, { owner: 'node-a', until: stored.receivedAt + 1000 });
+    assert.deepEqual(await h.current.history(newQueueId(Date.now())), [], 'an unknown id has no history');
+  });
+
+  test('a claim hides the message from other claims until recorded, released or expired', async (h) => {
+    const [m1, m2, m3] = await commitMany(h.current, 3);
+    const t0 = later();
+    const first = await claim(h.current, t0, 'node-a', 2);
+    assert.deepEqual(claimedIds(first), [m1, m2], 'oldest first, at most limit');
+    assert.deepEqual(claimedIds(await claim(h.current, t0, 'node-b')), [m3]);
+    assert.deepEqual(await claim(h.current, t0, 'node-b'), [], 'everything is leased');
+    await h.current.releaseLease(leaseOf(first, m1 as QueueId));
+    assert.equal((await h.current.getMessage(m1 as QueueId))?.lease, undefined);
+    const again = await claim(h.current, t0, 'node-b');
+    assert.deepEqual(claimedIds(again), [m1], 'released: due again at once');
+    await h.current.recordAttempt(leaseOf(first, m2 as QueueId), attempt(t0, ['deferred'], { nextAttemptAt: t0 + 1000 }));
+    assert.deepEqual(claimedIds(await claim(h.current, t0 + 999, 'node-c')), [], 'recorded: due at its next attempt time');
+    assert.deepEqual(claimedIds(await claim(h.current, t0 + 1000, 'node-c')), [m2]);
+    // m1 and m3 were claimed at t0 by node-b: their leases end at t0 + LEASE_MS (until <= now).
+    assert.deepEqual(await claim(h.current, t0 + LEASE_MS - 1, 'node-d'), []);
+    assert.deepEqual(claimedIds(await claim(h.current, t0 + LEASE_MS, 'node-d')), [m1, m3]);
+  });
+
+  test('an expired lease passes to another owner, and the old token is lost', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
+    const t0 = later();
+    const a = (await claim(h.current, t0, 'node-a', 1, 1000))[0]?.lease;
+    assert.ok(a);
+    assert.deepEqual(await claim(h.current, t0 + 999, 'node-b'), []);
+    const b = (await claim(h.current, t0 + 1000, 'node-b', 1, 1000))[0]?.lease;
+    assert.ok(b, 'node-b takes the expired lease');
+    assert.notEqual(b.token, a.token);
+    await rejectsWith(() => h.current.recordAttempt(a, attempt(t0 + 1001, ['delivered', 'delivered'])), 'QUEUE_LEASE_LOST');
+    assert.equal(await h.current.renewLease(a, t0 + 5000), undefined);
+    await h.current.releaseLease(a); // a lost lease: a no-op, node-b keeps the message
+    assert.deepEqual(await claim(h.current, t0 + 1001, 'node-c'), []);
+    assert.deepEqual((await h.current.getMessage(stored.id))?.lease, { owner: 'node-b', until: t0 + 2000 });
+    assert.deepEqual(await statesOf(h.current, stored.id), ['queued', 'queued'], 'the lost run wrote nothing');
+    assert.deepEqual(await h.current.history(stored.id), []);
+    await h.current.recordAttempt(b, attempt(t0 + 1002, ['delivered', 'delivered']));
+    assert.deepEqual(await statesOf(h.current, stored.id), ['delivered', 'delivered']);
+    assert.equal((await h.current.history(stored.id)).length, 1);
+  });
+
+  test('renewLease extends a lease, also one past its time that nobody took', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10));
+    const t0 = later();
+    const { lease } = await claimOne(h.current, t0);
+    const renewed = await h.current.renewLease(lease, t0 + LEASE_MS * 3);
+    assert.deepEqual(renewed, { ...lease, until: t0 + LEASE_MS * 3 });
+    assert.deepEqual(await claim(h.current, t0 + LEASE_MS * 2, 'node-b'), [], 'the renewed lease holds');
+    // Past its time, nobody claimed it: the holder may still renew and record.
+    const late = await h.current.renewLease(lease, t0 + LEASE_MS * 5);
+    assert.equal(late?.until, t0 + LEASE_MS * 5);
+    assert.deepEqual(await claim(h.current, t0 + LEASE_MS * 4, 'node-b'), []);
+    await h.current.recordAttempt(lease, attempt(t0 + LEASE_MS * 4, ['delivered']));
+    assert.equal(await h.current.renewLease(lease, t0 + LEASE_MS * 6), undefined, 'recorded: the lease is over');
+    await rejectsWith(() => h.current.recordAttempt(lease, attempt(t0, ['delivered'])), 'QUEUE_LEASE_LOST');
+    assert.equal((await h.current.getMessage(stored.id))?.lease, undefined);
+  });
+
+  test('a released lease is over for its holder', async (h) => {
+    await writeAndCommit(h.current, patternBytes(10));
+    const t0 = later();
+    const { lease } = await claimOne(h.current, t0);
+    await h.current.releaseLease(lease);
+    await h.current.releaseLease(lease); // idempotent
+    assert.equal(await h.current.renewLease(lease, t0 + LEASE_MS), undefined);
+    await rejectsWith(() => h.current.recordAttempt(lease, attempt(t0, ['delivered'])), 'QUEUE_LEASE_LOST');
+    const again = await claimOne(h.current, t0, 'node-b');
+    assert.equal(again.attempts, 0, 'releasing is not an attempt');
+  });
+
+  test('purge ends the lease and the history', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10));
+    const t0 = later();
+    const first = await claimOne(h.current, t0);
+    await h.current.recordAttempt(first.lease, attempt(t0, ['deferred'], { nextAttemptAt: t0 }));
+    const { lease } = await claimOne(h.current, t0);
+    assert.equal(await h.current.purge(stored.id), true);
+    await rejectsWith(() => h.current.recordAttempt(lease, attempt(t0, ['delivered'])), 'QUEUE_LEASE_LOST');
+    assert.equal(await h.current.renewLease(lease, t0 + LEASE_MS), undefined);
+    await h.current.releaseLease(lease);
+    assert.deepEqual(await h.current.history(stored.id), []);
+    assert.deepEqual(await claim(h.current, t0 + HOUR), []);
+  });
+
+  test('claimDue checks its query', async (h) => {
+    await writeAndCommit(h.current, patternBytes(10));
+    const t0 = later();
+    assert.deepEqual(await claim(h.current, t0, 'node-a', 0), []);
+    await rejectsWith(() => claim(h.current, t0, 'node-a', 1, 0), 'QUEUE_INVALID');
+    await rejectsWith(() => claim(h.current, t0, '', 1), 'QUEUE_INVALID');
+    await rejectsWith(() => claim(h.current, Number.NaN, 'node-a', 1), 'QUEUE_INVALID');
+    assert.equal((await claim(h.current, t0, 'node-a', 1.9)).length, 1, 'a fractional limit rounds down');
+  });
+}
+
+function attemptTests(test: StoreTest): void {
+  test('recordAttempt sets recipient states, counts the attempt and gates the next claim', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(5));
+    const t0 = later();
+    const first = await claimOne(h.current, t0);
+    await h.current.recordAttempt(first.lease, attempt(t0, ['delivered', 'bounced', 'deferred', 'ambiguous', 'held'], { nextAttemptAt: t0 + HOUR }));
+    const after = await h.current.getMessage(stored.id);
+    assert.deepEqual(after?.recipients.map((r) => r.state), ['delivered', 'bounced', 'deferred', 'ambiguous', 'held']);
+    assert.equal(after?.attempts, 1);
+    assert.equal(after?.nextAttemptAt, t0 + HOUR);
+    assert.equal(after?.lease, undefined);
+    assert.deepEqual(await h.current.countByState(), { delivered: 1, bounced: 1, deferred: 1, ambiguous: 1, held: 1 });
+    for (const state of ['delivered', 'bounced', 'deferred', 'ambiguous', 'held'] as const) {
+      assert.deepEqual((await h.current.listMessages({ state })).map((m) => m.id), [stored.id], state);
+    }
+    assert.deepEqual(await h.current.listMessages({ state: 'queued' }), []);
+    assert.deepEqual(await claim(h.current, t0 + HOUR - 1), [], 'not before nextAttemptAt');
+    const second = await claimOne(h.current, t0 + HOUR);
+    assert.equal(second.attempts, 1);
+    // Final states are sticky: a later 'deferred' for the delivered recipient changes nothing.
+    await h.current.recordAttempt(second.lease, {
+      at: t0 + HOUR,
+      nextHop: '',
+      results: [
+        { recipient: 0, state: 'deferred', reply: 'stale' },
+        { recipient: 2, state: 'delivered', reply: '250 2.0.0 ok' },
+        { recipient: 3, state: 'deferred', reply: '421 4.4.2 timeout' },
+      ],
+      nextAttemptAt: t0 + 2 * HOUR,
+    });
+    assert.deepEqual(await statesOf(h.current, stored.id), ['delivered', 'bounced', 'delivered', 'deferred', 'held']);
+    const third = await claimOne(h.current, t0 + 2 * HOUR);
+    assert.equal(third.attempts, 2);
+    await h.current.recordAttempt(third.lease, { at: t0 + 2 * HOUR, nextHop: '', results: [{ recipient: 3, state: 'expired', reply: 'too old' }] });
+    const done = await h.current.getMessage(stored.id);
+    assert.deepEqual(done?.recipients.map((r) => r.state), ['delivered', 'bounced', 'delivered', 'expired', 'held']);
+    assert.equal(done?.nextAttemptAt, undefined, 'only a held recipient is left: nothing is due');
+    assert.equal(done?.attempts, 3);
+    assert.deepEqual(await claim(h.current, t0 + 1000 * HOUR), []);
+    assert.deepEqual(await h.current.countByState(), { delivered: 2, bounced: 1, expired: 1, held: 1 });
+  });
+
+  test('a message with no due recipients is never claimed again', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
+    const other = await writeAndCommit(h.current, patternBytes(10));
+    const t0 = later();
+    const claimed = await claim(h.current, t0);
+    // A nextAttemptAt with nothing left to try is ignored.
+    await h.current.recordAttempt(leaseOf(claimed, stored.id), attempt(t0, ['delivered', 'bounced'], { nextAttemptAt: t0 + 1 }));
+    await h.current.releaseLease(leaseOf(claimed, other.id));
+    assert.equal((await h.current.getMessage(stored.id))?.nextAttemptAt, undefined);
+    for (const now of [t0 + 1, t0 + HOUR, t0 + 1000 * HOUR]) {
+      assert.deepEqual(claimedIds(await claim(h.current, now, 'node-b', 100, 1)), [other.id], `at ${now - t0} ms`);
+    }
+    assert.equal(await h.current.hold(stored.id, 'nothing to hold'), false);
+    assert.equal(await h.current.release(stored.id), false);
+    assert.equal((await h.current.history(stored.id)).length, 1);
+  });
+
+  test('history keeps every record verbatim and in order, across reopen', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(3));
+    const t0 = later();
+    const records: AttemptRecord[] = [
+      {
+        at: t0,
+        nextHop: 'mx1.example.net[192.0.2.25]:25',
+        results: [
+          { recipient: 2, state: 'deferred', reply: '451-4.7.1 Greylisted, please retry\r\n451 4.7.1 in 5 minutes' },
+          { recipient: 0, state: 'delivered', reply: '250 2.0.0 Ok: queued as 4XyZ' },
+        ],
+        nextAttemptAt: t0 + 5 * MINUTE,
+      },
+      {
+        at: t0 + 5 * MINUTE,
+        nextHop: '',
+        results: [
+          { recipient: 2, state: 'deferred', reply: 'connect to mx1.example.net: ECONNREFUSED' },
+          { recipient: 1, state: 'deferred', reply: 'ünïcödé ✉ 例え' },
+        ],
+        nextAttemptAt: t0 + 20 * MINUTE,
+        note: 'no route: both MX hosts refused',
+      },
+      {
+        at: t0 + 20 * MINUTE,
+        nextHop: '[2001:db8::25]:25',
+        results: [{ recipient: 1, state: 'held', reply: '250 2.0.0 accepted before end of data' }, { recipient: 2, state: 'ambiguous', reply: '' }],
+        nextAttemptAt: t0 + HOUR,
+        note: 'framing fault: sent 1200 of 4096 bytes, peer replied early',
+      },
+    ];
+    for (const record of records) {
+      const { lease } = await claimOne(h.current, record.at);
+      await h.current.recordAttempt(lease, record);
+    }
+    assert.deepEqual(await h.current.history(stored.id), records);
+    const again = await h.reopen();
+    assert.deepEqual(await again.history(stored.id), records);
+    const message = await again.getMessage(stored.id);
+    assert.deepEqual(message?.recipients.map((r) => r.state), ['delivered', 'held', 'ambiguous']);
+    assert.equal(message?.attempts, 3);
+    assert.equal(message?.nextAttemptAt, t0 + HOUR);
+  });
+
+  test('recordAttempt refuses an invalid record, writes nothing and keeps the lease', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
+    const t0 = later();
+    const { lease } = await claimOne(h.current, t0);
+    const bad: AttemptRecord[] = [
+      attempt(t0, ['delivered', 'delivered', 'delivered']),
+      { at: t0, nextHop: '', results: [{ recipient: -1, state: 'delivered', reply: '' }] },
+      { at: t0, nextHop: '', results: [{ recipient: 0.5, state: 'delivered', reply: '' }] },
+      { at: t0, nextHop: '', results: [{ recipient: 1, state: 'delivered', reply: '' }, { recipient: 1, state: 'deferred', reply: '' }] },
+    ];
+    for (const record of bad) await rejectsWith(() => h.current.recordAttempt(lease, record), 'QUEUE_INVALID');
+    assert.deepEqual(await statesOf(h.current, stored.id), ['queued', 'queued']);
+    assert.deepEqual(await h.current.history(stored.id), []);
+    assert.equal((await h.current.getMessage(stored.id))?.attempts, 0);
+    await h.current.recordAttempt(lease, attempt(t0, ['delivered', 'delivered']));
+    assert.deepEqual(await statesOf(h.current, stored.id), ['delivered', 'delivered']);
+  });
+
+  test('scheduling state survives reopen', async (h) => {
+    const [a, b, c] = await commitMany(h.current, 3, recipientsEnvelope(2));
+    const t0 = later();
+    const claimed = await claim(h.current, t0);
+    await h.current.recordAttempt(leaseOf(claimed, a as QueueId), attempt(t0, ['delivered', 'deferred'], { nextAttemptAt: t0 + HOUR }));
+    await h.current.recordAttempt(leaseOf(claimed, b as QueueId), attempt(t0, ['bounced', 'ambiguous'], { nextAttemptAt: t0 + 2 * HOUR }));
+    await h.current.releaseLease(leaseOf(claimed, c as QueueId));
+    assert.equal(await h.current.hold(c as QueueId, 'operator says wait'), true);
+    const before = await Promise.all([a, b, c].map((id) => h.current.getMessage(id as QueueId)));
+    const histories = await Promise.all([a, b, c].map((id) => h.current.history(id as QueueId)));
+    const counts = await h.current.countByState();
+    const again = await h.reopen();
+    assert.deepEqual(await Promise.all([a, b, c].map((id) => again.getMessage(id as QueueId))), before);
+    assert.deepEqual(await Promise.all([a, b, c].map((id) => again.history(id as QueueId))), histories);
+    assert.deepEqual(await again.countByState(), counts);
+    assert.deepEqual(await claim(again, t0 + HOUR - 1), []);
+    const due = await claim(again, t0 + HOUR);
+    assert.deepEqual(claimedIds(due), [a]);
+    const delivered = { at: t0 + HOUR, nextHop: '', results: [{ recipient: 1, state: 'delivered', reply: '250 ok' }] } as const;
+    await again.recordAttempt(leaseOf(due, a as QueueId), delivered);
+    const next = await claim(again, t0 + 2 * HOUR);
+    assert.deepEqual(claimedIds(next), [b]);
+    assert.equal(next[0]?.attempts, 1);
+  });
+}
+
+function operatorTests(test: StoreTest): void {
+  test('hold stops delivery and release makes it due at once, both in the history', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(3));
+    const t0 = later();
+    const { lease } = await claimOne(h.current, t0);
+    const first: AttemptRecord = {
+      at: t0,
+      nextHop: '',
+      results: [{ recipient: 0, state: 'delivered', reply: '250 ok' }, { recipient: 1, state: 'deferred', reply: '451 later' }],
+      nextAttemptAt: t0 + HOUR,
+    };
+    await h.current.recordAttempt(lease, first);
+    const heldAt = Date.now();
+    assert.equal(await h.current.hold(stored.id, 'suspected spam run'), true);
+    const held = await h.current.getMessage(stored.id);
+    assert.deepEqual(held?.recipients.map((r) => r.state), ['delivered', 'held', 'held'], 'deferred and queued recipients are held');
+    assert.equal(held?.nextAttemptAt, undefined);
+    assert.equal(held?.attempts, 1, 'a hold is not an attempt');
+    assert.deepEqual(await claim(h.current, t0 + 100 * HOUR), []);
+    assert.equal(await h.current.hold(stored.id, 'again'), false, 'nothing left to hold');
+    assert.deepEqual((await h.current.listMessages({ state: 'held' })).map((m) => m.id), [stored.id]);
+    assert.deepEqual(await h.current.countByState(), { delivered: 1, held: 2 });
+
+    assert.equal(await h.current.release(stored.id), true);
+    const released = await h.current.getMessage(stored.id);
+    assert.deepEqual(released?.recipients.map((r) => r.state), ['delivered', 'deferred', 'deferred']);
+    const dueAt = released?.nextAttemptAt;
+    assert.ok(dueAt !== undefined && dueAt >= heldAt && dueAt <= Date.now(), 'due now, by the store clock');
+    assert.equal(await h.current.release(stored.id), false, 'nothing left to release');
+    assert.deepEqual(claimedIds(await claim(h.current, t0)), [stored.id], 'due at once, before the deferral time');
+
+    const history = await h.current.history(stored.id);
+    assert.equal(history.length, 3);
+    assert.deepEqual(history[0], first);
+    const [, hold, release] = history;
+    assert.deepEqual({ ...hold, at: 0 }, {
+      at: 0, nextHop: '', note: 'hold',
+      results: [{ recipient: 1, state: 'held', reply: 'suspected spam run' }, { recipient: 2, state: 'held', reply: 'suspected spam run' }],
+    });
+    assert.deepEqual({ ...release, at: 0, nextAttemptAt: 0 }, {
+      at: 0, nextHop: '', note: 'release', nextAttemptAt: 0,
+      results: [1, 2].map((recipient) => ({ recipient, state: 'deferred', reply: 'released by operator' })),
+    });
+    assert.ok(hold && release && hold.at >= heldAt && release.at >= hold.at && release.nextAttemptAt === released?.nextAttemptAt);
+    const unknown = newQueueId(Date.now());
+    assert.equal(await h.current.hold(unknown, 'x'), false);
+    assert.equal(await h.current.release(unknown), false);
+  });
+
+  test('a hold during a run outlasts its deferrals but not its deliveries', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(3));
+    const t0 = later();
+    const { lease } = await claimOne(h.current, t0);
+    assert.equal(await h.current.hold(stored.id, 'hold now'), true);
+    assert.deepEqual(await claim(h.current, t0 + 2 * LEASE_MS, 'node-b'), [], 'held: not due even after the lease expires');
+    await h.current.recordAttempt(lease, attempt(t0 + 1, ['delivered', 'deferred', 'ambiguous'], { nextAttemptAt: t0 + MINUTE }));
+    const after = await h.current.getMessage(stored.id);
+    assert.deepEqual(after?.recipients.map((r) => r.state), ['delivered', 'held', 'held']);
+    assert.equal(after?.nextAttemptAt, undefined);
+    assert.deepEqual(await claim(h.current, t0 + HOUR), []);
+    assert.equal(await h.current.release(stored.id), true);
+    const again = await claimOne(h.current, t0 + HOUR);
+    assert.equal(again.attempts, 1);
+  });
+
+  test('a release during a run makes the message due at once when the run sets no next time', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
+    const t0 = later();
+    const first = await claimOne(h.current, t0);
+    await h.current.recordAttempt(first.lease, attempt(t0, ['held', 'deferred'], { nextAttemptAt: t0 }));
+    const { lease } = await claimOne(h.current, t0);
+    assert.equal(await h.current.release(stored.id), true);
+    assert.deepEqual(await claim(h.current, t0, 'node-b'), [], 'the live lease still holds it');
+    // The run knew of no recipient left to try, so it sets no next time: the released one is due at once.
+    await h.current.recordAttempt(lease, { at: t0 + 1, nextHop: '', results: [{ recipient: 1, state: 'delivered', reply: '250 ok' }] });
+    const after = await h.current.getMessage(stored.id);
+    assert.deepEqual(after?.recipients.map((r) => r.state), ['deferred', 'delivered']);
+    assert.equal(after?.nextAttemptAt, t0 + 1);
+    assert.deepEqual(claimedIds(await claim(h.current, t0 + 1, 'node-b')), [stored.id]);
+  });
+}
+
+function fairnessAndConcurrencyTests(test: StoreTest): void {
+  test('fresh mail is not starved by a backlog of due retries', async (h) => {
+    const backlog = await commitMany(h.current, 20);
+    const t0 = later();
+    const claimed = await claim(h.current, t0, 'node-a', 20);
+    assert.equal(claimed.length, 20);
+    // Recorded newest first: retry order is next attempt time, then arrival, not record order.
+    for (const c of [...claimed].reverse()) {
+      await h.current.recordAttempt(c.lease, attempt(t0, ['deferred'], { nextAttemptAt: t0 + MINUTE }));
+    }
+    const fresh = await commitMany(h.current, 5);
+    const mixed = await claim(h.current, t0 + MINUTE, 'node-a', 10);
+    assert.deepEqual(claimedIds(mixed), [...fresh, ...backlog.slice(0, 5)], 'all fresh mail, then the oldest retries');
+    assert.deepEqual(mixed.map((c) => c.attempts), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+    // With more fresh mail than half the limit, each kind still gets its half.
+    const more = await commitMany(h.current, 12);
+    const half = await claim(h.current, t0 + MINUTE, 'node-b', 10);
+    assert.deepEqual(claimedIds(half), [...more.slice(0, 5), ...backlog.slice(5, 10)]);
+    // A limit above what is due takes all of it.
+    const rest = await claim(h.current, t0 + MINUTE, 'node-c', 100);
+    assert.deepEqual(claimedIds(rest), [...more.slice(5), ...backlog.slice(10)]);
+    // Only retries due (fresh mail delivered, retry leases expired): they take every slot.
+    for (const c of [...mixed, ...half, ...rest].filter((x) => x.attempts === 0)) {
+      await h.current.recordAttempt(c.lease, attempt(t0 + MINUTE, ['delivered']));
+    }
+    const retries = await claim(h.current, t0 + MINUTE + LEASE_MS, 'node-d', 4);
+    assert.deepEqual(claimedIds(retries), backlog.slice(0, 4));
+  });
+
+  test('50 concurrent claims from two owners never claim one message twice', async (h) => {
+    const ids = await commitMany(h.current, 40);
+    const t0 = later();
+    const runs = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => claim(h.current, t0, i % 2 === 0 ? 'node-a' : 'node-b', 3)),
+    );
+    const all = runs.flatMap(claimedIds);
+    assert.equal(new Set(all).size, all.length, 'no message claimed twice');
+    assert.deepEqual([...all].sort(), [...ids].sort(), 'and every due message was claimed');
+    const owners = new Map(runs.flatMap((run) => run.map((c) => [c.message.id, c.lease.owner] as const)));
+    for (const id of ids) assert.equal((await h.current.getMessage(id))?.lease?.owner, owners.get(id));
+    // The same race again, on leases that expired: each message goes to exactly one claimer.
+    const expired = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => claim(h.current, t0 + LEASE_MS, i % 2 === 0 ? 'node-c' : 'node-d', 3)),
+    );
+    const retaken = expired.flatMap(claimedIds);
+    assert.equal(new Set(retaken).size, retaken.length);
+    assert.equal(retaken.length, ids.length);
   });
 }

@@ -1,13 +1,21 @@
 /**
  * @module queue
- * The queue's public surface for everyone outside queue/: the QueueStore seam and its types, queue
- * ids, and QueueError with its stable codes. Concrete backends (queue/sqlite, later
+ * The queue's public surface for everyone outside queue/: the QueueStore seam and its types
+ * (scheduling included: Lease, ClaimedMessage, AttemptRecord), the due/final state sets, queue
+ * ids, and QueueError with its stable codes. The shared transition rules (transitions.ts) are for
+ * backends; only isDue/isFinal are exported here. Concrete backends (queue/sqlite, later
  * queue/postgres) are imported only by main.ts; the conformance suite (conformance.ts) imports
  * node:test and is imported by test files by path, never from here.
  */
 export type {
+  AttemptRecord,
+  AttemptResult,
+  AttemptState,
+  ClaimedMessage,
+  ClaimQuery,
   Envelope,
   EnvelopeRecipient,
+  Lease,
   ListQuery,
   MessageWriter,
   QueueErrorCode,
@@ -16,6 +24,7 @@ export type {
   RecipientState,
   StoredMessage,
 } from './store.js';
-export { QueueError } from './store.js';
+export { DUE_STATES, FINAL_STATES, QueueError } from './store.js';
+export { isDue, isFinal } from './transitions.js';
 export type { QueueId } from './ids.js';
 export { isQueueId, newQueueId, parseQueueId, QueueIdGenerator } from './ids.js';

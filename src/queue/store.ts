@@ -3,14 +3,26 @@
  * The storage seam. Every queue backend (the embedded SQLite+spool store, later PostgreSQL)
  * implements QueueStore, and every backend runs the same conformance suite (conformance.ts).
  *
- * Who calls it: cleanup/ (to enqueue accepted mail), later qmgr/ (to claim and record work) and
- * admin/ (to read and steer). It trusts its callers for envelope validity (smtpd parsed it) and
- * trusts nothing about process lifetime: any instant may be a crash, and open() recovers.
+ * Who calls it: cleanup/ (to enqueue accepted mail), qmgr/ (to claim and record work) and admin/
+ * (to read and steer). It trusts its callers for envelope validity (smtpd parsed it) and trusts
+ * nothing about process lifetime: any instant may be a crash, and open() recovers.
  *
  * The durability contract (DESIGN.md invariant 2): MessageWriter.commit() resolves only after
  * the body and the envelope are on stable storage. A crash before that leaves nothing visible
  * after recovery; a crash after it loses nothing. Backends group concurrent commits into one
  * flush so durability does not cost a disk flush per message.
+ *
+ * The scheduling contract (DESIGN.md §4, invariants 3 and 5): work is claimed with a Lease, one
+ * message at a time, so two delivery runs never hold the same message while a lease is live. A
+ * lease is a capability: every write under it presents its token, and a token that no longer
+ * matches (the lease expired and someone else claimed the message, or it was purged) is refused
+ * with QUEUE_LEASE_LOST, so a run that lost its lease can never overwrite the new holder's work.
+ * A lease past its `until` keeps working until someone else claims the message. Recipient states
+ * move only forward: delivered, bounced, expired and deleted are final and no later write undoes
+ * them. Each attempt, hold and release is appended to the message's history verbatim.
+ * Due: not leased (or the lease expired, `until <= now`), next attempt time `<= now`, and at least
+ * one recipient in a DUE_STATES state. The store keeps the next attempt time undefined exactly
+ * when no recipient is due, so a finished or fully held message is never claimed.
  */
 import type { BodyType, DsnNotify, DsnRet } from '../protocol/index.js';
 import type { QueueId } from './ids.js';
@@ -43,6 +55,12 @@ export interface Envelope {
   readonly client: { readonly ip: string; readonly helo: string; readonly protocol: string };
 }
 
+/** Recipients in these states are waiting for a delivery attempt; all others never are. */
+export const DUE_STATES: readonly RecipientState[] = ['queued', 'deferred', 'ambiguous'];
+
+/** Final states: once a recipient is in one, nothing moves it again. */
+export const FINAL_STATES: readonly RecipientState[] = ['delivered', 'bounced', 'expired', 'deleted'];
+
 export interface RecipientRecord extends EnvelopeRecipient {
   readonly state: RecipientState;
 }
@@ -55,6 +73,67 @@ export interface StoredMessage {
   /** Bytes of the stored body (trace header included): what the next hop will receive. */
   readonly size: number;
   readonly receivedAt: number;
+  /** When the due recipients are next due; absent when no recipient is due (all final or held). */
+  readonly nextAttemptAt?: number;
+  /** Delivery attempts recorded so far (recordAttempt calls; operator hold/release do not count). */
+  readonly attempts: number;
+  /** Who holds the message now, for tools (`queue show`, which node works on it). The token is not shown. */
+  readonly lease?: { readonly owner: string; readonly until: number };
+}
+
+/** A claim on one message's due recipients for one delivery run. Every write under it presents the token. */
+export interface Lease {
+  readonly id: QueueId;
+  /** Who claimed it: a node or process name, for tools and logs. */
+  readonly owner: string;
+  /** Opaque and unguessable; the capability every write under the lease presents. */
+  readonly token: string;
+  /** ms since the epoch; the lease has expired when `until <= now`. */
+  readonly until: number;
+}
+
+export interface ClaimedMessage {
+  /** The whole message: every recipient with its state. The due ones are those in DUE_STATES. */
+  readonly message: StoredMessage;
+  readonly lease: Lease;
+  /** Attempts recorded so far (0 for fresh mail): the input of the retry schedule. */
+  readonly attempts: number;
+}
+
+export interface ClaimQuery {
+  /** The claimer's clock, ms since the epoch: decides what is due and which leases expired. */
+  readonly now: number;
+  /** At most this many messages (capped at 10,000); 0 claims nothing. */
+  readonly limit: number;
+  /** Each lease runs until now + leaseMs (at least 1). */
+  readonly leaseMs: number;
+  /** Non-empty. */
+  readonly owner: string;
+}
+
+/** What an attempt concluded for one recipient. 'queued' and 'deleted' are never an attempt's result. */
+export type AttemptState = 'delivered' | 'deferred' | 'bounced' | 'ambiguous' | 'held' | 'expired';
+
+export interface AttemptResult {
+  /** Index into message.recipients (and envelope.recipients: same order). */
+  readonly recipient: number;
+  readonly state: AttemptState;
+  /** The remote reply verbatim (all lines), or a local reason. */
+  readonly reply: string;
+}
+
+/** One entry of a message's history: a delivery attempt, or an operator's hold or release. */
+export interface AttemptRecord {
+  /** ms since the epoch. */
+  readonly at: number;
+  /** e.g. 'mx1.example.com[192.0.2.1]:25', or '' when no connection was made. */
+  readonly nextHop: string;
+  /** One entry per recipient this attempt concerned, by index into message.recipients. */
+  readonly results: readonly AttemptResult[];
+  /** When the message's remaining due recipients are next due; absent when none remain. */
+  readonly nextAttemptAt?: number;
+  /** Free text kept in the history: a framing fault's byte counts, a long-line wrap, … */
+  readonly note?: string;
 }
 
 export interface ListQuery {
@@ -117,15 +196,97 @@ export interface QueueStore {
    * may finish; later reads reject with `QUEUE_NOT_FOUND`.
    */
   purge(id: QueueId): Promise<boolean>;
+
+  // Scheduling (qmgr and admin). Every time is ms since the epoch. Every method rejects
+  // QUEUE_CLOSED after close(). Concurrency: any of them may run concurrently with any other,
+  // from this process or (on a shared backend) another node; claims are atomic and every write
+  // under a lease checks its token in the same transaction, so races resolve to one winner.
+
+  /**
+   * Claim up to `limit` due messages for `owner`, each with a fresh lease until now + leaseMs.
+   * Fair: when fresh mail (0 attempts) and retries are both due, fresh mail gets at least
+   * ceil(limit / 2) of the slots and retries at least floor(limit / 2), and either kind takes
+   * the slots the other leaves (so pass limit >= 2, or retries wait while fresh mail keeps
+   * coming). Oldest first within each kind (earliest next attempt time, then arrival); returned
+   * fresh first, then retries. Atomic: concurrent claims never return the same message while a
+   * lease on it is live. Lease writes need not be durable: what a crash does to leases is the
+   * backend's to say (the embedded store clears them all at open).
+   * Cost: two range scans bounded by `limit` (due fresh, due retries) plus one write per claimed
+   * message, in one transaction; reads each claimed message like getMessage.
+   * Rejects QUEUE_INVALID for a leaseMs < 1, a non-finite now or limit, or an empty owner.
+   */
+  claimDue(query: ClaimQuery): Promise<ClaimedMessage[]>;
+  /**
+   * Extend a lease to `until` (absolute). Resolves the renewed lease (same token), or undefined
+   * when the lease was lost: someone else claimed the message, the run recorded or released it,
+   * or the message is gone. A lease past its `until` is still renewable until someone else
+   * claims it. Rejects QUEUE_INVALID for a non-finite until. Cost: one keyed write.
+   */
+  renewLease(lease: Lease, until: number): Promise<Lease | undefined>;
+  /**
+   * Record one delivery attempt and end the lease, all in one durable transaction: appends the
+   * record to the history verbatim, counts the attempt, applies each result to its recipient,
+   * sets the next attempt time, and releases the lease. Durable when it resolves (a recipient
+   * marked delivered is never offered again, even after a crash).
+   * Transitions: delivered, bounced, expired and held apply to any recipient not yet final;
+   * deferred and ambiguous apply to a recipient in queued, deferred or ambiguous (one an
+   * operator held during the run stays held). A result for a recipient already final changes
+   * nothing (the history still shows it). Recipients without a result keep their state.
+   * Next attempt time: record.nextAttemptAt when any recipient is still due afterwards; if the
+   * record has none while some recipient is due (say an operator released one during the run),
+   * record.at, i.e. due at once; undefined when none is due (record.nextAttemptAt is then
+   * ignored, but kept in the history).
+   * Rejects QUEUE_LEASE_LOST (nothing written) when the token no longer matches, and
+   * QUEUE_INVALID (nothing written, lease kept) for a result whose recipient index is out of
+   * range or repeated, an unknown state, or a non-finite time.
+   * Cost: one transaction of 2 + (recipients whose state changes) writes.
+   */
+  recordAttempt(lease: Lease, record: AttemptRecord): Promise<void>;
+  /**
+   * Give the claim back unused (shutdown, or a run that never started): the message is due again
+   * at once; no attempt is counted. A lease already lost is a no-op. Cost: one keyed write.
+   */
+  releaseLease(lease: Lease): Promise<void>;
+  /** The message's history, oldest first, each record as it was written; [] for an unknown id. One indexed read. */
+  history(id: QueueId): Promise<AttemptRecord[]>;
+  /**
+   * Operator hold: every recipient in queued, deferred or ambiguous becomes held and the message
+   * is no longer due. Recorded in the history (at: the store's clock, nextHop '', each held
+   * recipient with the reason as its reply, note 'hold'); not counted as an attempt. Does not
+   * touch a live lease: the run's results still apply, except that its deferrals leave held
+   * recipients held. Resolves false (nothing recorded) when no recipient could be held or the
+   * id is unknown. Durable when it resolves; one transaction.
+   */
+  hold(id: QueueId, reason: string): Promise<boolean>;
+  /**
+   * Operator release: every held recipient becomes deferred and the message is due at once (the
+   * store's clock). Recorded in the history (reply 'released by operator', note 'release',
+   * nextAttemptAt the release time); not counted as an attempt. Under a live lease the message
+   * stays with its holder, and the run's record sets the next time (due at once if it sets none).
+   * Resolves false (nothing recorded) when no recipient was held or the id is unknown. Durable
+   * when it resolves; one transaction.
+   */
+  release(id: QueueId): Promise<boolean>;
+
   /**
    * Flush pending commits and release files and handles. Writers still open are aborted.
+   * Leases are left as they are (a backend may clear them at its next open; see its docs).
    * Idempotent.
    */
   close(): Promise<void>;
 }
 
 /** Stable error codes of the queue layer; callers branch on `code`, never on the message text. */
-export type QueueErrorCode = 'QUEUE_NOT_FOUND' | 'QUEUE_CLOSED' | 'QUEUE_IO' | 'QUEUE_CORRUPT' | 'QUEUE_WRITER_DONE';
+export type QueueErrorCode =
+  | 'QUEUE_NOT_FOUND'
+  | 'QUEUE_CLOSED'
+  | 'QUEUE_IO'
+  | 'QUEUE_CORRUPT'
+  | 'QUEUE_WRITER_DONE'
+  /** A write under a lease whose token no longer matches: someone else owns the message now, or it is gone. */
+  | 'QUEUE_LEASE_LOST'
+  /** The caller passed something the contract rules out (a caller bug); nothing was written. */
+  | 'QUEUE_INVALID';
 
 export class QueueError extends Error {
   constructor(

@@ -1,11 +1,13 @@
 /**
  * @module queue/sqlite/index-db
  * The SQLite index: one connection, WAL, synchronous=FULL, prepared statements. It knows rows, not
- * files: where a body lives is a BodyLocation it stores and hands back.
+ * files: where a body lives is a BodyLocation it stores and hands back. Scheduling (claims,
+ * leases, history, hold/release) is `schedule` (schedule-db.ts), on the same connection.
  *
  * Cost: every method is a synchronous call on the event loop. insertBatch() is one transaction and
- * one WAL fsync for the whole batch (the only per-batch synchronous disk work of a commit);
- * deleteMessage() is one transaction and one WAL fsync; reads are indexed and touch no fsync.
+ * one WAL fsync for the whole batch (the only per-batch synchronous disk work of a commit); a new
+ * message is due at once (next_attempt_at = received_at). deleteMessage() is one transaction and
+ * one WAL fsync (rows, recipients and history go together); reads are indexed and touch no fsync.
  *
  * Locking: locking_mode=EXCLUSIVE, so a second process opening the same spool waits busy_timeout
  * and then fails (QUEUE_IO "in use") instead of racing recovery, which deletes files. With WAL
@@ -19,6 +21,8 @@ import type { Envelope, EnvelopeRecipient, ListQuery, RecipientRecord, Recipient
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
 import { migrate } from './migrations.js';
+import { ScheduleDb } from './schedule-db.js';
+import { guard } from './sql-guard.js';
 
 export type BodyLocation =
   | { readonly kind: 'segment'; readonly segment: number; readonly offset: number }
@@ -54,6 +58,10 @@ interface MessageRowRaw {
   body_kind: string;
   segment: number | null;
   body_offset: number | null;
+  next_attempt_at: number | null;
+  attempts: number;
+  lease_owner: string | null;
+  lease_until: number | null;
 }
 
 interface RecipientRowRaw {
@@ -69,18 +77,22 @@ type NotifyList = Extract<EnvelopeRecipient['notify'], readonly unknown[]>;
 
 const LIST_DEFAULT = 100;
 const LIST_CAP = 10_000;
-const MESSAGE_COLUMNS = 'id, received_at, envelope, size, body_kind, segment, body_offset';
+const MESSAGE_COLUMNS =
+  'id, received_at, envelope, size, body_kind, segment, body_offset, next_attempt_at, attempts, lease_owner, lease_until';
 
 export class IndexDb {
   private readonly db: Database.Database;
   private readonly st;
+  /** Claims, leases, attempts, history, hold and release. */
+  readonly schedule: ScheduleDb;
 
   private constructor(db: Database.Database, readonly path: string) {
     this.db = db;
+    this.schedule = new ScheduleDb(db, path, (id) => this.getMessage(id));
     this.st = {
       insertMessage: db.prepare(
-        `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertRecipient: db.prepare(
         'INSERT INTO recipients (message_id, idx, address, notify, orcpt, state) VALUES (?, ?, ?, ?, ?, ?)',
@@ -106,6 +118,7 @@ export class IndexDb {
         'SELECT state, COUNT(*) AS n FROM recipients GROUP BY state',
       ),
       deleteRecipients: db.prepare('DELETE FROM recipients WHERE message_id = ?'),
+      deleteHistory: db.prepare('DELETE FROM attempts WHERE message_id = ?'),
       deleteMessage: db.prepare('DELETE FROM messages WHERE id = ?'),
       segmentUse: db.prepare<[], SegmentUse>(
         `SELECT segment, COUNT(*) AS count, MAX(body_offset + size) AS "end"
@@ -198,6 +211,7 @@ export class IndexDb {
         const raw = this.st.getMessage.get(id);
         if (raw === undefined) return undefined;
         this.st.deleteRecipients.run(id);
+        this.st.deleteHistory.run(id);
         this.st.deleteMessage.run(id);
         return { id: raw.id as QueueId, size: raw.size, location: toLocation(raw) };
       }).immediate(),
@@ -237,6 +251,7 @@ export class IndexDb {
       loc.kind,
       loc.kind === 'segment' ? loc.segment : null,
       loc.kind === 'segment' ? loc.offset : null,
+      row.envelope.recipients.length > 0 ? row.receivedAt : null,
     );
     row.envelope.recipients.forEach((r, idx) => {
       this.st.insertRecipient.run(row.id, idx, r.address, encodeNotify(r.notify), r.orcpt ?? null, 'queued');
@@ -252,6 +267,8 @@ export function storedFromRow(row: NewRow): StoredMessage {
     recipients: row.envelope.recipients.map((r) => ({ ...r, state: 'queued' as const })),
     size: row.size,
     receivedAt: row.receivedAt,
+    ...(row.envelope.recipients.length > 0 ? { nextAttemptAt: row.receivedAt } : {}),
+    attempts: 0,
   };
 }
 
@@ -268,6 +285,9 @@ function toStored(raw: MessageRowRaw, recipients: readonly RecipientRowRaw[]): S
     recipients: recipients.map(toRecipient),
     size: raw.size,
     receivedAt: raw.received_at,
+    ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
+    attempts: raw.attempts,
+    ...(raw.lease_owner === null || raw.lease_until === null ? {} : { lease: { owner: raw.lease_owner, until: raw.lease_until } }),
   };
 }
 
@@ -298,16 +318,4 @@ function decodeNotify(text: string | null): EnvelopeRecipient['notify'] {
   if (text === null) return undefined;
   if (text === 'NEVER') return 'NEVER';
   return text === '' ? [] : (text.split(',') as NotifyList);
-}
-
-/** Map driver errors to QUEUE_IO with the database path; QueueErrors pass through. */
-function guard<T>(path: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof QueueError) throw err;
-    const busy = err instanceof Error && 'code' in err && err.code === 'SQLITE_BUSY';
-    const what = busy ? 'in use by another process' : err instanceof Error ? err.message : String(err);
-    throw new QueueError('QUEUE_IO', `${path}: ${what}`, { cause: err });
-  }
 }

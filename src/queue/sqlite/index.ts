@@ -3,10 +3,12 @@
  * The embedded queue backend's public surface: openSqliteStore() and its types. main.ts (and the
  * offline CLI) are the only callers; everyone else sees a QueueStore.
  *
- * openSqliteStore() costs: mkdir of the layout, open + migrate the index, recovery (see
- * recovery.ts; proportional to the number of files), one new segment file, a few directory
- * fsyncs. It resolves only when the spool is consistent: every committed message readable or
- * listed as corrupt in `recovery`, every uncommitted byte gone.
+ * openSqliteStore() costs: mkdir of the layout, open + migrate the index (migration 002 rewrites
+ * each row of a 001 spool once), recovery (see recovery.ts; proportional to the number of files),
+ * one new segment file, a few directory fsyncs. It resolves only when the spool is consistent:
+ * every committed message readable or listed as corrupt in `recovery`, every uncommitted byte
+ * gone, and every lease cleared (work in flight when the last process ended is due again at once;
+ * `recovery.releasedLeases` counts it).
  *
  * Failure: rejects QUEUE_IO (with the path) when the directory cannot be created or read, when
  * another process holds the spool, or when recovery cannot discard something; QUEUE_CORRUPT when
@@ -29,6 +31,7 @@ import { SqliteQueueStore } from './store.js';
 export { SqliteQueueStore } from './store.js';
 export type { RecoveryReport, CorruptMessage } from './recovery.js';
 export { MIGRATIONS } from './migrations.js';
+export type { Migration } from './migrations.js';
 
 export interface SqliteStoreOptions {
   /** The spool directory; created if missing. */

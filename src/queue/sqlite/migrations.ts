@@ -9,10 +9,14 @@
  *
  * What the schema trusts: the body bytes live outside SQLite (segments/ and bodies/), and a row
  * here is written only after its body is durable, so a row is the proof that the message was
- * accepted. Room is left for later migrations: attempts/history (a table keyed by message_id,
- * idx), next_attempt_at and lease columns on recipients, with their own partial indexes.
+ * accepted. 002 adds scheduling: next_attempt_at, attempts and the lease (owner, token, until)
+ * on messages, the attempts table (the history, keyed by message id + seq), and two partial
+ * indexes that hold only due-able messages (next_attempt_at not null), one for fresh mail and one
+ * for retries, so claimDue scans what it can claim and nothing else.
  *
- * Cost: user_version is one read at open; applying a migration is one transaction.
+ * Cost: user_version is one read at open; applying a migration is one transaction. 002 on an old
+ * spool rewrites every messages row once (ADD COLUMN, then next_attempt_at = received_at for
+ * messages with a due recipient): proportional to the queue, once.
  */
 import type Database from 'better-sqlite3';
 import { QueueError } from '../store.js';
@@ -58,6 +62,51 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
       -- list-by-state walks this in arrival order; countByState reads it without touching rows.
       CREATE INDEX recipients_by_state ON recipients (state, message_id);
+    `,
+  },
+  {
+    version: 2,
+    name: 'scheduling: next attempt, leases, history',
+    sql: `
+      -- next_attempt_at is NULL exactly when no recipient is in queued/deferred/ambiguous (the
+      -- store keeps it so), which keeps finished and fully held messages out of the due indexes.
+      -- attempts counts recorded delivery attempts (0 = fresh mail, for claimDue's fairness).
+      -- The lease: lease_token is the capability every write under it presents; lease_until is
+      -- ms since the epoch (expired when <= now). All three are NULL when nobody holds it.
+      ALTER TABLE messages ADD COLUMN next_attempt_at INTEGER;
+      ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0);
+      ALTER TABLE messages ADD COLUMN lease_owner TEXT;
+      ALTER TABLE messages ADD COLUMN lease_token TEXT;
+      ALTER TABLE messages ADD COLUMN lease_until INTEGER;
+
+      -- A spool from 001 has no schedule yet: everything with a due recipient is due at once.
+      UPDATE messages SET next_attempt_at = received_at
+       WHERE EXISTS (SELECT 1 FROM recipients r
+                      WHERE r.message_id = messages.id AND r.state IN ('queued', 'deferred', 'ambiguous'));
+
+      -- claimDue: due fresh mail and due retries, each earliest-due first. Partial, so a long
+      -- tail of finished or held messages costs the scans nothing. lease_until and attempts ride
+      -- along so the scan skips messages under a live lease without reading their rows (SQLite
+      -- re-checks 'attempts > 0' itself: a covering index needs the column).
+      CREATE INDEX messages_due_fresh ON messages (next_attempt_at, id, lease_until, attempts)
+       WHERE next_attempt_at IS NOT NULL AND attempts = 0;
+      CREATE INDEX messages_due_retry ON messages (next_attempt_at, id, lease_until, attempts)
+       WHERE next_attempt_at IS NOT NULL AND attempts > 0;
+      -- open() clears every lease: this finds them without a table scan.
+      CREATE INDEX messages_leased ON messages (lease_token) WHERE lease_token IS NOT NULL;
+
+      -- The history: one row per attempt, hold or release, in order (seq from 1 per message).
+      -- results is the AttemptRecord's results array as JSON, kept verbatim.
+      CREATE TABLE attempts (
+        message_id      TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        seq             INTEGER NOT NULL CHECK (seq >= 1),
+        at              INTEGER NOT NULL,
+        next_hop        TEXT NOT NULL,
+        results         TEXT NOT NULL,
+        next_attempt_at INTEGER,
+        note            TEXT,
+        PRIMARY KEY (message_id, seq)
+      ) WITHOUT ROWID;
     `,
   },
 ];

@@ -5,15 +5,18 @@
  * half-written segment tail or a whole batch whose transaction never committed (cut off), a spill
  * file of an uncommitted or aborted message (delete), or a segment no row uses (delete).
  *
- * What it does: truncates each segment to the end of its last committed record (fsyncing it),
- * deletes segments and body files no committed row references, and checks that every row's body
- * is there and long enough. A row whose body is missing or short is NOT deleted (that would lose
- * an accepted message silently): it is listed in the report as QUEUE_CORRUPT, reads of it reject
- * QUEUE_CORRUPT, and the operator or qmgr decides. It never crashes on what it finds.
+ * What it does: clears every lease (this store is single-process, so whatever was leased was in
+ * flight in a process that is gone: it is due again at once; see store.ts), truncates each
+ * segment to the end of its last committed record (fsyncing it), deletes segments and body files
+ * no committed row references, and checks that every row's body is there and long enough. A row
+ * whose body is missing or short is NOT deleted (that would lose an accepted message silently):
+ * it is listed in the report as QUEUE_CORRUPT, reads of it reject QUEUE_CORRUPT, and the operator
+ * or qmgr decides. It never crashes on what it finds.
  *
- * Cost: one aggregate query per segment set, one indexed query per short segment, a stat per
- * segment and per spilled body file, plus unlinks/truncates for what it discards. Proportional to
- * the number of files, not of bytes.
+ * Cost: one UPDATE over the leased rows (partial index messages_leased), one aggregate query per
+ * segment set, one indexed query per short segment, a stat per segment and per spilled body
+ * file, plus unlinks/truncates for what it discards. Proportional to the number of files (and
+ * of leases left behind), not of bytes.
  * Failure: an I/O error while discarding rejects QUEUE_IO; open() then fails and nothing was lost.
  */
 import { open, readdir } from 'node:fs/promises';
@@ -31,6 +34,8 @@ export interface CorruptMessage {
 }
 
 export interface RecoveryReport {
+  /** Leases found at open (work in flight when the previous process ended), cleared: due again at once. */
+  readonly releasedLeases: number;
   /** Messages (rows) in the index after recovery, corrupt ones included. */
   readonly keptMessages: number;
   /** Segment and body files that no committed row referenced, deleted. */
@@ -62,6 +67,7 @@ export interface Recovered {
 
 export async function recover(index: IndexDb, segmentsDir: string, bodiesDir: string, now: () => number): Promise<Recovered> {
   const started = now();
+  const releasedLeases = index.schedule.clearLeases();
   const tally: Tally = { discardedFiles: 0, discardedBytes: 0, truncatedSegments: 0, truncatedBytes: 0, corrupt: [] };
   const use = new Map(index.segmentUse().map((u) => [u.segment, u]));
   const seen = await recoverSegments(index, segmentsDir, use, tally);
@@ -69,6 +75,7 @@ export async function recover(index: IndexDb, segmentsDir: string, bodiesDir: st
   if (tally.discardedFiles > 0) await Promise.all([fsyncDir(segmentsDir), fsyncDir(bodiesDir)]);
   const highest = Math.max(0, ...seen, ...use.keys());
   const report: RecoveryReport = {
+    releasedLeases,
     keptMessages: index.countMessages(),
     ...tally,
     nextSegment: highest + 1,

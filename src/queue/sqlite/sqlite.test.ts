@@ -4,20 +4,25 @@
  * group commit really groups, recovery cuts half-written tails and orphans but keeps (or reports)
  * committed messages, a failed flush fails its whole batch and nothing else, segments are
  * collected after purge, and a SIGKILLed writer loses nothing it had reported as committed.
+ * Scheduling specifics: a spool written by migration 001 upgrades and its mail is due; open()
+ * clears every lease (after close, and after a SIGKILL mid-run); the claim scans run on the
+ * partial indexes.
  * Every store lives in a temp dir under os.tmpdir(), removed afterwards.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, mkdtemp, readdir, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { patternBytes, readAll, runStoreConformance, sampleEnvelope, writeAndCommit } from '../conformance.js';
 import { QueueError } from '../store.js';
 import type { QueueStore } from '../store.js';
 import type { QueueId } from '../ids.js';
 import { newQueueId } from '../ids.js';
-import { openSqliteStore } from './index.js';
+import { MIGRATIONS, openSqliteStore } from './index.js';
+import { DUE_QUERIES } from './schedule-db.js';
 import type { SqliteQueueStore, SqliteStoreOptions } from './index.js';
 
 const KiB = 1024;
@@ -309,6 +314,193 @@ function runAndKill(dir: string, atLeast: number): Promise<QueueId[]> {
       const lines = out.split('\n');
       lines.pop();
       resolve(lines as QueueId[]);
+    });
+  });
+}
+
+describe('sqlite store: migrations', () => {
+  it('upgrades a spool written at version 1: its queued mail is due at once', async () => {
+    const dir = await tempDir();
+    try {
+      const receivedAt = Date.now() - 60_000;
+      const ids = [newQueueId(receivedAt), newQueueId(receivedAt + 1), newQueueId(receivedAt + 2)];
+      await writeVersion1Spool(dir, receivedAt, [
+        { id: ids[0] as QueueId, states: ['queued', 'queued'] },
+        { id: ids[1] as QueueId, states: ['delivered', 'bounced'] },
+        { id: ids[2] as QueueId, states: ['held', 'deferred'] },
+      ]);
+      const store = await openSqliteStore({ dir });
+      try {
+        assert.deepEqual(store.recovery.corrupt, []);
+        const [queued, finished, mixed] = await Promise.all(ids.map((id) => store.getMessage(id)));
+        assert.equal(queued?.nextAttemptAt, receivedAt);
+        assert.equal(queued?.attempts, 0);
+        assert.equal(finished?.nextAttemptAt, undefined, 'nothing due: no next attempt');
+        assert.equal(mixed?.nextAttemptAt, receivedAt + 2);
+        assert.deepEqual(await store.history(ids[0] as QueueId), []);
+        const claimed = await store.claimDue({ now: Date.now(), limit: 10, leaseMs: 1000, owner: 'upgrade' });
+        assert.deepEqual(claimed.map((c) => c.message.id), [ids[0], ids[2]]);
+        assert.deepEqual(Buffer.from(await readAll(store, ids[0] as QueueId)), Buffer.from('body 0'));
+      } finally {
+        await store.close();
+      }
+      const db = new Database(join(dir, 'index.sqlite'));
+      try {
+        assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+      } finally {
+        db.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('plans the claim scans on the partial due indexes', async () => {
+    const h = await harness();
+    try {
+      await writeAndCommit(h.store, patternBytes(10));
+      await h.store.close();
+      const db = new Database(join(h.dir, 'index.sqlite'), { readonly: true });
+      try {
+        for (const [kind, sql] of Object.entries(DUE_QUERIES)) {
+          const plan = db.prepare<[{ now: number; limit: number }], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
+            .all({ now: Date.now(), limit: 10 }).map((r) => r.detail).join('; ');
+          assert.match(plan, new RegExp(`USING COVERING INDEX messages_due_${kind}`), `${kind}: ${plan}`);
+          assert.doesNotMatch(plan, /TEMP B-TREE/, `${kind} needs no sort: ${plan}`);
+        }
+      } finally {
+        db.close();
+      }
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
+/** A spool as migration 001 left it: schema version 1, one body file per message. */
+async function writeVersion1Spool(
+  dir: string,
+  receivedAt: number,
+  messages: ReadonlyArray<{ id: QueueId; states: readonly string[] }>,
+): Promise<void> {
+  const v1 = MIGRATIONS.find((m) => m.version === 1);
+  assert.ok(v1);
+  await mkdir(join(dir, 'bodies'), { recursive: true });
+  await mkdir(join(dir, 'segments'), { recursive: true });
+  const db = new Database(join(dir, 'index.sqlite'));
+  try {
+    db.exec(v1.sql);
+    db.pragma('user_version = 1');
+    const insertMessage = db.prepare(
+      `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset)
+       VALUES (?, ?, ?, ?, ?, 'file', NULL, NULL)`,
+    );
+    const insertRecipient = db.prepare('INSERT INTO recipients (message_id, idx, address, notify, orcpt, state) VALUES (?, ?, ?, NULL, NULL, ?)');
+    for (const [i, m] of messages.entries()) {
+      const body = `body ${i}`;
+      const envelope = sampleEnvelope({ recipients: m.states.map((_, r) => ({ address: `r${r}@example.net` })) });
+      insertMessage.run(m.id, receivedAt + i, envelope.sender, JSON.stringify(envelope), body.length);
+      m.states.forEach((state, r) => insertRecipient.run(m.id, r, `r${r}@example.net`, state));
+      await writeFile(join(dir, 'bodies', m.id), body);
+    }
+  } finally {
+    db.close();
+  }
+}
+
+describe('sqlite store: leases at open', () => {
+  it('open clears every lease: work in flight is due again at once, the old token is lost', async () => {
+    const h = await harness();
+    try {
+      const stored = await writeAndCommit(h.store, patternBytes(10), sampleEnvelope());
+      const now = Date.now() + 1000;
+      const [claimed] = await h.store.claimDue({ now, limit: 1, leaseMs: 3_600_000, owner: 'before' });
+      assert.ok(claimed);
+      const again = await h.reopen();
+      assert.equal(again.recovery.releasedLeases, 1);
+      assert.equal((await again.getMessage(stored.id))?.lease, undefined);
+      const [retaken] = await again.claimDue({ now, limit: 1, leaseMs: 1000, owner: 'after' });
+      assert.equal(retaken?.message.id, stored.id);
+      assert.equal(retaken?.attempts, 0);
+      await assert.rejects(
+        again.recordAttempt(claimed.lease, { at: now, nextHop: '', results: [{ recipient: 0, state: 'delivered', reply: '250 ok' }] }),
+        (err: unknown) => err instanceof QueueError && err.code === 'QUEUE_LEASE_LOST',
+      );
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('a SIGKILL mid-run leaves nothing leased and nothing lost', async () => {
+    const dir = await tempDir();
+    try {
+      const out = await runUntil(dir, CLAIM_CHILD, 'claimed');
+      const ids = out.split('\n').filter((l) => l.startsWith('id ')).map((l) => l.slice(3) as QueueId);
+      assert.equal(ids.length, 3);
+      const store = await openSqliteStore({ dir });
+      try {
+        assert.equal(store.recovery.releasedLeases, 2, 'two claimed, one recorded');
+        const claimed = await store.claimDue({ now: Date.now() + 1000, limit: 10, leaseMs: 1000, owner: 'restart' });
+        assert.deepEqual(claimed.map((c) => c.message.id), [ids[1], ids[2]]);
+        assert.deepEqual(await statesOf(store, ids[0] as QueueId), ['delivered']);
+        assert.equal((await store.history(ids[0] as QueueId)).length, 1, 'the recorded attempt survived the kill');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function statesOf(store: QueueStore, id: QueueId): Promise<string[]> {
+  return (await store.getMessage(id))?.recipients.map((r) => r.state) ?? [];
+}
+
+/** Commits three messages, claims them all, records the first as delivered, then waits to be killed. */
+const CLAIM_CHILD = `
+const { openSqliteStore } = await import(process.env.PW_MODULE);
+const store = await openSqliteStore({ dir: process.env.PW_DIR });
+const envelope = {
+  sender: 'crash@example.org', recipients: [{ address: 'rcpt@example.net' }], body: '8BITMIME',
+  smtputf8: false, client: { ip: '127.0.0.1', helo: 'crash', protocol: 'ESMTP' },
+};
+for (let i = 0; i < 3; i++) {
+  const w = store.createMessage();
+  await w.write(Buffer.from('body ' + i));
+  await w.commit(envelope);
+  process.stdout.write('id ' + w.id + '\\n');
+}
+const now = Date.now() + 1000;
+const claimed = await store.claimDue({ now, limit: 10, leaseMs: 3600000, owner: 'doomed' });
+await store.recordAttempt(claimed[0].lease, { at: now, nextHop: '', results: [{ recipient: 0, state: 'delivered', reply: '250 ok' }] });
+process.stdout.write('claimed\\n');
+setInterval(() => undefined, 1000);
+`;
+
+/** Run a child script until its stdout contains `marker`, SIGKILL it, return what it printed. */
+function runUntil(dir: string, script: string, marker: string): Promise<string> {
+  const modulePath = new URL('./index.js', import.meta.url).href;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, PW_DIR: dir, PW_MODULE: modulePath },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      if (out.includes(marker)) child.kill('SIGKILL');
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      err += text;
+    });
+    child.on('error', reject);
+    child.on('exit', (_code, signal) => {
+      clearTimeout(timer);
+      if (signal === 'SIGKILL' && out.includes(marker)) resolve(out);
+      else reject(new Error(`child ended without '${marker}' (${signal ?? 'exit'}): ${err}`));
     });
   });
 }

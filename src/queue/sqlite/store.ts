@@ -4,10 +4,19 @@
  * them. Layout of `dir`: `index.sqlite` (+ WAL), `segments/NNNNNNNN.seg` (small bodies back to
  * back), `bodies/<id>` (bodies larger than inlineLimit, one file each).
  *
- * Costs: createMessage() does no I/O. getMessage/listMessages/countByState are synchronous indexed
- * reads wrapped in promises. readBody() streams 64 KiB chunks from the segment range or the body
- * file. purge() is one synchronous SQLite transaction (one WAL fsync) plus an unlink of the spill
- * file or, when the segment it lived in is no longer active and now empty, of that segment.
+ * Costs: createMessage() does no I/O. getMessage/listMessages/countByState/history are synchronous
+ * indexed reads wrapped in promises. readBody() streams 64 KiB chunks from the segment range or
+ * the body file. purge() is one synchronous SQLite transaction (one WAL fsync) plus an unlink of
+ * the spill file or, when the segment it lived in is no longer active and now empty, of that
+ * segment. Scheduling (schedule-db.ts): recordAttempt, hold and release are each one synchronous
+ * transaction with one WAL fsync (≈ 1.2 ms measured, event loop blocked); claimDue, renewLease
+ * and releaseLease are one synchronous transaction without an fsync (lease columns only).
+ *
+ * Leases and crashes: this store is single-process (SQLite's exclusive lock), so no lease can be
+ * live when it opens. open() clears every lease (recovery.releasedLeases counts them): work in
+ * flight before a crash or kill is due again at once. That is the embedded store's crash
+ * recovery for leases; a shared backend relies on lease expiry instead. hold/release stamp
+ * their history entries with the store's clock (options.clock).
  *
  * Out of scope, on purpose: compaction. A segment is deleted only when every message in it is
  * purged, so one long-lived message pins its whole segment (up to segmentSize + a batch). A later
@@ -21,7 +30,9 @@
 import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ListQuery, QueueStore, RecipientState, StoredMessage } from '../store.js';
+import type {
+  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, StoredMessage,
+} from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
 import { QueueIdGenerator } from '../ids.js';
@@ -119,6 +130,41 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     if (row.location.kind === 'file') await removeFile(this.bodyPath(id)).catch(() => undefined);
     else await this.parts.segments.forget(row.location.segment);
     return true;
+  }
+
+  async claimDue(query: ClaimQuery): Promise<ClaimedMessage[]> {
+    this.assertOpen();
+    return this.parts.index.schedule.claimDue(query);
+  }
+
+  async renewLease(lease: Lease, until: number): Promise<Lease | undefined> {
+    this.assertOpen();
+    return this.parts.index.schedule.renewLease(lease, until);
+  }
+
+  async recordAttempt(lease: Lease, record: AttemptRecord): Promise<void> {
+    this.assertOpen();
+    this.parts.index.schedule.recordAttempt(lease, record);
+  }
+
+  async releaseLease(lease: Lease): Promise<void> {
+    this.assertOpen();
+    this.parts.index.schedule.releaseLease(lease);
+  }
+
+  async history(id: QueueId): Promise<AttemptRecord[]> {
+    this.assertOpen();
+    return this.parts.index.schedule.history(id);
+  }
+
+  async hold(id: QueueId, reason: string): Promise<boolean> {
+    this.assertOpen();
+    return this.parts.index.schedule.hold(id, reason, this.parts.now());
+  }
+
+  async release(id: QueueId): Promise<boolean> {
+    this.assertOpen();
+    return this.parts.index.schedule.release(id, this.parts.now());
   }
 
   close(): Promise<void> {
