@@ -14,3 +14,15 @@ export * from './dot.js';
 // server-session exports are added by the lead
 export { ServerSession } from './server-session.js';
 export type { AcceptedRecipient, Decision, ServerSessionOptions, TransactionEnvelope } from './server-session.js';
+export { CLIENT_STEPS, ClientSession, NO_EXTENSIONS, parseEhlo } from './client-session.js';
+export type {
+  AttemptFact,
+  Capabilities,
+  ClientEvent,
+  ClientSessionOptions,
+  ClientStep,
+  ClientStepName,
+  OutboundMessage,
+  OutboundRecipient,
+  PreflightCheck,
+} from './client-session.js';

@@ -1,0 +1,24 @@
+/**
+ * @module delivery
+ * The public surface of outbound delivery. Other folders (qmgr) import only from here.
+ *
+ * What is here so far: the outcome classifier, the one place where a reply, a lost connection,
+ * a timeout, a framing fault or a local pre-flight refusal becomes a per-recipient result
+ * (delivered, deferred, bounced, ambiguous, held) with a scope (recipient, message, destination).
+ * Routing (route.ts, mx.ts, resolver.ts), the connection and the pool add their exports below.
+ *
+ * Who calls it: qmgr, which groups recipients per next hop, asks delivery to deliver them and
+ * records the Outcomes in the queue; delivery itself never writes the queue (DESIGN.md §2).
+ *
+ * Failure behaviour: see each module's header; the classifier is pure and total.
+ * Trust: delivery trusts the envelope it is given (accepted and validated by smtpd) and nothing
+ * the peer says.
+ */
+export { classify, classifySession, classifyTransaction, verbatim } from './outcome.js';
+export type { Outcome, OutcomeKind, OutcomeScope } from './outcome.js';
+export { RouteTable, RouteConfigError, smarthostRoute, withSmarthost, validateRoutes, normalizeDomain, TLS_POLICIES } from './route.js';
+export type { NextHop, RouteConfig, RouteFailure, RouteInfo, RouteResult, RouteSuccess, RouteTableOptions, TlsPolicy } from './route.js';
+export { ADDRESS_ORDERS, DEFAULT_ADDRESS_ORDER, MAX_ADDRESSES, MAX_MX_HOSTS, MX_PORT, orderMx, parseDomainLiteral } from './mx.js';
+export type { AddressOrder, PortFor, RouteFailureCode, RouteHost } from './mx.js';
+export { createDnsResolver, DnsServerError, DNS_DEFAULT_TIMEOUT_MS, DNS_DEFAULT_TRIES, ResolveError } from './resolver.js';
+export type { DnsResolverOptions, MxRecord, Resolver, ResolveErrorCode } from './resolver.js';
