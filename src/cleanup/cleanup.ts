@@ -11,7 +11,7 @@
  * Trust: the envelope was validated by protocol/; body bytes are taken as they come.
  */
 import type { AcceptedRecipient, TransactionEnvelope } from '../protocol/index.js';
-import { formatPath } from '../protocol/index.js';
+import { formatPath, parseForwardPath } from '../protocol/index.js';
 import type { Envelope, EnvelopeRecipient, MessageWriter, QueueStore } from '../queue/index.js';
 import type { Clock } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
@@ -35,9 +35,20 @@ export interface IncomingMessage {
   abort(): Promise<void>;
 }
 
+/** A message Postwire writes itself (a DSN): null sender, one recipient given as text. */
+export interface GeneratedMessage {
+  readonly recipient: string;
+  readonly body: '7BIT' | '8BITMIME';
+  readonly smtputf8: boolean;
+  /** What generated it, for the log and the Received: header's `from` (e.g. `dsn:<queue id>`). */
+  readonly origin: string;
+}
+
 /** The interface smtpd sees: it never touches the queue itself. */
 export interface MessageIntake {
   open(envelope: TransactionEnvelope, client: ClientInfo): IncomingMessage;
+  /** For qmgr's DSNs; rejects (QUEUE-free) with an Error when the recipient is not an address. */
+  openGenerated(message: GeneratedMessage): IncomingMessage;
 }
 
 export interface CleanupDeps {
@@ -45,10 +56,21 @@ export interface CleanupDeps {
   readonly hostname: string;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Told after each durable commit (qmgr's wake-up: new mail is due now). */
+  readonly onQueued?: (id: string) => void;
 }
 
 export function createCleanup(deps: CleanupDeps): MessageIntake {
-  return {
+  const intake: MessageIntake = {
+    openGenerated(message) {
+      const to = parseForwardPath(`<${message.recipient}>`);
+      if (!to.ok) throw new Error(`generated message: bad recipient <${message.recipient}>: ${to.reason}`);
+      const params = { body: message.body, ...(message.smtputf8 ? { smtputf8: true as const } : {}) };
+      return intake.open(
+        { sender: null, params, body: message.body, recipients: [{ mailbox: to.path, params: {} }] },
+        { ip: '127.0.0.1', helo: deps.hostname, protocol: 'ESMTP', session: message.origin },
+      );
+    },
     open(envelope, client) {
       const writer = deps.store.createMessage();
       const recipients = dedupeRecipients(envelope.recipients);
@@ -62,9 +84,10 @@ export function createCleanup(deps: CleanupDeps): MessageIntake {
         utf8: envelope.params.smtputf8 === true,
         nowMs: deps.clock.now(),
       });
-      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps.log.child({ session: client.session }));
+      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps.log.child({ session: client.session }), deps.onQueued);
     },
   };
+  return intake;
 }
 
 class CleanupMessage implements IncomingMessage {
@@ -75,6 +98,7 @@ class CleanupMessage implements IncomingMessage {
     private readonly envelope: Envelope,
     private readonly traceHeader: Buffer,
     private readonly log: Logger,
+    private readonly onQueued: ((id: string) => void) | undefined,
   ) {}
 
   get id(): string {
@@ -97,6 +121,7 @@ class CleanupMessage implements IncomingMessage {
       { queueId: stored.id, from: this.envelope.sender, rcpts: stored.recipients.length, size: stored.size, client: this.envelope.client.ip },
       'queued',
     );
+    this.onQueued?.(stored.id);
     return stored.id;
   }
 

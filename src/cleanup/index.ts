@@ -4,6 +4,6 @@
  * MessageIntake interface; the Received: header formatting is exported for tests and tools.
  */
 export { createCleanup } from './cleanup.js';
-export type { ClientInfo, IncomingMessage, MessageIntake, CleanupDeps } from './cleanup.js';
+export type { ClientInfo, GeneratedMessage, IncomingMessage, MessageIntake, CleanupDeps } from './cleanup.js';
 export { formatReceived, rfc5322Date, ipLiteral } from './received.js';
 

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { formatHostPort, parseSetting, type Raw, type SettingValue } from './parse.js';
 import {
   BARE_NEWLINE_POLICIES,
-  LOG_LEVELS,
+  LOG_LEVELS, AMBIGUOUS_POLICIES,
   SCHEMA,
   settingByEnv,
   settingByName,
@@ -282,6 +282,12 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Config {
       command: typed(v, 'command-timeout', 'duration'),
       data: typed(v, 'data-timeout', 'duration'),
       shutdownGrace: typed(v, 'shutdown-grace', 'duration'),
+    },
+    delivery: {
+      mxPort: typed(v, 'mx-port', 'integer'),
+      destinationConcurrency: typed(v, 'destination-concurrency', 'integer'),
+      maxInFlight: typed(v, 'max-deliveries', 'integer'),
+      ambiguous: oneOf(AMBIGUOUS_POLICIES, typed(v, 'ambiguous', 'enum')),
     },
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
   };

@@ -84,6 +84,7 @@ export type SettingOf<K extends Kind> = Extract<Setting, { readonly kind: K }>;
 
 export const BARE_NEWLINE_POLICIES = ['normalize', 'reject'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export const AMBIGUOUS_POLICIES = ['retry', 'hold'] as const;
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -187,6 +188,15 @@ export const SCHEMA: readonly Setting[] = [
     doc: 'on SIGTERM, how long sessions may finish before they get 421' }),
   define({ name: 'bare-newline', key: 'bareNewline', kind: 'enum', values: BARE_NEWLINE_POLICIES, default: 'normalize',
     metavar: BARE_NEWLINE_POLICIES.join('|'), doc: 'bare CR or LF inside DATA: rewrite to CRLF, or refuse the message' }),
+  define({ name: 'mx-port', key: 'delivery.mxPort', kind: 'integer', min: 1, max: 65_535, default: 25,
+    doc: 'TCP port for MX delivery (25; tests and lab setups point it elsewhere)' }),
+  define({ name: 'destination-concurrency', key: 'delivery.destinationConcurrency', kind: 'integer', min: 1, max: 10_000,
+    default: 20, doc: 'simultaneous deliveries to one destination (next hop)' }),
+  define({ name: 'max-deliveries', key: 'delivery.maxInFlight', kind: 'integer', min: 2, max: 100_000, default: 200,
+    doc: 'messages being delivered at once, over all destinations' }),
+  define({ name: 'ambiguous', key: 'delivery.ambiguous', kind: 'enum', values: AMBIGUOUS_POLICIES, default: 'retry',
+    metavar: AMBIGUOUS_POLICIES.join('|'),
+    doc: 'connection lost after our end-of-data, before the reply: retry (a duplicate beats a loss) or hold' }),
   define({ name: 'log-level', key: 'logLevel', kind: 'enum', values: LOG_LEVELS, default: 'info',
     metavar: 'LEVEL', doc: `structured log threshold (${LOG_LEVELS.join(', ')})` }),
 ];

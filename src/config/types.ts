@@ -38,6 +38,17 @@ export interface SmtpdTimeouts {
   readonly shutdownGrace: number;
 }
 
+export interface DeliverySettings {
+  /** TCP port for MX delivery: 25, except in tests and labs. */
+  readonly mxPort: number;
+  /** Simultaneous deliveries to one next hop. */
+  readonly destinationConcurrency: number;
+  /** Messages in delivery at once over all destinations. */
+  readonly maxInFlight: number;
+  /** Connection lost after our end-of-data, before the reply (RFC 1047): retry or hold. */
+  readonly ambiguous: 'retry' | 'hold';
+}
+
 export interface Config {
   /** Inbound SMTP listeners. */
   readonly listen: readonly HostPort[];
@@ -63,6 +74,7 @@ export interface Config {
   readonly bareNewline: BareNewlinePolicy;
   readonly limits: SmtpdLimits;
   readonly timeouts: SmtpdTimeouts;
+  readonly delivery: DeliverySettings;
   /** Log level for the structured log. */
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }

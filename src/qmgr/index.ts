@@ -1,0 +1,10 @@
+/**
+ * @module qmgr
+ * The queue manager, the public surface of qmgr/: the runner that claims, routes, delivers,
+ * schedules and records; the per-destination windows; the retry arithmetic.
+ */
+export { QueueManager } from './runner.js';
+export type { DeliveryJob, DeliveryPort, QmgrDeps, QmgrOptions, RoutePort } from './runner.js';
+export { DestinationWindows } from './destinations.js';
+export { nextStep, retryDelay, RETRY_JITTER } from './schedule.js';
+export type { NextStep, RetryPolicy } from './schedule.js';

@@ -1,0 +1,334 @@
+/**
+ * @module qmgr/runner
+ * The queue manager: claims due messages from the QueueStore with a lease, groups each one's due
+ * recipients by destination (one transaction per destination), hands each group to delivery
+ * inside that destination's concurrency window, turns the outcomes into per-recipient states
+ * with a next attempt time, queues the DSNs that are owed, and records the attempt.
+ *
+ * Order of effects, for "never lost": a DSN is committed to the queue BEFORE the attempt that
+ * makes it owed is recorded. A crash between the two can only repeat the DSN, never lose it.
+ * Leases are renewed while a delivery runs, so a slow delivery is never claimed twice.
+ *
+ * Policy: deferred recipients come back after the `--retry` delay (qmgr/schedule); when that
+ * would pass `--max-age` they expire and bounce with their last reply. `ambiguous` outcomes (the
+ * connection died after our end-of-data, RFC 1047) follow `--ambiguous`: `retry` (the default: a
+ * duplicate beats a loss) keeps them due after the next delay, `hold` parks them for an operator.
+ * `held` outcomes (framing faults) are never retried automatically.
+ *
+ * Failure: a store error while recording is logged and the lease simply expires (the work is
+ * done again: at-least-once, the ambiguous window again); a route or delivery exception for a
+ * group defers that group with a local reason. Nothing here throws into the loop.
+ */
+import type { AttemptResult, AttemptState, ClaimedMessage, Envelope, EnvelopeRecipient, QueueStore, RecipientRecord, StoredMessage } from '../queue/index.js';
+import { isDue } from '../queue/index.js';
+import type { Outcome, RouteResult, RouteSuccess } from '../delivery/index.js';
+import { buildDsn, streamDsn } from '../bounce/index.js';
+import type { DsnRecipient } from '../bounce/index.js';
+import type { MessageIntake } from '../cleanup/index.js';
+import type { Logger } from '../obs/index.js';
+import type { Clock } from '../util/index.js';
+import { nextStep } from './schedule.js';
+import type { RetryPolicy } from './schedule.js';
+import { DestinationWindows } from './destinations.js';
+
+/** What qmgr needs of delivery: one attempt of one message's recipients to one destination. */
+export interface DeliveryPort {
+  deliver(route: RouteSuccess, job: DeliveryJob): Promise<{ readonly nextHop: string; readonly outcomes: readonly Outcome[]; readonly note?: string }>;
+}
+
+export interface DeliveryJob {
+  readonly messageId: string;
+  readonly sender: string;
+  readonly body: Envelope['body'];
+  readonly smtputf8: boolean;
+  readonly ret?: NonNullable<Envelope['dsnRet']>;
+  readonly envid?: string;
+  readonly recipients: ReadonlyArray<{ readonly address: string; readonly notify?: EnvelopeRecipient['notify']; readonly orcpt?: string }>;
+  readonly size: number;
+  readonly openBody: () => AsyncIterable<Uint8Array>;
+}
+
+/** What qmgr needs of routing. */
+export interface RoutePort {
+  resolveRoute(domain: string): Promise<RouteResult>;
+}
+
+export interface QmgrOptions {
+  /** Who holds the leases: unique per process. */
+  readonly owner: string;
+  readonly hostname: string;
+  readonly retry: RetryPolicy;
+  readonly ambiguous: 'retry' | 'hold';
+  /** Concurrent deliveries per destination unless its route says otherwise. */
+  readonly destinationConcurrency: number;
+  /** Messages in flight at once over all destinations. */
+  readonly maxInFlight: number;
+  /** How long a claim is held before another claimer may take it; renewed at a third of it. */
+  readonly leaseMs: number;
+  /** How often to look for due work when nothing woke us. */
+  readonly pollMs: number;
+}
+
+export interface QmgrDeps {
+  readonly options: QmgrOptions;
+  readonly store: QueueStore;
+  readonly routes: RoutePort;
+  readonly delivery: DeliveryPort;
+  readonly intake: MessageIntake;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly random: () => number;
+}
+
+interface Group {
+  readonly route: RouteSuccess;
+  /** Indices into message.recipients. */
+  readonly indices: number[];
+}
+
+interface Decided {
+  readonly results: AttemptResult[];
+  readonly nextHops: string[];
+  readonly notes: string[];
+  /** Outcome per recipient index, for DSNs. */
+  readonly outcomes: Map<number, Outcome>;
+}
+
+export class QueueManager {
+  private readonly windows: DestinationWindows;
+  private inFlight = 0;
+  private stopping = false;
+  private loopDone: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private readonly active = new Set<Promise<void>>();
+
+  constructor(private readonly deps: QmgrDeps) {
+    this.windows = new DestinationWindows(deps.options.destinationConcurrency);
+  }
+
+  start(): void {
+    this.loopDone ??= this.loop();
+  }
+
+  /** New mail was queued: look for due work now instead of at the next poll. */
+  wake(): void {
+    this.wakeUp?.();
+  }
+
+  /** Stop claiming, let deliveries in flight finish and record, then resolve. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await this.loopDone;
+    await Promise.all([...this.active]);
+  }
+
+  private async loop(): Promise<void> {
+    const { store, options, clock, log } = this.deps;
+    while (!this.stopping) {
+      const room = options.maxInFlight - this.inFlight;
+      let claimed: ClaimedMessage[] = [];
+      if (room >= 2) {
+        try {
+          claimed = await store.claimDue({ now: clock.now(), limit: Math.min(room, 100), leaseMs: options.leaseMs, owner: options.owner });
+        } catch (err) {
+          log.error({ err: String(err) }, 'claiming due work failed');
+        }
+      }
+      for (const c of claimed) this.launch(c);
+      if (claimed.length === 0 || room < 2) await this.sleep(options.pollMs);
+    }
+  }
+
+  private launch(claim: ClaimedMessage): void {
+    this.inFlight++;
+    const run = this.process(claim)
+      .catch((err: unknown) => this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), queueId: claim.message.id }, 'delivery run failed'))
+      .finally(() => {
+        this.inFlight--;
+        this.active.delete(run);
+        this.wake();
+      });
+    this.active.add(run);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.deps.clock.setTimer(ms, () => {
+        this.wakeUp = undefined;
+        resolve();
+      });
+      this.wakeUp = () => {
+        this.wakeUp = undefined;
+        timer.cancel();
+        resolve();
+      };
+    });
+  }
+
+  /** One claimed message: route, deliver per destination, decide, owe DSNs, record. */
+  private async process(claim: ClaimedMessage): Promise<void> {
+    const { store, clock, options, log } = this.deps;
+    let lease = claim.lease;
+    const renew = clock.setTimer(Math.max(1, Math.floor(options.leaseMs / 3)), () => void renewLoop());
+    const renewLoop = async (): Promise<void> => {
+      const renewed = await store.renewLease(lease, clock.now() + options.leaseMs).catch(() => undefined);
+      if (renewed) {
+        lease = renewed;
+        renew.refresh();
+      } else log.warn({ queueId: claim.message.id }, 'lease lost while delivering');
+    };
+    try {
+      const message = claim.message;
+      const due = message.recipients.flatMap((r, i) => (isDue(r.state) ? [i] : []));
+      if (due.length === 0) {
+        await store.releaseLease(lease);
+        return;
+      }
+      const decided = await this.attempt(message, due);
+      const record = this.schedule(message, claim.attempts, decided);
+      await this.oweDsns(message, decided, record.results);
+      await store.recordAttempt(lease, {
+        at: clock.now(),
+        nextHop: decided.nextHops.join(', '),
+        results: record.results,
+        ...(record.nextAttemptAt !== undefined ? { nextAttemptAt: record.nextAttemptAt } : {}),
+        ...(decided.notes.length > 0 ? { note: decided.notes.join('; ') } : {}),
+      });
+      for (const r of record.results) {
+        log.info({ queueId: message.id, rcpt: message.recipients[r.recipient]?.address, state: r.state, reply: r.reply, nextHop: decided.nextHops.join(', ') }, 'attempt');
+      }
+    } finally {
+      renew.cancel();
+    }
+  }
+
+  /** Route every due recipient and deliver each destination's group; one outcome per recipient. */
+  private async attempt(message: StoredMessage, due: readonly number[]): Promise<Decided> {
+    const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map() };
+    const groups = new Map<string, Group>();
+    const routes = new Map<string, RouteResult>();
+    for (const index of due) {
+      const address = message.recipients[index]?.address ?? '';
+      const domain = address.slice(address.lastIndexOf('@') + 1);
+      let route = routes.get(domain.toLowerCase());
+      if (!route) {
+        route = await this.deps.routes.resolveRoute(domain);
+        routes.set(domain.toLowerCase(), route);
+      }
+      if (!route.ok) {
+        const code = route.permanent ? 550 : 451;
+        decided.outcomes.set(index, { recipient: index, kind: route.permanent ? 'bounced' : 'deferred', scope: 'destination', reply: `${code} ${route.status} ${route.reason}`, enhanced: route.status, local: true });
+        continue;
+      }
+      const group = groups.get(route.destination) ?? { route, indices: [] };
+      group.indices.push(index);
+      groups.set(route.destination, group);
+    }
+    await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided)));
+    for (const index of due) {
+      const outcome = decided.outcomes.get(index);
+      if (outcome) decided.results.push({ recipient: index, state: outcome.kind as AttemptState, reply: outcome.reply });
+    }
+    return decided;
+  }
+
+  private async deliverGroup(message: StoredMessage, group: Group, decided: Decided): Promise<void> {
+    const release = await this.windows.acquire(group.route.destination, group.route.route.concurrency);
+    try {
+      const env = message.envelope;
+      const recipients = group.indices.map((i) => message.recipients[i] as RecipientRecord);
+      const report = await this.deps.delivery.deliver(group.route, {
+        messageId: message.id,
+        sender: env.sender,
+        body: env.body,
+        smtputf8: env.smtputf8,
+        ...(env.dsnRet ? { ret: env.dsnRet } : {}),
+        ...(env.dsnEnvid !== undefined ? { envid: env.dsnEnvid } : {}),
+        recipients: recipients.map((r) => ({
+          address: r.address,
+          ...(r.notify ? { notify: r.notify } : {}),
+          ...(r.orcpt ? { orcpt: r.orcpt } : {}),
+        })),
+        size: message.size,
+        openBody: () => this.deps.store.readBody(message.id),
+      });
+      if (report.nextHop) decided.nextHops.push(report.nextHop);
+      if (report.note) decided.notes.push(report.note);
+      for (const o of report.outcomes) {
+        const index = group.indices[o.recipient];
+        if (index !== undefined) decided.outcomes.set(index, { ...o, recipient: index });
+      }
+    } catch (err) {
+      this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), queueId: message.id, destination: group.route.destination }, 'delivery failed');
+      for (const index of group.indices) {
+        decided.outcomes.set(index, { recipient: index, kind: 'deferred', scope: 'destination', reply: '451 4.3.0 local error during delivery', enhanced: '4.3.0', local: true });
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /** Outcomes → recipient states and the next attempt (or expiry), by the retry policy. */
+  private schedule(message: StoredMessage, attemptsSoFar: number, decided: Decided): { results: AttemptResult[]; nextAttemptAt?: number } {
+    const { options, clock, random } = this.deps;
+    const results = decided.results.map((r): AttemptResult => (r.state === 'ambiguous' && options.ambiguous === 'hold' ? { ...r, state: 'held' } : r));
+    if (!results.some((r) => r.state === 'deferred' || r.state === 'ambiguous')) return { results };
+    const step = nextStep(options.retry, { receivedAt: message.receivedAt, now: clock.now(), failedAttempts: attemptsSoFar + 1 }, random);
+    if (step.kind === 'retry') return { results, nextAttemptAt: step.at };
+    return {
+      results: results.map((r) => (r.state === 'deferred' || r.state === 'ambiguous' ? { ...r, state: 'expired', reply: `${r.reply}\n(${step.reason})` } : r)),
+    };
+  }
+
+  /** Queue the DSN owed to the sender for bounced and expired recipients (NOTIFY permitting). */
+  private async oweDsns(message: StoredMessage, decided: Decided, results: readonly AttemptResult[]): Promise<void> {
+    const failed = results.filter((r) => r.state === 'bounced' || r.state === 'expired');
+    if (failed.length === 0 || message.envelope.sender === '') return;
+    const now = this.deps.clock.now();
+    const recipients = failed.map((r): DsnRecipient => {
+      const rcpt = message.recipients[r.recipient] as RecipientRecord;
+      const outcome = decided.outcomes.get(r.recipient);
+      // A DSN's "failed" action needs a 5.x.x status: an expiry turns the last 4.x.x into 5.x.x.
+      const enhanced = outcome?.enhanced;
+      const status = r.state === 'expired' ? (enhanced?.replace(/^4/, '5') ?? '5.4.7') : (enhanced ?? '5.0.0');
+      return {
+        address: rcpt.address,
+        ...(rcpt.orcpt ? { orcpt: rcpt.orcpt } : {}),
+        ...(rcpt.notify ? { notify: rcpt.notify } : {}),
+        action: 'failed',
+        status,
+        ...(outcome && !outcome.local && decided.nextHops[0] ? { remoteMta: `dns; ${decided.nextHops[0].replace(/\[.*$/, '')}` } : {}),
+        diagnosticCode: r.reply,
+        lastAttemptDate: now,
+      };
+    });
+    const env = message.envelope;
+    const dsn = buildDsn({
+      reportingMta: this.deps.options.hostname,
+      queueId: message.id,
+      arrivalDate: message.receivedAt,
+      now,
+      envelope: { sender: env.sender, smtputf8: env.smtputf8, body: env.body, ...(env.dsnRet ? { dsnRet: env.dsnRet } : {}), ...(env.dsnEnvid !== undefined ? { dsnEnvid: env.dsnEnvid } : {}) },
+      recipients,
+      messageIdDomain: this.deps.options.hostname,
+      boundarySeed: String(this.deps.random()),
+    });
+    if (!dsn) return;
+    let incoming;
+    try {
+      incoming = this.deps.intake.openGenerated({ recipient: dsn.recipient, body: dsn.body, smtputf8: dsn.smtputf8, origin: `dsn:${message.id}` });
+    } catch (err) {
+      this.deps.log.warn({ queueId: message.id, sender: dsn.recipient, err: String(err) }, 'cannot return a DSN to this sender');
+      return;
+    }
+    try {
+      for await (const chunk of streamDsn(dsn, this.deps.store.readBody(message.id))) await incoming.write(chunk);
+      const id = await incoming.commit();
+      this.deps.log.info({ queueId: message.id, dsn: id, to: dsn.recipient, kind: dsn.kind }, 'DSN queued');
+    } catch (err) {
+      await incoming.abort();
+      throw err;
+    }
+  }
+}
