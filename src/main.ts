@@ -2,15 +2,22 @@
  * @module main
  * The composition root: the only module that picks concrete backends and wires everything.
  * Config in, a running relay out: the embedded queue (SQLite index + spool files), cleanup,
- * the relay-access policy and the SMTP listeners.
+ * the relay-access policy and the SMTP listeners on the accepting side; routing (smart host or
+ * MX through the configured DNS server), the delivery agent and the queue manager on the
+ * delivering side.
  *
  * Startup failures (spool not writable, port in use) reject startServer() with an error that
  * says what failed; the CLI prints it and exits 1. close() is the graceful SIGTERM path: stop
- * listening, let sessions finish their transaction, then flush and close the queue.
+ * listening, let sessions finish their transaction, stop claiming and let deliveries in flight
+ * finish and record, then flush and close the queue.
  */
 import { mkdir } from 'node:fs/promises';
 import type { Config, HostPort } from './config/index.js';
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
 import { createCleanup } from './cleanup/index.js';
+import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
+import { QueueManager } from './qmgr/index.js';
 import { openSqliteStore } from './queue/sqlite/index.js';
 import type { QueueStore } from './queue/index.js';
 import { SmtpServer, relayPolicy } from './smtpd/index.js';
@@ -32,6 +39,8 @@ export interface StartOptions {
   readonly onReady?: (info: { listeners: HostPort[] }) => void;
   readonly log?: Logger;
   readonly clock?: Clock;
+  /** Uniform in [0, 1): MX shuffling and retry jitter (tests pass a seeded one). */
+  readonly random?: () => number;
 }
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<Server> {
@@ -44,6 +53,35 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   log.info({ spool: config.spool, recovery: store.recovery }, 'queue opened');
 
   const relayNetworks = compileCidrList(config.relayFrom);
+  const random = options.random ?? Math.random;
+  // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
+  let qmgr: QueueManager | undefined;
+  const intake = createCleanup({ store, hostname: config.hostname, clock, log, onQueued: () => qmgr?.wake() });
+  const routes = new RouteTable(withSmarthost([], config.smarthost), {
+    resolver: createDnsResolver(config.dns ? { server: config.dns } : {}),
+    random,
+    mxPort: config.delivery.mxPort,
+  });
+  const agent = createDeliveryAgent({ hostname: config.hostname, clock, log });
+  qmgr = new QueueManager({
+    options: {
+      owner: `${osHostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      hostname: config.hostname,
+      retry: { retry: config.retry, maxAge: config.maxAge },
+      ambiguous: config.delivery.ambiguous,
+      destinationConcurrency: config.delivery.destinationConcurrency,
+      maxInFlight: config.delivery.maxInFlight,
+      leaseMs: 10 * 60_000,
+      pollMs: 1_000,
+    },
+    store,
+    routes,
+    delivery: agent,
+    intake,
+    clock,
+    log,
+    random,
+  });
   const smtpd = new SmtpServer({
     options: {
       listen: config.listen,
@@ -65,7 +103,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       },
     },
     policy: relayPolicy({ relayFrom: config.relayFrom }),
-    intake: createCleanup({ store, hostname: config.hostname, clock, log }),
+    intake,
     clock,
     log,
   });
@@ -79,9 +117,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
   log.info({ listeners, hostname: config.hostname, relayFrom: config.relayFrom }, 'smtpd ready');
-  // Delivery (issue: "Deliver mail whole and once") and the admin server are not built yet:
-  // say so plainly rather than pretend the routing flags do something.
-  log.warn({ smarthost: config.smarthost, admin: config.admin }, 'delivery and admin are not built in this version: accepted mail stays queued');
+  if (config.delivery.mode === 'on') qmgr.start();
+  else log.warn({}, 'delivery is off (--delivery off): accepted mail stays queued');
+  if (config.delivery.mode === 'on') log.info({ nextHop: config.smarthost ? `smarthost ${config.smarthost.host}:${config.smarthost.port}` : `MX, port ${config.delivery.mxPort}`, dns: config.dns ?? 'system' }, 'delivery ready');
+  // The admin server is not built yet: say so plainly rather than pretend the flag does something.
+  if (config.admin !== 'off') log.warn({ admin: config.admin }, 'the admin server is not built in this version');
   options.onReady?.({ listeners });
 
   let resolveClosed!: () => void;
@@ -95,6 +135,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       closing ??= (async () => {
         log.info({ reason, sessions: smtpd.openConnections }, 'shutting down');
         await smtpd.close(config.timeouts.shutdownGrace);
+        await qmgr?.stop();
+        await agent.close();
         await store.close();
         log.info({}, 'stopped');
         resolveClosed();

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { formatHostPort, parseSetting, type Raw, type SettingValue } from './parse.js';
 import {
   BARE_NEWLINE_POLICIES,
-  LOG_LEVELS, AMBIGUOUS_POLICIES,
+  LOG_LEVELS, AMBIGUOUS_POLICIES, DELIVERY_MODES,
   SCHEMA,
   settingByEnv,
   settingByName,
@@ -284,6 +284,7 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Config {
       shutdownGrace: typed(v, 'shutdown-grace', 'duration'),
     },
     delivery: {
+      mode: oneOf(DELIVERY_MODES, typed(v, 'delivery', 'enum')),
       mxPort: typed(v, 'mx-port', 'integer'),
       destinationConcurrency: typed(v, 'destination-concurrency', 'integer'),
       maxInFlight: typed(v, 'max-deliveries', 'integer'),

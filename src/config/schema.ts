@@ -85,6 +85,7 @@ export type SettingOf<K extends Kind> = Extract<Setting, { readonly kind: K }>;
 export const BARE_NEWLINE_POLICIES = ['normalize', 'reject'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export const AMBIGUOUS_POLICIES = ['retry', 'hold'] as const;
+export const DELIVERY_MODES = ['on', 'off'] as const;
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -188,6 +189,9 @@ export const SCHEMA: readonly Setting[] = [
     doc: 'on SIGTERM, how long sessions may finish before they get 421' }),
   define({ name: 'bare-newline', key: 'bareNewline', kind: 'enum', values: BARE_NEWLINE_POLICIES, default: 'normalize',
     metavar: BARE_NEWLINE_POLICIES.join('|'), doc: 'bare CR or LF inside DATA: rewrite to CRLF, or refuse the message' }),
+  define({ name: 'delivery', key: 'delivery.mode', kind: 'enum', values: DELIVERY_MODES, default: 'on',
+    metavar: DELIVERY_MODES.join('|'),
+    doc: 'off: accept and queue only, deliver nothing (maintenance, staged roll-outs, acceptance tests)' }),
   define({ name: 'mx-port', key: 'delivery.mxPort', kind: 'integer', min: 1, max: 65_535, default: 25,
     doc: 'TCP port for MX delivery (25; tests and lab setups point it elsewhere)' }),
   define({ name: 'destination-concurrency', key: 'delivery.destinationConcurrency', kind: 'integer', min: 1, max: 10_000,

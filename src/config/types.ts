@@ -39,6 +39,8 @@ export interface SmtpdTimeouts {
 }
 
 export interface DeliverySettings {
+  /** 'off': accept and queue only; the queue manager does not run. */
+  readonly mode: 'on' | 'off';
   /** TCP port for MX delivery: 25, except in tests and labs. */
   readonly mxPort: number;
   /** Simultaneous deliveries to one next hop. */

@@ -22,3 +22,9 @@ export { ADDRESS_ORDERS, DEFAULT_ADDRESS_ORDER, MAX_ADDRESSES, MAX_MX_HOSTS, MX_
 export type { AddressOrder, PortFor, RouteFailureCode, RouteHost } from './mx.js';
 export { createDnsResolver, DnsServerError, DNS_DEFAULT_TIMEOUT_MS, DNS_DEFAULT_TRIES, ResolveError } from './resolver.js';
 export type { DnsResolverOptions, MxRecord, Resolver, ResolveErrorCode } from './resolver.js';
+export { createDeliveryAgent, DELIVERY_CHANNELS, outboundMessage } from './agent.js';
+export type { DeliveryAgent, DeliveryAgentOptions, DeliveryDiagnostic, DeliveryReport } from './agent.js';
+export { DeliveryError, hostLabel, MAX_LINE_OCTETS, openConnection, SmtpConnection } from './connection.js';
+export type { ConnectionOptions, DeliveryErrorCode, DeliveryJob, OpenResult, TransactionResult } from './connection.js';
+export { ConnectionPool, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_REUSE } from './pool.js';
+export type { Lease, PoolOptions } from './pool.js';

@@ -292,7 +292,10 @@ export class SmtpConnection {
     const step = mode.decoder.push(input);
     if (!mode.writeFailed) {
       try {
-        for (const chunk of step.chunks) await mode.message.write(chunk);
+        // Un-stuffing splits a dot-heavy chunk into one slice per line; one write per socket
+        // chunk (a copy of at most that chunk) instead of one per line keeps the spool fast.
+        if (step.chunks.length === 1) await mode.message.write(step.chunks[0] as Buffer);
+        else if (step.chunks.length > 1) await mode.message.write(Buffer.concat(step.chunks));
       } catch (err) {
         mode.writeFailed = true;
         if (!this.stopped) this.log.error({ err: String(err), queueId: mode.message.id }, 'spool write failed');

@@ -59,6 +59,7 @@ export async function startFakeSmtp(options: FakeSmtpOptions = {}): Promise<Fake
   };
   const server: Server = createServer((socket) => {
     sessions++;
+    socket.setNoDelay(true);
     sockets.add(socket);
     maxConcurrent = Math.max(maxConcurrent, sockets.size);
     socket.on('close', () => sockets.delete(socket));

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { withDefaults } from './server.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/postwire.js', import.meta.url));
 
@@ -17,7 +18,7 @@ export interface ServeProcess {
 }
 
 export async function startServe(flags: readonly string[]): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--hostname', 'mx.postwire.test', ...flags], {
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--hostname', 'mx.postwire.test', ...withDefaults(flags)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -23,9 +23,21 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+/**
+ * Test defaults a test may override: delivery off (acceptance tests must never reach for real
+ * DNS) and no admin listener.
+ */
+export function withDefaults(flags: readonly string[]): string[] {
+  const out = [...flags];
+  if (!out.includes('--delivery')) out.push('--delivery', 'off');
+  if (!out.includes('--admin')) out.push('--admin', 'off');
+  return out;
+}
+
 export function testConfig(spool: string, flags: readonly string[] = []): Config {
   const loaded = loadConfig({
-    argv: ['--listen', '127.0.0.1:0', '--spool', spool, '--hostname', 'mx.postwire.test', '--shutdown-grace', '2s', ...flags],
+    // Delivery is off unless a test turns it on: acceptance tests must never reach for real DNS.
+    argv: ['--listen', '127.0.0.1:0', '--spool', spool, '--hostname', 'mx.postwire.test', '--shutdown-grace', '2s', ...withDefaults(flags)],
     env: {},
     hostname: 'mx.postwire.test',
   });

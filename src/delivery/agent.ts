@@ -1,0 +1,237 @@
+/**
+ * @module delivery/agent
+ * The delivery agent (undici's Agent, Postfix smtp_connect's server loop): one message, the hosts
+ * of one route in order. It builds the OutboundMessage, asks the pool for a connection per host,
+ * runs the transaction, and turns facts into Outcomes through delivery/outcome, the only place
+ * that happens.
+ *
+ * Host order, per recipient: scope `destination` (connect refused or timed out, a 4xx/5xx greeting
+ * or EHLO, a 421, a connection lost before our end-of-data) sends the recipient on to the next
+ * host; any other outcome is final, from the first host that decided it; when no host is left the
+ * last failure stands. `ambiguous` (RFC 1047 window) and `held` (framing fault) stop the walk at
+ * once: another host could get a second copy, or a partial one (invariants 1 and 3).
+ *
+ * Who calls it: qmgr, with a RouteSuccess from route.ts and a DeliveryJob built from the queue.
+ * Failure behaviour: deliver() resolves with one Outcome per job recipient whatever the network
+ * does; it rejects only for a job or route that cannot be sent (DeliveryError DELIVERY_BAD_JOB,
+ * DELIVERY_BAD_ROUTE) and after close() (DELIVERY_AGENT_CLOSED). Events: diagnostics_channel
+ * 'postwire:delivery:connect', '…:transaction', '…:framing-fault' ({ messageId, host, detail }).
+ * Trust: the job was validated by smtpd/cleanup; the peer is trusted in nothing.
+ */
+import { channel } from 'node:diagnostics_channel';
+import { parseMailbox } from '../protocol/index.js';
+import type { ClientStepName, Mailbox, OutboundMessage, OutboundRecipient, RcptParams } from '../protocol/index.js';
+import type { Logger } from '../obs/index.js';
+import type { Clock } from '../util/index.js';
+import { DeliveryError, hostLabel } from './connection.js';
+import type { DeliveryJob, TransactionResult } from './connection.js';
+import { classifySession, classifyTransaction } from './outcome.js';
+import type { Outcome } from './outcome.js';
+import { ConnectionPool } from './pool.js';
+import type { RouteSuccess } from './route.js';
+
+export interface DeliveryReport {
+  /** `name[address]:port` of the host that decided (or the last one reached); '' if none was. */
+  readonly nextHop: string;
+  /** Exactly one per job recipient; `outcome.recipient` indexes job.recipients. */
+  readonly outcomes: readonly Outcome[];
+  /** Hosts tried and why they were passed over; framing-fault byte counts; long lines. */
+  readonly note?: string;
+}
+
+export interface DeliveryAgent {
+  deliver(route: RouteSuccess, job: DeliveryJob): Promise<DeliveryReport>;
+  /** QUIT idle pooled connections once in-flight deliveries have finished. */
+  close(): Promise<void>;
+}
+
+export interface DeliveryAgentOptions {
+  /** Our EHLO name. */
+  readonly hostname: string;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly connectTimeoutMs?: number;
+  /** Pooled idle connection lifetime (default 10 s). */
+  readonly idleTimeoutMs?: number;
+  /** Transactions per connection (default 100). */
+  readonly maxReusePerConnection?: number;
+  /** Overrides CLIENT_STEPS timeouts, for tests. */
+  readonly timeouts?: Partial<Record<ClientStepName, number>>;
+  /** BDAT chunk size in octets (default 64 KiB). */
+  readonly chunkSize?: number;
+}
+
+/** The diagnostics_channel names this module publishes on. */
+export const DELIVERY_CHANNELS = {
+  connect: 'postwire:delivery:connect',
+  transaction: 'postwire:delivery:transaction',
+  framingFault: 'postwire:delivery:framing-fault',
+} as const;
+
+/** What every channel carries. */
+export interface DeliveryDiagnostic {
+  readonly messageId: string;
+  readonly host: string;
+  readonly detail: string;
+}
+
+const connectChannel = channel(DELIVERY_CHANNELS.connect);
+const transactionChannel = channel(DELIVERY_CHANNELS.transaction);
+const faultChannel = channel(DELIVERY_CHANNELS.framingFault);
+
+function publish(ch: ReturnType<typeof channel>, message: DeliveryDiagnostic): void {
+  if (ch.hasSubscribers) ch.publish(message);
+}
+
+export function createDeliveryAgent(options: DeliveryAgentOptions): DeliveryAgent {
+  return new Agent(options);
+}
+
+class Agent implements DeliveryAgent {
+  readonly #log: Logger;
+  readonly #pool: ConnectionPool;
+  readonly #inflight = new Set<Promise<unknown>>();
+  #closing = false;
+
+  constructor(options: DeliveryAgentOptions) {
+    this.#log = options.log.child({ component: 'delivery' });
+    const timeouts = options.connectTimeoutMs === undefined ? options.timeouts : { ...options.timeouts, connect: options.connectTimeoutMs };
+    this.#pool = new ConnectionPool({
+      hostname: options.hostname,
+      clock: options.clock,
+      log: this.#log,
+      ...(timeouts !== undefined ? { timeouts } : {}),
+      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+      ...(options.maxReusePerConnection !== undefined ? { maxReuse: options.maxReusePerConnection } : {}),
+      ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+    });
+  }
+
+  deliver(route: RouteSuccess, job: DeliveryJob): Promise<DeliveryReport> {
+    if (this.#closing) return Promise.reject(new DeliveryError('DELIVERY_AGENT_CLOSED', 'the delivery agent is closed'));
+    const p = this.#deliver(route, job);
+    this.#inflight.add(p);
+    const done = (): void => void this.#inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    await this.#pool.close();
+  }
+
+  async #deliver(route: RouteSuccess, job: DeliveryJob): Promise<DeliveryReport> {
+    const message = outboundMessage(job);
+    if (route.hosts.length === 0) throw new DeliveryError('DELIVERY_BAD_ROUTE', `route ${route.destination} has no hosts`);
+    const log = this.#log.child({ queueId: job.messageId, destination: route.destination });
+    const outcomes: (Outcome | undefined)[] = job.recipients.map(() => undefined);
+    const notes: string[] = [];
+    let pending = job.recipients.map((_, i) => i);
+    let nextHop = '';
+
+    for (const host of route.hosts) {
+      const label = hostLabel(host);
+      const lease = await this.#pool.acquire(route.destination, host);
+      let decided: Outcome[];
+      if (!lease.ok) {
+        if (lease.reached) nextHop = label;
+        decided = classifySession(lease.fact, pending);
+        const why = decided[0]?.reply ?? '';
+        notes.push(`${label}: ${lease.reached ? 'session refused' : 'not reached'}: ${why}`);
+        publish(connectChannel, { messageId: job.messageId, host: label, detail: `failed: ${why}` });
+        log.info({ host: label, reply: why }, 'host unusable');
+      } else {
+        nextHop = label;
+        const connection = lease.connection;
+        publish(connectChannel, { messageId: job.messageId, host: label, detail: lease.reused ? 'reused' : 'connected' });
+        const sub: OutboundMessage = { ...message, recipients: pending.map((i) => message.recipients[i] as OutboundRecipient) };
+        let result: TransactionResult;
+        try {
+          result = await connection.send(job, sub);
+        } catch (err) {
+          connection.destroy('delivery failed');
+          throw err;
+        }
+        this.#pool.release(route.destination, connection);
+        decided = classifyTransaction(result.facts, pending);
+        this.#notes(job, label, connection.capabilities.binaryMime, result, notes, log);
+        publish(transactionChannel, { messageId: job.messageId, host: label, detail: summary(decided) });
+        log.info({ host: label, outcomes: summary(decided) }, 'transaction');
+      }
+      for (const o of decided) outcomes[o.recipient] = o;
+      if (decided.some((o) => o.kind === 'held' || o.kind === 'ambiguous')) {
+        const held = decided.some((o) => o.kind === 'held');
+        notes.push(`${held ? 'held' : 'ambiguous'} at ${label}: no further host tried in this attempt`);
+        if (!held) log.warn({ host: label }, 'ambiguous: connection lost after end-of-data, before its reply (RFC 1047)');
+        break;
+      }
+      pending = decided.filter((o) => o.scope === 'destination').map((o) => o.recipient);
+      if (pending.length === 0) break;
+    }
+
+    const final = outcomes.map((o, i) => {
+      // Every recipient went to at least the first host, which decided each one of them.
+      if (o === undefined) throw new Error(`invariant: recipient ${i} of ${job.messageId} has no outcome`);
+      return o;
+    });
+    return notes.length > 0 ? { nextHop, outcomes: final, note: notes.join('; ') } : { nextHop, outcomes: final };
+  }
+
+  #notes(job: DeliveryJob, label: string, binaryMime: boolean, r: TransactionResult, notes: string[], log: Logger): void {
+    if (r.framingFault !== undefined) {
+      const counts = `read ${r.bodyOctets} of ${job.size} accepted octets from the spool${r.sha256 !== undefined ? `, sha256 ${r.sha256}` : ''}`;
+      const detail = `${r.framingFault} (${counts})`;
+      notes.push(`framing fault at ${label}: ${detail}`);
+      publish(faultChannel, { messageId: job.messageId, host: label, detail });
+      log.error({ host: label, reason: r.framingFault, bodyOctets: r.bodyOctets, acceptedOctets: job.size, sha256: r.sha256 }, 'framing fault: message held');
+    }
+    if (r.spoolError !== undefined) {
+      notes.push(`spool read error while sending to ${label}: ${r.spoolError}`);
+      log.error({ host: label, err: r.spoolError }, 'spool read error');
+    }
+    if (r.longLines > 0 && !binaryMime) {
+      notes.push(`${r.longLines} line(s) longer than 998 octets sent unchanged to ${label}, which lacks BINARYMIME`);
+    }
+  }
+}
+
+function summary(outcomes: readonly Outcome[]): string {
+  const counts = new Map<string, number>();
+  for (const o of outcomes) counts.set(o.kind, (counts.get(o.kind) ?? 0) + 1);
+  return [...counts].map(([k, n]) => `${n} ${k}`).join(', ');
+}
+
+/** The job as the client session wants it; an envelope that cannot be sent is the caller's bug. */
+export function outboundMessage(job: DeliveryJob): OutboundMessage {
+  if (job.recipients.length === 0) throw new DeliveryError('DELIVERY_BAD_JOB', `message ${job.messageId} has no recipients`);
+  if (!Number.isSafeInteger(job.size) || job.size < 0) throw new DeliveryError('DELIVERY_BAD_JOB', `message ${job.messageId}: size ${job.size}`);
+  const sender = job.sender === '' ? null : mailbox(job, job.sender);
+  const recipients = job.recipients.map((r): OutboundRecipient => {
+    const params: { -readonly [K in keyof RcptParams]: RcptParams[K] } = {};
+    if (r.notify !== undefined) params.notify = r.notify;
+    if (r.orcpt !== undefined) {
+      const semi = r.orcpt.indexOf(';');
+      if (semi <= 0) throw new DeliveryError('DELIVERY_BAD_JOB', `message ${job.messageId}: ORCPT '${r.orcpt}' is not type;address`);
+      params.orcpt = { addrType: r.orcpt.slice(0, semi), address: r.orcpt.slice(semi + 1) };
+    }
+    const m = mailbox(job, r.address);
+    return Object.keys(params).length > 0 ? { mailbox: m, params } : { mailbox: m };
+  });
+  return {
+    sender,
+    recipients,
+    body: job.body,
+    smtputf8: job.smtputf8,
+    size: job.size,
+    ...(job.ret !== undefined ? { ret: job.ret } : {}),
+    ...(job.envid !== undefined ? { envid: job.envid } : {}),
+  };
+}
+
+function mailbox(job: DeliveryJob, address: string): Mailbox {
+  const parsed = parseMailbox(address);
+  if (!parsed.ok) throw new DeliveryError('DELIVERY_BAD_JOB', `message ${job.messageId}: '${address}' is not a mailbox (${parsed.reason})`);
+  return parsed.path;
+}

@@ -1,0 +1,228 @@
+/**
+ * One connection to one sink: the body arrives byte-exact by DATA and by BDAT (pipelined and
+ * lock-step) at every chunking, bare newlines never leave, the byte-count guard stops a short or
+ * long spool before end-of-data, step timers fire from the table, and greeting failures are facts.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
+import { systemClock } from '../util/index.js';
+import { startFakeSmtp } from '../../test/fakes/fake-smtp-server.js';
+import { closedPort, dotHeavyBody, makeJob, rawServer, smallBody } from '../../test/support/delivery.js';
+import { openConnection, type ConnectionOptions, type DeliveryJob, type SmtpConnection } from './connection.js';
+import { outboundMessage } from './agent.js';
+import { classify, classifyTransaction } from './outcome.js';
+import type { RouteHost } from './mx.js';
+
+const options: ConnectionOptions = { hostname: 'relay.test', clock: systemClock };
+const host = (port: number): RouteHost => ({ name: 'mx1.test', address: '127.0.0.1', port, preference: 10 });
+
+async function open(port: number, o: ConnectionOptions = options): Promise<SmtpConnection> {
+  const r = await openConnection(host(port), o);
+  assert.ok(r.ok, r.ok ? '' : JSON.stringify(r.fact));
+  return r.connection;
+}
+
+async function sendOne(c: SmtpConnection, job: DeliveryJob) {
+  const result = await c.send(job, outboundMessage(job));
+  return { result, outcomes: classifyTransaction(result.facts) };
+}
+
+describe('delivery/connection', () => {
+  it('DATA: dot-heavy body arrives byte-exact whatever the spool chunking', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const body = smallBody('dots');
+      const c = await open(sink.port);
+      for (const sizes of [[1], [2], [3], [5, 1, 7], [4096]]) {
+        const { outcomes } = await sendOne(c, makeJob(body, ['bob@dst.test'], { sizes }));
+        assert.deepEqual(outcomes.map((o) => o.kind), ['delivered']);
+      }
+      await c.quit();
+      assert.equal(sink.delivered.length, 5);
+      for (const t of sink.delivered) assert.ok(t.data.equals(body), JSON.stringify(t.data.toString('latin1')));
+      assert.ok(sink.delivered.every((t) => t.via === 'DATA'));
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('DATA: a body without a final CRLF and an empty body', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const c = await open(sink.port);
+      const noEol = Buffer.from('Subject: x\r\n\r\nlast line', 'latin1');
+      await sendOne(c, makeJob(noEol, ['bob@dst.test']));
+      await sendOne(c, makeJob(Buffer.alloc(0), ['bob@dst.test']));
+      await c.quit();
+      assert.equal(sink.delivered.length, 2);
+      // The terminator needs a line end first: CRLF is added to an unterminated last line.
+      assert.equal(sink.delivered[0]?.data.toString('latin1'), 'Subject: x\r\n\r\nlast line\r\n');
+      assert.equal(sink.delivered[1]?.data.length, 0);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  for (const pipelining of [true, false]) {
+    it(`BDAT${pipelining ? ' pipelined' : ' lock-step'}: byte-exact, chunk sizes declared right`, async () => {
+      const sink = await startFakeSmtp({ extensions: [...(pipelining ? ['PIPELINING'] : []), 'CHUNKING', '8BITMIME'] });
+      try {
+        const body = dotHeavyBody(300_000);
+        const c = await open(sink.port, { ...options, chunkSize: 10_000 });
+        const { outcomes, result } = await sendOne(c, makeJob(body, ['bob@dst.test', 'carol@dst.test'], { sizes: [3, 7777, 65_536] }));
+        assert.deepEqual(outcomes.map((o) => o.kind), ['delivered', 'delivered']);
+        assert.equal(result.mode, 'bdat');
+        assert.equal(result.bodyOctets, body.length);
+        // An empty body is BDAT 0 LAST.
+        const empty = await sendOne(c, makeJob(Buffer.alloc(0), ['bob@dst.test']));
+        assert.deepEqual(empty.outcomes.map((o) => o.kind), ['delivered']);
+        await c.quit();
+        assert.equal(sink.delivered.length, 2);
+        assert.equal(sink.delivered[0]?.via, 'BDAT');
+        assert.ok(sink.delivered[0]?.data.equals(body));
+        assert.equal(sink.delivered[1]?.data.length, 0);
+      } finally {
+        await sink.close();
+      }
+    });
+  }
+
+  it('bare CR and LF in the spool never reach the peer (invariant 4), by DATA or BDAT', async () => {
+    for (const extensions of [['PIPELINING'], ['PIPELINING', 'CHUNKING']]) {
+      const sink = await startFakeSmtp({ extensions });
+      try {
+        const c = await open(sink.port);
+        const body = Buffer.from('Subject: x\r\n\r\na\n.\nMAIL FROM:<evil@x>\rb\r\n', 'latin1');
+        await sendOne(c, makeJob(body, ['bob@dst.test'], { sizes: [1] }));
+        await c.quit();
+        assert.equal(sink.delivered.length, 1);
+        assert.equal(sink.delivered[0]?.data.toString('latin1'), 'Subject: x\r\n\r\na\r\n.\r\nMAIL FROM:<evil@x>\r\nb\r\n');
+        assert.equal(sink.transactions.length, 1, 'nothing smuggled as a second transaction');
+      } finally {
+        await sink.close();
+      }
+    }
+  });
+
+  for (const extensions of [['PIPELINING'], ['PIPELINING', 'CHUNKING']]) {
+    const via = extensions.includes('CHUNKING') ? 'BDAT' : 'DATA';
+    it(`${via}: a spool one byte short is a framing fault before end-of-data; nothing delivered`, async () => {
+      const sink = await startFakeSmtp({ extensions });
+      try {
+        const body = dotHeavyBody(200_000);
+        const c = await open(sink.port);
+        const job = makeJob(body, ['bob@dst.test'], { openBody: () => (async function* () { yield body.subarray(0, body.length - 1); })() });
+        const { outcomes, result } = await sendOne(c, job);
+        assert.deepEqual(outcomes.map((o) => o.kind), ['held']);
+        assert.match(result.framingFault ?? '', new RegExp(`read ${body.length - 1} octets from the spool, ${body.length} were accepted`));
+        await c.closed;
+        assert.equal(sink.delivered.length, 0);
+      } finally {
+        await sink.close();
+      }
+    });
+
+    it(`${via}: a spool longer than accepted stops at once; nothing delivered`, async () => {
+      const sink = await startFakeSmtp({ extensions });
+      try {
+        const body = smallBody();
+        const c = await open(sink.port);
+        const longer = Buffer.concat([body, Buffer.from('extra\r\n')]);
+        const job = makeJob(longer, ['bob@dst.test'], { size: body.length, sizes: [4] });
+        const { outcomes, result } = await sendOne(c, job);
+        assert.deepEqual(outcomes.map((o) => o.kind), ['held']);
+        assert.match(result.framingFault ?? '', /holds more than/);
+        await c.closed;
+        assert.equal(sink.delivered.length, 0);
+      } finally {
+        await sink.close();
+      }
+    });
+  }
+
+  it('a spool read error ends the attempt as deferred, with the error noted; nothing delivered', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const c = await open(sink.port);
+      const job = makeJob(smallBody(), ['bob@dst.test'], {
+        openBody: () =>
+          (async function* () {
+            yield Buffer.from('Subject: x\r\n');
+            throw Object.assign(new Error('disk on fire'), { code: 'EIO' });
+          })(),
+      });
+      const { outcomes, result } = await sendOne(c, job);
+      assert.deepEqual(outcomes.map((o) => o.kind), ['deferred']);
+      assert.match(result.spoolError ?? '', /EIO disk on fire/);
+      await c.closed;
+      assert.equal(sink.delivered.length, 0);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('a refused connection is an interrupted fact on step connect', async () => {
+    const r = await openConnection(host(await closedPort()), options);
+    assert.equal(r.ok, false);
+    if (r.ok) return;
+    assert.equal(r.reached, false);
+    assert.equal(r.fact.kind, 'interrupted');
+    const o = classify(r.fact, 0);
+    assert.equal(o.kind, 'deferred');
+    assert.equal(o.scope, 'destination');
+    assert.equal(o.enhanced, '4.4.1');
+    assert.match(o.reply, /ECONNREFUSED/);
+  });
+
+  it('a 421 or 554 greeting is the session fact, scope destination', async () => {
+    for (const banner of ['421 4.3.2 too busy', '554 5.7.1 go away']) {
+      const peer = await rawServer((s) => {
+        s.write(`${banner}\r\n`);
+        s.on('data', (d: Buffer) => {
+          if (d.toString().startsWith('QUIT')) s.end('221 bye\r\n');
+        });
+      });
+      try {
+        const r = await openConnection(host(peer.port), options);
+        assert.equal(r.ok, false);
+        if (r.ok) continue;
+        assert.equal(r.reached, true);
+        const o = classify(r.fact, 0);
+        assert.equal(o.scope, 'destination');
+        assert.equal(o.reply, banner);
+        await r.connection?.closed;
+      } finally {
+        await peer.close();
+      }
+    }
+  });
+
+  it('a silent peer times out on the banner step from the table override', async () => {
+    const peer = await rawServer(() => undefined);
+    try {
+      const start = Date.now();
+      const r = await openConnection(host(peer.port), { ...options, timeouts: { banner: 50 } });
+      assert.ok(Date.now() - start < 2_000);
+      assert.equal(r.ok, false);
+      if (r.ok) return;
+      assert.deepEqual({ kind: r.fact.kind, step: r.fact.kind === 'interrupted' ? r.fact.cause : '' }, { kind: 'interrupted', step: 'timeout' });
+      assert.match(classify(r.fact, 0).reply, /timed out while waiting for the greeting/);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('counts lines over 998 octets while streaming', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const body = Buffer.from(`Subject: long\r\n\r\n${'a'.repeat(998)}\r\n${'b'.repeat(999)}\r\n${'c'.repeat(3000)}`, 'latin1');
+      const c = await open(sink.port);
+      const { result } = await sendOne(c, makeJob(body, ['bob@dst.test'], { sizes: [997, 2, 5] }));
+      assert.equal(result.longLines, 2);
+      await c.quit();
+    } finally {
+      await sink.close();
+    }
+  });
+});

@@ -1,0 +1,640 @@
+/**
+ * @module delivery/connection
+ * One TCP connection to one host driving one protocol/ClientSession (undici's Client): connect
+ * with a timeout, feed socket bytes through a ReplyReader to the session, write what it says, arm
+ * the step timer from CLIENT_STEPS[session.awaiting] on the injected clock, and stream the body
+ * from the spool (DATA, dot-stuffed by the codec, or BDAT chunks) with backpressure. It returns
+ * facts; delivery/outcome says what they mean and delivery/agent which host comes next.
+ *
+ * Framing-fault guard (issue 3 item 6, the founding bug): the body is counted and hashed as read
+ * from the spool; if the count differs from `job.size` the session gets fault() before the
+ * terminator or BDAT LAST, and the socket is destroyed with what is still buffered: the peer sees
+ * a connection lost in DATA, never a prefix followed by end-of-data. Before the terminator pending
+ * socket events run once, so a dropped connection is seen before the RFC 1047 window opens.
+ *
+ * Who calls it: delivery/pool (open, RSET on reuse, QUIT) and delivery/agent (send()).
+ * Failure behaviour: network and peer trouble are facts, never exceptions: a failed connect is an
+ * `interrupted` fact on step `connect`; a malformed reply is a framing fault inside a transaction,
+ * a lost connection outside one; a spool read error is `interrupted` with `spoolError` set.
+ * Misuse (send() while busy) throws DeliveryError DELIVERY_MISUSE. Trust: nothing from the peer.
+ */
+import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { createConnection } from 'node:net';
+import type { Socket } from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { CLIENT_STEPS, ClientSession, NewlineNormalizer, ReplyReader } from '../protocol/index.js';
+import type {
+  AttemptFact,
+  BodyType,
+  Capabilities,
+  ClientEvent,
+  ClientStepName,
+  DsnNotify,
+  DsnRet,
+  OutboundMessage,
+  Reply,
+} from '../protocol/index.js';
+import type { Clock, Timer } from '../util/index.js';
+import type { RouteHost } from './mx.js';
+
+/** One message to deliver, as the queue hands it over (delivery never imports queue/). */
+export interface DeliveryJob {
+  readonly messageId: string;
+  /** '' is the null sender `<>`. */
+  readonly sender: string;
+  readonly body: BodyType;
+  readonly smtputf8: boolean;
+  readonly ret?: DsnRet;
+  readonly envid?: string;
+  readonly recipients: ReadonlyArray<{
+    readonly address: string;
+    readonly notify?: readonly DsnNotify[] | 'NEVER';
+    /** `rfc822;a@b`, as RFC 3461 writes it. */
+    readonly orcpt?: string;
+  }>;
+  /** Octets the store holds: exactly what must reach the peer (before dot-stuffing). */
+  readonly size: number;
+  /** A fresh stream of the stored body for each try. */
+  readonly openBody: () => AsyncIterable<Uint8Array>;
+}
+
+/** Stable codes for the errors callers may branch on. */
+export type DeliveryErrorCode = 'DELIVERY_BAD_JOB' | 'DELIVERY_BAD_ROUTE' | 'DELIVERY_AGENT_CLOSED' | 'DELIVERY_MISUSE';
+
+export class DeliveryError extends Error {
+  override readonly name = 'DeliveryError';
+  constructor(
+    readonly code: DeliveryErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ConnectionOptions {
+  /** Our EHLO name. */
+  readonly hostname: string;
+  readonly clock: Clock;
+  /** Overrides CLIENT_STEPS timeouts (tests shorten them). `connect` is the TCP connect. */
+  readonly timeouts?: Partial<Record<ClientStepName, number>>;
+  /** BDAT chunk size in octets (default 64 KiB). */
+  readonly chunkSize?: number;
+}
+
+/** What one transaction on this connection established, for the agent's report. */
+export interface TransactionResult {
+  /** `facts[i]` decided message.recipients[i]. */
+  readonly facts: readonly AttemptFact[];
+  /** How the body went: 'none' when no body was wanted (all refused, pre-flight, lost before). */
+  readonly mode: 'data' | 'bdat' | 'none';
+  /** Octets read from the spool (before stuffing or normalising). */
+  readonly bodyOctets: number;
+  /** sha256 (hex) of the spool bytes, when the whole body was read. */
+  readonly sha256?: string;
+  /** Lines over 998 octets (CRLF excluded) in the part of the body read. */
+  readonly longLines: number;
+  /** The session's framing-fault reason (peer) or ours (byte count), when there was one. */
+  readonly framingFault?: string;
+  /** The spool could not be read: a local trouble, not the peer's. */
+  readonly spoolError?: string;
+}
+
+export type OpenResult =
+  | { readonly ok: true; readonly connection: SmtpConnection }
+  /** `reached`: TCP connected (the greeting or EHLO failed); false: the connect itself failed. */
+  | { readonly ok: false; readonly fact: AttemptFact; readonly reached: boolean; readonly connection?: SmtpConnection };
+
+/** RFC 5322 §2.1.1: lines are at most 998 characters, CRLF excluded. */
+export const MAX_LINE_OCTETS = 998;
+const DEFAULT_CHUNK = 64 * 1024;
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** `name[address]:port`, as next hops are written in logs and the history. */
+export function hostLabel(host: RouteHost): string {
+  return `${host.name}[${host.address}]:${host.port}`;
+}
+
+function timeoutFor(options: ConnectionOptions, step: ClientStepName): number {
+  return options.timeouts?.[step] ?? CLIENT_STEPS[step].timeoutMs;
+}
+
+/**
+ * Connects and greets. Resolves when the session is ready for a transaction, or with the fact
+ * that ended it (connect refused or timed out, greeting/EHLO refused, connection lost).
+ */
+export function openConnection(host: RouteHost, options: ConnectionOptions): Promise<OpenResult> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const socket = createConnection({ host: host.address, port: host.port });
+    const fail = (cause: 'connection-lost' | 'timeout', detail: string): void => {
+      if (settled) return;
+      settled = true;
+      timer.cancel();
+      socket.destroy();
+      resolve({ ok: false, reached: false, fact: { kind: 'interrupted', step: 'connect', cause, ambiguous: false, detail } });
+    };
+    const timer = options.clock.setTimer(timeoutFor(options, 'connect'), () => fail('timeout', `no connection after ${timeoutFor(options, 'connect')} ms`));
+    const onError = (err: Error): void => fail('connection-lost', errorText(err));
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      if (settled) return;
+      settled = true;
+      timer.cancel();
+      socket.off('error', onError);
+      const connection = new SmtpConnection(host, socket, options);
+      void connection.settled().then((ready) => {
+        if (ready) resolve({ ok: true, connection });
+        else resolve({ ok: false, reached: true, fact: connection.sessionFact ?? lostFact(connection), connection });
+      });
+    });
+  });
+}
+
+/** Should not happen (the session reports every failure), but a fact is owed either way. */
+function lostFact(c: SmtpConnection): AttemptFact {
+  return { kind: 'interrupted', step: 'banner', cause: 'connection-lost', ambiguous: false, detail: c.closeReason ?? 'closed' };
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== undefined && !err.message.includes(code) ? `${code} ${err.message}` : err.message;
+  }
+  return String(err);
+}
+
+/** Counts, hashes and measures line lengths of the body as read from the spool. */
+class BodyMeter {
+  octets = 0;
+  longLines = 0;
+  private readonly hash = createHash('sha256');
+  private line = 0; // octets of the current line so far, its CR included
+  private last = -1; // the previous chunk's last byte
+
+  add(chunk: Uint8Array): void {
+    this.octets += chunk.byteLength;
+    this.hash.update(chunk);
+    const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let start = 0;
+    for (let lf = buf.indexOf(LF, start); lf >= 0; lf = buf.indexOf(LF, start)) {
+      const before = lf > 0 ? buf[lf - 1] : this.last;
+      const length = this.line + (lf - start) - (before === CR ? 1 : 0);
+      if (length > MAX_LINE_OCTETS) this.longLines++;
+      this.line = 0;
+      start = lf + 1;
+    }
+    this.line += buf.length - start;
+    if (buf.length > 0) this.last = buf[buf.length - 1] ?? -1;
+  }
+
+  /** At the end of the body: a last line without a line end counts too. */
+  finish(): string {
+    if (this.line - (this.last === CR ? 1 : 0) > MAX_LINE_OCTETS) this.longLines++;
+    this.line = 0;
+    return this.hash.digest('hex');
+  }
+}
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+interface Tx {
+  readonly job: DeliveryJob;
+  readonly size: number;
+  /** Recipients in this transaction (a subset of the job's when hosts were tried before). */
+  readonly count: number;
+  readonly facts: Deferred<readonly AttemptFact[]>;
+  readonly meter: BodyMeter;
+  mode: 'data' | 'bdat' | 'none';
+  pump: Promise<void> | undefined;
+  decided: boolean;
+  stopped: boolean;
+  sha256?: string;
+  framingFault?: string;
+  spoolError?: string;
+  pumpError?: unknown;
+}
+
+/**
+ * The socket ↔ session adapter. States: greeting → ready ⇄ busy (a transaction, RSET) → closed.
+ * Only `ready` connections take send(), reset() or quit().
+ */
+export class SmtpConnection {
+  readonly host: RouteHost;
+  readonly label: string;
+  /** Transactions started on this connection (the pool's reuse limit). */
+  transactions = 0;
+  /** The fact that ended the session before it was ready (greeting, EHLO, lost). */
+  sessionFact: AttemptFact | undefined;
+  closeReason: string | undefined;
+
+  readonly #socket: Socket;
+  readonly #options: ConnectionOptions;
+  readonly #session: ClientSession;
+  readonly #reader = new ReplyReader();
+  readonly #closed = deferred<void>();
+  #ready = false;
+  #isClosed = false;
+  #timer: Timer | undefined;
+  #socketError: string | undefined;
+  #tx: Tx | undefined;
+  /** Resolved on ready (true) or close (false). */
+  #settleWaiters: Array<(ready: boolean) => void> = [];
+  /** Woken on every session input, drain and close: the body pump waits on these. */
+  #signals: Array<() => void> = [];
+
+  constructor(host: RouteHost, socket: Socket, options: ConnectionOptions) {
+    this.host = host;
+    this.label = hostLabel(host);
+    this.#socket = socket;
+    this.#options = options;
+    this.#session = new ClientSession({ hostname: options.hostname });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => this.#signal());
+    socket.on('error', (err) => {
+      this.#socketError ??= errorText(err);
+    });
+    // The peer's FIN: it will say nothing more, so the session learns now, not at 'close' (which
+    // comes a few ticks later), and a body pump stops before it can open the ambiguous window.
+    socket.on('end', () => {
+      if (!this.#session.closed) this.#apply(this.#session.interrupted('connection-lost', this.#socketError ?? 'the peer closed the connection'));
+    });
+    socket.on('close', () => this.#onClose());
+    this.#armTimer();
+  }
+
+  get capabilities(): Capabilities {
+    return this.#session.capabilities;
+  }
+
+  /** Ready for send(), reset() or quit(). */
+  get ready(): boolean {
+    return this.#ready && !this.#isClosed;
+  }
+
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** Resolves once the socket is closed. */
+  get closed(): Promise<void> {
+    return this.#closed.promise;
+  }
+
+  /** Resolves true when the session is ready for a transaction, false once it can carry none. */
+  settled(): Promise<boolean> {
+    if (this.#isClosed || this.sessionFact !== undefined) return Promise.resolve(false);
+    if (this.#ready) return Promise.resolve(true);
+    return new Promise((resolve) => this.#settleWaiters.push(resolve));
+  }
+
+  /**
+   * One transaction: MAIL, RCPT…, the body, and the final reply. Resolves with one fact per
+   * recipient of `message` once the transaction is decided and the body pump has stopped.
+   */
+  async send(job: DeliveryJob, message: OutboundMessage): Promise<TransactionResult> {
+    if (!this.ready || this.#tx !== undefined) throw new DeliveryError('DELIVERY_MISUSE', `send() on ${this.label} while not ready`);
+    const tx: Tx = { job, size: message.size, count: message.recipients.length, facts: deferred(), meter: new BodyMeter(), mode: 'none', pump: undefined, decided: false, stopped: false };
+    this.#tx = tx;
+    this.#ready = false;
+    this.transactions++;
+    try {
+      let events: ClientEvent[];
+      try {
+        events = this.#session.send(message);
+      } catch (err) {
+        this.#ready = true; // refused before anything was written: still ready
+        this.transactions--;
+        throw err;
+      }
+      this.#apply(events);
+      const facts = await tx.facts.promise;
+      await tx.pump;
+      if (tx.pumpError !== undefined) throw tx.pumpError;
+      const r: TransactionResult = { facts, mode: tx.mode, bodyOctets: tx.meter.octets, longLines: tx.meter.longLines };
+      return {
+        ...r,
+        ...(tx.sha256 !== undefined ? { sha256: tx.sha256 } : {}),
+        ...(tx.framingFault !== undefined ? { framingFault: tx.framingFault } : {}),
+        ...(tx.spoolError !== undefined ? { spoolError: tx.spoolError } : {}),
+      };
+    } finally {
+      this.#tx = undefined;
+    }
+  }
+
+  /** RSET before reusing an idle connection (Postfix smtp_rset): true when it is ready again. */
+  reset(): Promise<boolean> {
+    if (!this.ready) return Promise.resolve(false);
+    this.#ready = false;
+    const done = this.settled();
+    this.#apply(this.#session.rset());
+    return done;
+  }
+
+  /** QUIT politely when ready, else just close; resolves once the socket is closed. */
+  quit(): Promise<void> {
+    if (this.ready) {
+      this.#ready = false;
+      this.#apply(this.#session.quit());
+    } else this.destroy('closed without QUIT');
+    return this.closed;
+  }
+
+  destroy(reason: string): void {
+    this.closeReason ??= reason;
+    this.#socket.destroy();
+  }
+
+  // ── the session's side ────────────────────────────────────────────────────────────────
+
+  #apply(events: readonly ClientEvent[]): void {
+    const tx = this.#tx;
+    for (const e of events) {
+      switch (e.kind) {
+        case 'write':
+          if (!this.#socket.destroyed) this.#socket.write(e.data);
+          break;
+        case 'ready':
+          this.#ready = true;
+          this.#settle(true);
+          break;
+        case 'session-failed':
+          // The open is over (a QUIT may still be on its way): no need to wait for its reply.
+          this.sessionFact ??= e.fact;
+          this.#settle(false);
+          break;
+        case 'send-body':
+          if (tx) {
+            tx.mode = e.mode;
+            tx.pump ??= (e.mode === 'data' ? this.#pumpData(tx) : this.#pumpBdat(tx)).catch((err: unknown) => {
+              // A bug in the pump or the codec: close (the session reports the recipients as
+              // interrupted), then send() rethrows it so the caller crashes loudly, not hangs.
+              tx.pumpError = err;
+              this.destroy(`internal error: ${errorText(err)}`);
+            });
+          }
+          break;
+        case 'stop-body':
+          if (tx) tx.stopped = true;
+          break;
+        case 'transaction':
+          if (tx && !tx.decided) {
+            tx.decided = true;
+            tx.facts.resolve(e.facts);
+          }
+          break;
+        case 'framing-fault':
+          if (tx) tx.framingFault ??= e.reason;
+          break;
+        case 'close':
+          // Destroy, not end: bytes still buffered (a body after a framing fault) must not leave.
+          this.closeReason ??= e.reason;
+          this.#socket.destroy();
+          break;
+      }
+    }
+    this.#armTimer();
+    this.#signal();
+  }
+
+  /** The timer always belongs to the step awaited now, restarted on every input or progress. */
+  #armTimer(): void {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    const step = this.#session.awaiting;
+    if (step === undefined || this.#isClosed) return;
+    this.#timer = this.#options.clock.setTimer(timeoutFor(this.#options, step), () => {
+      this.#timer = undefined;
+      this.#apply(this.#session.interrupted('timeout', `no reply within ${timeoutFor(this.#options, step)} ms`));
+    });
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#session.closed) return;
+    let replies: Reply[];
+    try {
+      replies = this.#reader.push(chunk);
+    } catch (err) {
+      // The stream cannot be read further: inside a transaction that is a framing fault (we no
+      // longer know what the peer did with our bytes); outside one, simply a failed session.
+      const detail = `unreadable reply: ${errorText(err)}`;
+      this.#apply(this.#tx ? this.#session.fault(detail) : this.#session.interrupted('connection-lost', detail));
+      return;
+    }
+    // All replies of one read are handled before the pump runs again, so a 250 arriving with the
+    // 354 is seen as the framing fault it is, before any body byte is written.
+    for (const r of replies) {
+      if (this.#session.closed) break;
+      this.#apply(this.#session.receive(r));
+    }
+  }
+
+  #onClose(): void {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    if (!this.#session.closed) this.#apply(this.#session.interrupted('connection-lost', this.#socketError));
+    this.#isClosed = true;
+    this.#ready = false;
+    this.closeReason ??= this.#socketError ?? 'connection closed';
+    // Every waiter learns the end: a transaction undecided here would be a session bug.
+    const tx = this.#tx;
+    if (tx && !tx.decided) {
+      tx.decided = true;
+      tx.facts.resolve(Array.from({ length: tx.count }, () => ({ kind: 'interrupted', step: 'data-block', cause: 'connection-lost', ambiguous: false, detail: 'closed' })));
+    }
+    this.#settle(false);
+    this.#signal();
+    this.#closed.resolve();
+  }
+
+  #settle(ready: boolean): void {
+    const waiters = this.#settleWaiters;
+    this.#settleWaiters = [];
+    for (const w of waiters) w(ready);
+  }
+
+  #signal(): void {
+    const signals = this.#signals;
+    this.#signals = [];
+    for (const s of signals) s();
+  }
+
+  #nextSignal(): Promise<void> {
+    return new Promise((resolve) => this.#signals.push(resolve));
+  }
+
+  #write(data: Uint8Array | string): void {
+    this.#socket.write(data);
+  }
+
+  /** Waits for the socket buffer to drain; false when the body must stop (closed or decided). */
+  async #drained(tx: Tx): Promise<boolean> {
+    while (this.#socket.writableNeedDrain && !this.#isClosed && !tx.decided) await this.#nextSignal();
+    return !this.#isClosed && !tx.decided;
+  }
+
+  // ── the body ──────────────────────────────────────────────────────────────────────────
+
+  async #pumpData(tx: Tx): Promise<void> {
+    const body = openSpool(tx.job);
+    try {
+      for (;;) {
+        const next = await body.next();
+        if (this.#session.sending !== 'data') return; // decided or lost meanwhile
+        if (next.error !== undefined) return this.#spoolFailed(tx, next.error);
+        if (next.chunk === undefined) break;
+        tx.meter.add(next.chunk);
+        if (tx.meter.octets > tx.size) return this.#sizeFault(tx);
+        // One write per spool chunk: a dot-heavy chunk stuffs into hundreds of small pieces.
+        const pieces = this.#session.dataChunk(next.chunk);
+        if (pieces.length > 0) this.#write(pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces));
+        this.#armTimer(); // data-block: per write
+        if (!(await this.#drained(tx))) return;
+      }
+      tx.sha256 = tx.meter.finish();
+      if (tx.meter.octets !== tx.size) return this.#sizeFault(tx);
+      await settleIo();
+      if (this.#session.sending !== 'data') return;
+      this.#write(this.#session.dataEnd());
+      this.#armTimer();
+    } finally {
+      await body.close();
+    }
+  }
+
+  async #pumpBdat(tx: Tx): Promise<void> {
+    const chunkSize = this.#options.chunkSize ?? DEFAULT_CHUNK;
+    // BDAT carries bytes as they are; only a BINARYMIME body may hold bare CR or LF (invariant 4).
+    const normalizer = tx.job.body === 'BINARYMIME' ? undefined : new NewlineNormalizer('normalize');
+    let held: Buffer[] = [];
+    let heldLength = 0;
+    const take = (n: number): Buffer => {
+      const all = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, heldLength);
+      const out = all.subarray(0, n);
+      const rest = all.subarray(n);
+      held = rest.length > 0 ? [rest] : [];
+      heldLength = rest.length;
+      return out;
+    };
+    const body = openSpool(tx.job);
+    try {
+      for (;;) {
+        const next = await body.next();
+        if (this.#bdatOver(tx)) return;
+        if (next.error !== undefined) return this.#spoolFailed(tx, next.error);
+        if (next.chunk === undefined) break;
+        tx.meter.add(next.chunk);
+        if (tx.meter.octets > tx.size) return this.#sizeFault(tx);
+        for (const piece of normalizer ? normalizer.push(next.chunk) : [Buffer.from(next.chunk)]) {
+          held.push(piece);
+          heldLength += piece.length;
+        }
+        // Strictly more than a chunk: something always remains to go out with LAST.
+        while (heldLength > chunkSize) if (!(await this.#sendChunk(tx, take(chunkSize), false))) return;
+      }
+      for (const piece of normalizer?.end() ?? []) {
+        held.push(piece);
+        heldLength += piece.length;
+      }
+      tx.sha256 = tx.meter.finish();
+      if (tx.meter.octets !== tx.size) return this.#sizeFault(tx);
+      await settleIo();
+      await this.#sendChunk(tx, take(heldLength), true);
+    } finally {
+      await body.close();
+    }
+  }
+
+  /** The body is no longer wanted: decided, stopped by a refused chunk, or closed. */
+  #bdatOver(tx: Tx): boolean {
+    return this.#isClosed || this.#session.closed || tx.decided || tx.stopped;
+  }
+
+  /** Writes one BDAT chunk when the session wants it (lock-step without PIPELINING). */
+  async #sendChunk(tx: Tx, bytes: Buffer, last: boolean): Promise<boolean> {
+    while (this.#session.sending !== 'bdat') {
+      if (this.#bdatOver(tx)) return false;
+      await this.#nextSignal();
+    }
+    this.#write(this.#session.bdatChunk(bytes.length, last));
+    if (bytes.length > 0) this.#write(bytes);
+    this.#armTimer();
+    return this.#drained(tx);
+  }
+
+  #sizeFault(tx: Tx): void {
+    const reason =
+      tx.meter.octets > tx.size
+        ? `the spool holds more than the ${tx.size} octets accepted (read ${tx.meter.octets} so far)`
+        : `read ${tx.meter.octets} octets from the spool, ${tx.size} were accepted`;
+    tx.framingFault = reason;
+    this.#apply(this.#session.fault(reason));
+  }
+
+  #spoolFailed(tx: Tx, err: unknown): void {
+    tx.spoolError = errorText(err);
+    this.#apply(this.#session.interrupted('connection-lost', `spool read error: ${tx.spoolError}`));
+  }
+}
+
+/**
+ * Lets pending socket events (a reset, a FIN, an early reply) run before the ambiguous window
+ * opens. Two turns: the first may run in the same loop iteration's check phase; the second comes
+ * after one more I/O poll.
+ */
+async function settleIo(): Promise<void> {
+  await nextTurn();
+  await nextTurn();
+}
+
+/** The spool stream as next() results that never throw: a read error is a value. */
+function openSpool(job: DeliveryJob): {
+  next(): Promise<{ readonly chunk?: Uint8Array; readonly error?: unknown }>;
+  close(): Promise<void>;
+} {
+  let it: AsyncIterator<Uint8Array> | undefined;
+  let openError: unknown;
+  try {
+    it = job.openBody()[Symbol.asyncIterator]();
+  } catch (err) {
+    openError = err ?? new Error('openBody failed');
+  }
+  let done = false;
+  return {
+    async next() {
+      if (it === undefined) return { error: openError };
+      try {
+        const r = await it.next();
+        if (r.done) {
+          done = true;
+          return {};
+        }
+        return { chunk: r.value };
+      } catch (err) {
+        done = true;
+        return { error: err ?? new Error('spool read failed') };
+      }
+    },
+    async close() {
+      if (done || it === undefined) return;
+      done = true;
+      try {
+        await it.return?.();
+      } catch {
+        // Closing a half-read spool file cannot change the outcome.
+      }
+    },
+  };
+}

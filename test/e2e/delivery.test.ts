@@ -1,0 +1,205 @@
+/**
+ * The delivering half end to end: a real Postwire (in-process, the same composition root as
+ * `postwire serve`) relays to a scriptable sink on 127.0.0.1 port 0, through a smart host or
+ * through MX records served by a fake DNS server. Magic recipients make the sink misbehave; the
+ * assertions are on what the sink recorded and on the queue's states and history.
+ * Invariants under test: whole (the sink gets exactly the stored bytes), once (one delivered
+ * transaction per recipient), accounted (every recipient ends delivered or bounced with a DSN).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { RawClient } from '../support/raw-client.js';
+import { readAll, startTestServer } from '../support/server.js';
+import type { TestServer } from '../support/server.js';
+import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
+import type { FakeSmtpServer, SinkTransaction } from '../fakes/fake-smtp-server.js';
+import { startFakeDns } from '../fakes/fake-dns.js';
+
+const FAST = ['--delivery', 'on', '--retry', '300ms', '--max-age', '1h'];
+
+async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Submit one message; returns its queue id. The body is dot-stuffed here. */
+async function submit(server: TestServer, from: string, to: readonly string[], message: string | Buffer, mailParams = ''): Promise<string> {
+  const c = await RawClient.connect(server.port);
+  try {
+    await c.reply();
+    await c.command('EHLO source.test');
+    assert.equal((await c.command(`MAIL FROM:<${from}>${mailParams}`)).code, 250);
+    for (const rcpt of to) assert.equal((await c.command(`RCPT TO:<${rcpt}>`)).code, 250);
+    assert.equal((await c.command('DATA')).code, 354);
+    const text = Buffer.isBuffer(message) ? message.toString('latin1') : message;
+    await c.write(Buffer.from(`${text.replace(/(^|\r\n)\./g, '$1..')}.\r\n`, 'latin1'));
+    const r = await c.reply(60_000);
+    assert.equal(r.code, 250, r.text);
+    await c.command('QUIT');
+    return /queued as (\S+)/.exec(r.text)?.[1] as string;
+  } finally {
+    c.close();
+  }
+}
+
+async function stored(server: TestServer, id: string): Promise<Buffer> {
+  return readAll(server.store.readBody(id as never));
+}
+
+async function states(server: TestServer, id: string): Promise<string[]> {
+  const m = await server.store.getMessage(id as never);
+  return m?.recipients.map((r) => r.state) ?? [];
+}
+
+function deliveredTo(sink: FakeSmtpServer, rcpt: string): SinkTransaction[] {
+  return sink.delivered.filter((t) => t.rcpts.includes(rcpt));
+}
+
+async function withRelay(flags: readonly string[], sinkOptions: Parameters<typeof startFakeSmtp>[0], body: (server: TestServer, sink: FakeSmtpServer) => Promise<void>): Promise<void> {
+  const sink = await startFakeSmtp(sinkOptions);
+  const server = await startTestServer([...FAST, '--smarthost', `127.0.0.1:${sink.port}`, ...flags]);
+  try {
+    await body(server, sink);
+  } finally {
+    await server.stop();
+    await sink.close();
+  }
+}
+
+describe('delivery through a smart host', () => {
+  it('delivers the stored bytes exactly, dot lines included', async () => {
+    await withRelay([], {}, async (server, sink) => {
+      const message = 'Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\nplain\r\n. space\r\n';
+      const id = await submit(server, 'a@source.test', ['ok-1@dest.test'], message);
+      const t = await until('delivery', () => deliveredTo(sink, 'ok-1@dest.test')[0]);
+      assert.ok(t.data.equals(await stored(server, id)), 'the sink holds exactly the stored message');
+      await until('delivered state', async () => ((await states(server, id))[0] === 'delivered' ? true : undefined));
+      assert.equal(deliveredTo(sink, 'ok-1@dest.test').length, 1);
+    });
+  });
+
+  it('451 to RCPT once, then accepted: one delivery', async () => {
+    await withRelay([], {}, async (server, sink) => {
+      const id = await submit(server, 'a@source.test', ['tempfail-rcpt-once-1@dest.test'], 'Subject: t\r\n\r\nx\r\n');
+      await until('delivered state', async () => ((await states(server, id))[0] === 'delivered' ? true : undefined));
+      assert.equal(deliveredTo(sink, 'tempfail-rcpt-once-1@dest.test').length, 1);
+      const history = await server.store.history(id as never);
+      assert.equal(history[0]?.results[0]?.state, 'deferred');
+      assert.match(history[0]?.results[0]?.reply ?? '', /^451 /);
+    });
+  });
+
+  it('451 after end-of-data once: one delivery', async () => {
+    await withRelay([], {}, async (server, sink) => {
+      const id = await submit(server, 'a@source.test', ['tempfail-data-once-2@dest.test'], 'Subject: t\r\n\r\nx\r\n');
+      await until('delivered state', async () => ((await states(server, id))[0] === 'delivered' ? true : undefined));
+      assert.equal(deliveredTo(sink, 'tempfail-data-once-2@dest.test').length, 1);
+    });
+  });
+
+  it('connection dropped mid-DATA once: one complete delivery, never marked delivered early', async () => {
+    await withRelay([], {}, async (server, sink) => {
+      const big = `Subject: big\r\n\r\n${'z'.repeat(200)}\r\n`.repeat(2000);
+      const id = await submit(server, 'a@source.test', ['drop-in-data-once-3@dest.test'], big);
+      await until('delivered state', async () => ((await states(server, id))[0] === 'delivered' ? true : undefined));
+      const delivered = deliveredTo(sink, 'drop-in-data-once-3@dest.test');
+      assert.equal(delivered.length, 1);
+      assert.ok(delivered[0]?.data.equals(await stored(server, id)));
+      const history = await server.store.history(id as never);
+      assert.deepEqual(history.map((h) => h.results[0]?.state), ['deferred', 'delivered']);
+    });
+  });
+
+  it('one of two recipients refused with 550: the other delivered once, one DSN with MAIL FROM:<>', async () => {
+    await withRelay([], {}, async (server, sink) => {
+      const id = await submit(server, 'sender@source.test', ['ok-4@dest.test', 'reject-4@dest.test'], 'Subject: two\r\n\r\nx\r\n');
+      await until('final states', async () => ((await states(server, id)).join() === 'delivered,bounced' ? true : undefined));
+      assert.equal(deliveredTo(sink, 'ok-4@dest.test').length, 1);
+      const dsn = await until('the DSN at the sink', () => deliveredTo(sink, 'sender@source.test')[0]);
+      assert.equal(dsn.mailFrom, '', 'the DSN is sent with a null reverse-path');
+      const text = dsn.data.toString('utf8');
+      assert.match(text, /Content-Type: multipart\/report; report-type=delivery-status/);
+      assert.match(text, /Final-Recipient: rfc822;\s*reject-4@dest\.test/);
+      assert.match(text, /550 5\.1\.1 <reject-4@dest\.test>: Recipient address rejected: User unknown/);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(deliveredTo(sink, 'sender@source.test').length, 1, 'exactly one DSN');
+    });
+  });
+
+  it('a sink that always answers 451: the message expires after --max-age with the last reply quoted', async () => {
+    const sink = await startFakeSmtp();
+    const server = await startTestServer(['--delivery', 'on', '--retry', '200ms', '--max-age', '1500ms', '--smarthost', `127.0.0.1:${sink.port}`]);
+    try {
+      const id = await submit(server, 'sender@source.test', ['always-451-5@dest.test'], 'Subject: t\r\n\r\nx\r\n');
+      await until('expired', async () => ((await states(server, id))[0] === 'expired' ? true : undefined));
+      const dsn = await until('the DSN', () => deliveredTo(sink, 'sender@source.test')[0]);
+      assert.equal(dsn.mailFrom, '');
+      assert.match(dsn.data.toString(), /451 4\.3\.0 temporary failure after end-of-data/);
+      assert.equal(deliveredTo(sink, 'always-451-5@dest.test').length, 0);
+    } finally {
+      await server.stop();
+      await sink.close();
+    }
+  });
+
+  it('a peer that answers 250 before our end-of-data: framing fault, held, at most one copy', async () => {
+    await withRelay([], {}, async (server, sink) => {
+      const id = await submit(server, 'a@source.test', ['early-250-6@dest.test'], `Subject: early\r\n\r\n${'line\r\n'.repeat(5000)}`);
+      await until('held', async () => ((await states(server, id))[0] === 'held' ? true : undefined));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.ok(sink.transactions.filter((t) => t.rcpts.includes('early-250-6@dest.test')).length <= 1, 'never retried in a loop');
+      assert.equal((await states(server, id))[0], 'held');
+    });
+  });
+
+  it('BDAT to a CHUNKING peer and a 20 MiB message: exactly the stored bytes', async () => {
+    await withRelay(['--max-message-size', '64MiB'], { extensions: ['PIPELINING', 'CHUNKING', '8BITMIME', 'SIZE 104857600'] }, async (server, sink) => {
+      const line = '.dot-led line with some text to fill the message up 0123456789\r\n';
+      const message = `Subject: big\r\n\r\n${line.repeat(Math.ceil((20 * 1024 * 1024) / line.length))}`;
+      const id = await submit(server, 'a@source.test', ['big-7@dest.test'], message);
+      const t = await until('delivery', () => deliveredTo(sink, 'big-7@dest.test')[0], 60_000);
+      assert.equal(t.via, 'BDAT');
+      assert.ok(t.data.equals(await stored(server, id)), 'byte-exact');
+    });
+  });
+});
+
+describe('delivery by MX', () => {
+  it('follows MX preference, skips a dead first MX, falls back to A, and bounces a null MX', async () => {
+    const sink = await startFakeSmtp();
+    const dns = await startFakeDns({
+      'mx.test': { mx: [[10, 'dead.mx.test'], [20, 'live.mx.test']] },
+      // 127.0.0.2 is loopback but nothing listens there on the sink's port: connection refused.
+      'dead.mx.test': { a: ['127.0.0.2'] },
+      'live.mx.test': { a: ['127.0.0.1'] },
+      'a-only.test': { a: ['127.0.0.1'] },
+      'nullmx.test': { mx: [[0, '.']] },
+      'source.test': { a: ['127.0.0.1'] },
+    });
+    const server = await startTestServer([...FAST, '--dns', `127.0.0.1:${dns.port}`, '--mx-port', String(sink.port)]);
+    try {
+      const id1 = await submit(server, 'sender@source.test', ['u@mx.test'], 'Subject: mx\r\n\r\nx\r\n');
+      await until('delivered via the second MX', async () => ((await states(server, id1))[0] === 'delivered' ? true : undefined));
+      const h1 = await server.store.history(id1 as never);
+      assert.match(h1.at(-1)?.nextHop ?? '', /live\.mx\.test/);
+      const id2 = await submit(server, 'sender@source.test', ['u@a-only.test'], 'Subject: a\r\n\r\nx\r\n');
+      await until('delivered via A', async () => ((await states(server, id2))[0] === 'delivered' ? true : undefined));
+      const id3 = await submit(server, 'sender@source.test', ['u@nullmx.test'], 'Subject: null\r\n\r\nx\r\n');
+      await until('bounced at once', async () => ((await states(server, id3))[0] === 'bounced' ? true : undefined));
+      const h3 = await server.store.history(id3 as never);
+      assert.equal(h3.length, 1, 'no retry for a null MX');
+      assert.match(h3[0]?.results[0]?.reply ?? '', /5\.1\.10/);
+      const dsn = await until('the DSN for the null MX', () => deliveredTo(sink, 'sender@source.test')[0]);
+      assert.match(dsn.data.toString(), /u@nullmx\.test/);
+    } finally {
+      await server.stop();
+      await dns.close();
+      await sink.close();
+    }
+  });
+});

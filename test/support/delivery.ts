@@ -1,0 +1,144 @@
+/**
+ * Helpers for the delivery tests (src/delivery/*.test.ts): jobs whose body is served from memory
+ * in awkward chunk sizes, hand-built routes pointing at sinks on port 0, raw peers that misbehave
+ * before any SMTP is spoken, a closed port, and a recording proxy that shows the client's bytes.
+ */
+import { Buffer } from 'node:buffer';
+import { createConnection, createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import type { DeliveryJob } from '../../src/delivery/connection.js';
+import type { RouteSuccess } from '../../src/delivery/route.js';
+
+/** Serves `body` in chunks cycling through `sizes` (edges land mid-line, mid-CRLF, before dots). */
+export async function* chunked(body: Buffer, sizes: readonly number[] = [65_536]): AsyncGenerator<Uint8Array> {
+  let at = 0;
+  for (let i = 0; at < body.length; i++) {
+    const n = sizes[i % sizes.length] ?? 65_536;
+    yield body.subarray(at, at + n);
+    at += n;
+  }
+}
+
+let counter = 0;
+
+export function makeJob(body: Buffer, recipients: readonly string[], extra: Partial<DeliveryJob> & { sizes?: readonly number[] } = {}): DeliveryJob {
+  const { sizes, ...rest } = extra;
+  return {
+    messageId: `m${++counter}`,
+    sender: 'alice@src.test',
+    body: '8BITMIME',
+    smtputf8: false,
+    recipients: recipients.map((address) => ({ address })),
+    size: body.length,
+    openBody: () => chunked(body, sizes),
+    ...rest,
+  };
+}
+
+export function makeRoute(...ports: number[]): RouteSuccess {
+  return {
+    ok: true,
+    destination: 'mx:dst.test',
+    hosts: ports.map((port, i) => ({ name: `mx${i + 1}.test`, address: '127.0.0.1', port, preference: 10 * (i + 1) })),
+    route: { pattern: '*', nextHop: { kind: 'mx' }, origin: 'default' },
+    explain: [],
+  };
+}
+
+/** A short message with dots where they hurt most. */
+export function smallBody(tag = 'x'): Buffer {
+  return Buffer.from(`Subject: ${tag}\r\n\r\n.\r\n..\r\n.x\r\nplain\r\n`, 'latin1');
+}
+
+/** About `bytes` octets of lines, most starting with a dot, CRLF only, deterministic. */
+export function dotHeavyBody(bytes: number): Buffer {
+  const pattern = ['.', '..', '.x', '...dots', 'a plain line of text', '', '.\t.', 'x'.repeat(200), '.' + 'y'.repeat(990)];
+  const block: string[] = ['Subject: dot heavy', ''];
+  let n = 0;
+  for (let i = 0; n < 1_048_576; i++) {
+    const line = `${pattern[i % pattern.length]}${i % 7 === 0 ? String(i) : ''}`;
+    block.push(line);
+    n += line.length + 2;
+  }
+  const one = Buffer.from(block.join('\r\n') + '\r\n', 'latin1');
+  const parts: Buffer[] = [];
+  for (let total = 0; total < bytes; total += one.length) parts.push(one);
+  const all = Buffer.concat(parts);
+  return all.subarray(0, lastLineEnd(all, bytes));
+}
+
+function lastLineEnd(buf: Buffer, max: number): number {
+  const at = buf.lastIndexOf('\r\n', max - 2);
+  return at < 0 ? 0 : at + 2;
+}
+
+/** A listening server; `handler` gets each socket. */
+export async function rawServer(handler: (socket: Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    handler(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A port nothing listens on: bound, then closed. */
+export async function closedPort(): Promise<number> {
+  const s = await rawServer(() => undefined);
+  await s.close();
+  return s.port;
+}
+
+/** A TCP proxy to `target` recording every byte the client sent, per connection. */
+export async function recordingProxy(target: number): Promise<{ port: number; sent: () => string; connections: number; close(): Promise<void> }> {
+  const chunks: Buffer[] = [];
+  let connections = 0;
+  const server = await rawServer((client) => {
+    connections++;
+    const upstream = createConnection({ host: '127.0.0.1', port: target });
+    upstream.on('error', () => client.destroy());
+    client.on('data', (d: Buffer) => {
+      chunks.push(d);
+      upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => client.write(d));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  return {
+    port: server.port,
+    sent: () => Buffer.concat(chunks).toString('latin1'),
+    get connections() {
+      return connections;
+    },
+    close: server.close,
+  };
+}
+
+export function count(haystack: string, needle: string): number {
+  return haystack.split(needle).length - 1;
+}
+
+export function waitFor(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = (): void => {
+      if (predicate()) resolve();
+      else if (Date.now() - start > timeoutMs) reject(new Error('waitFor timed out'));
+      else setTimeout(tick, 5);
+    };
+    tick();
+  });
+}
