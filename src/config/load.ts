@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { formatHostPort, parseSetting, type Raw, type SettingValue } from './parse.js';
 import {
   BARE_NEWLINE_POLICIES,
-  LOG_LEVELS, AMBIGUOUS_POLICIES, DELIVERY_MODES,
+  LOG_LEVELS, AMBIGUOUS_POLICIES, DELIVERY_MODES, LONG_LINE_POLICIES,
   SCHEMA,
   settingByEnv,
   settingByName,
@@ -289,6 +289,7 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Config {
       destinationConcurrency: typed(v, 'destination-concurrency', 'integer'),
       maxInFlight: typed(v, 'max-deliveries', 'integer'),
       ambiguous: oneOf(AMBIGUOUS_POLICIES, typed(v, 'ambiguous', 'enum')),
+      longLines: oneOf(LONG_LINE_POLICIES, typed(v, 'long-lines', 'enum')),
     },
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
   };

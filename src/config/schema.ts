@@ -86,6 +86,7 @@ export const BARE_NEWLINE_POLICIES = ['normalize', 'reject'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export const AMBIGUOUS_POLICIES = ['retry', 'hold'] as const;
 export const DELIVERY_MODES = ['on', 'off'] as const;
+export const LONG_LINE_POLICIES = ['wrap', 'pass', 'bounce'] as const;
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -201,6 +202,9 @@ export const SCHEMA: readonly Setting[] = [
   define({ name: 'ambiguous', key: 'delivery.ambiguous', kind: 'enum', values: AMBIGUOUS_POLICIES, default: 'retry',
     metavar: AMBIGUOUS_POLICIES.join('|'),
     doc: 'connection lost after our end-of-data, before the reply: retry (a duplicate beats a loss) or hold' }),
+  define({ name: 'long-lines', key: 'delivery.longLines', kind: 'enum', values: LONG_LINE_POLICIES, default: 'wrap',
+    metavar: LONG_LINE_POLICIES.join('|'),
+    doc: 'lines over 998 octets to a peer without BINARYMIME: wrap (CRLF SP, as Postfix), pass unchanged, or bounce' }),
   define({ name: 'log-level', key: 'logLevel', kind: 'enum', values: LOG_LEVELS, default: 'info',
     metavar: 'LEVEL', doc: `structured log threshold (${LOG_LEVELS.join(', ')})` }),
 ];

@@ -49,6 +49,8 @@ export interface DeliverySettings {
   readonly maxInFlight: number;
   /** Connection lost after our end-of-data, before the reply (RFC 1047): retry or hold. */
   readonly ambiguous: 'retry' | 'hold';
+  /** Lines over 998 octets to a peer without BINARYMIME: wrap (CRLF SP), pass, or bounce. */
+  readonly longLines: 'wrap' | 'pass' | 'bounce';
 }
 
 export interface Config {
