@@ -57,7 +57,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
   let qmgr: QueueManager | undefined;
   const intake = createCleanup({ store, hostname: config.hostname, clock, log, onQueued: () => qmgr?.wake() });
-  const routes = new RouteTable(withSmarthost([], config.smarthost), {
+  const routes = new RouteTable(withSmarthost(config.routes, config.smarthost), {
     resolver: createDnsResolver(config.dns ? { server: config.dns } : {}),
     random,
     mxPort: config.delivery.mxPort,

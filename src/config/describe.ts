@@ -12,7 +12,8 @@
  * Pure; reads only the Config it is given. A schema key that does not resolve in Config is a
  * schema bug and throws (the tests walk every key, so it cannot ship).
  */
-import { formatValue, type SettingValue } from './parse.js';
+import { formatHostPort, formatValue, type SettingValue } from './parse.js';
+import { formatDuration } from '../util/index.js';
 import { SCHEMA } from './schema.js';
 import type { Config } from './types.js';
 
@@ -22,6 +23,13 @@ export function describeConfig(config: Config): string {
     if (setting.key === undefined) continue;
     lines.push(`${setting.name} = ${formatValue(setting, readPath(config, setting.key))}`);
   }
+  // Routes come only from the config file; shown as the JSON they were read from.
+  if (config.routes.length === 0) lines.push('routes = (none)');
+  config.routes.forEach((r, i) => {
+    const hop = r.nextHop.kind === 'mx' ? { mx: true } : { smarthost: formatHostPort({ host: r.nextHop.host, port: r.nextHop.port }) };
+    const retry = r.retry ? { retry: r.retry.map(formatDuration).join(',') } : {};
+    lines.push(`routes[${i}] = ${JSON.stringify({ pattern: r.pattern, ...hop, ...(r.concurrency ? { concurrency: r.concurrency } : {}), ...retry, ...(r.tls ? { tls: r.tls } : {}) })}`);
+  });
   return lines.join('\n') + '\n';
 }
 

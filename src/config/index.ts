@@ -16,4 +16,4 @@ export { describeConfig } from './describe.js';
 export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, LOG_LEVELS, type Setting, type Kind, type ValueOf } from './schema.js';
 export { formatHostPort, formatValue, parseHostPort } from './parse.js';
 export { didYouMean } from './suggest.js';
-export type { Config, DeliverySettings, HostPort, SmtpdLimits, SmtpdTimeouts } from './types.js';
+export type { Config, DeliverySettings, HostPort, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';

@@ -59,6 +59,7 @@ test('defaults match DESIGN §3 and types.ts', () => {
     },
     timeouts: { command: 300_000, data: 180_000, shutdownGrace: 10_000 },
     delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap' },
+    routes: [],
     logLevel: 'info',
   });
 });
@@ -311,4 +312,40 @@ test('config file: unreadable, not JSON, not an object', () => {
   assert.match(bad(['--config', broken])[0] ?? '', new RegExp(`^${broken}: not valid JSON: `));
   const arr = file([1, 2]);
   assert.match(bad(['--config', arr])[0] ?? '', new RegExp(`^${arr}: expected a JSON object of settings`));
+});
+
+test('routes come from the config file, each error naming the route and field', () => {
+  const good = file({
+    routes: [
+      { pattern: 'example.com', smarthost: 'relay.example.net:587', concurrency: 5 },
+      { pattern: '*.example.org', mx: true, retry: '30s,2m', tls: 'may' },
+      { pattern: '*', smarthost: '[::1]:2626' },
+    ],
+  });
+  const r = load(['--config', good]);
+  assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+  assert.deepEqual(r.config.routes, [
+    { pattern: 'example.com', nextHop: { kind: 'smarthost', host: 'relay.example.net', port: 587 }, concurrency: 5 },
+    { pattern: '*.example.org', nextHop: { kind: 'mx' }, retry: [30_000, 120_000], tls: 'may' },
+    { pattern: '*', nextHop: { kind: 'smarthost', host: '::1', port: 2626 } },
+  ]);
+  const errors = bad(['--config', file({
+    routes: [
+      { pattern: 'a..b', mx: true },
+      { pattern: 'x.test', smarthost: 'nope' },
+      { pattern: 'y.test', mx: true, tls: 'verify' },
+      { pattern: 'z.test', mx: true, colour: 'blue' },
+      { pattern: 'w.test' },
+      { pattern: 'q.test', mx: true },
+      { pattern: 'Q.test.', mx: true },
+    ],
+  })]);
+  const text = errors.join('\n');
+  assert.match(text, /routes\[0\]: "pattern" must be a domain/);
+  assert.match(text, /routes\[1\]: "smarthost": .*not HOST:PORT/);
+  assert.match(text, /routes\[2\]: "tls": "verify" needs outbound STARTTLS/);
+  assert.match(text, /routes\[3\]: field "colour" is unknown/);
+  assert.match(text, /routes\[4\]: needs a next hop/);
+  assert.match(text, /routes\[6\]: the same pattern as routes\[5\]/);
+  assert.deepEqual(load([]).ok && (load([]) as { config: { routes: unknown } }).config.routes, []);
 });

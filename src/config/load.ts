@@ -31,7 +31,8 @@ import {
   type ValueOf,
 } from './schema.js';
 import { didYouMean } from './suggest.js';
-import type { Config } from './types.js';
+import type { Config, RouteSetting } from './types.js';
+import { parseRoutes } from './routes.js';
 
 export interface LoadInput {
   readonly argv: readonly string[];
@@ -54,12 +55,13 @@ export function loadConfig(input: LoadInput): LoadResult {
   const errors: string[] = [];
   const flags = readFlags(input.argv, errors);
   const env = readEnv(input.env, errors);
-  const file = readConfigFile([env, flags], errors);
+  const routes: RouteSetting[] = [];
+  const file = readConfigFile([env, flags], errors, routes);
   const layers = file === undefined ? [env, flags] : [env, file, flags];
   const { values, labels } = resolve(layers, input.hostname, errors);
   if (errors.length === 0) crossCheck(values, labels, errors);
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, config: deepFreeze(assemble(values)) };
+  return { ok: true, config: deepFreeze({ ...assemble(values), routes }) };
 }
 
 function readFlags(argv: readonly string[], errors: string[]): Layer {
@@ -124,7 +126,7 @@ function readEnv(env: Readonly<Record<string, string | undefined>>, errors: stri
  * is named or it cannot be used (the error is recorded). An empty name is left to resolve(),
  * which reports it like any other empty value.
  */
-function readConfigFile(named: readonly Layer[], errors: string[]): Layer | undefined {
+function readConfigFile(named: readonly Layer[], errors: string[], routes: RouteSetting[]): Layer | undefined {
   const setting = settingByName('config');
   if (setting === undefined) throw new Error('config: the schema has no "config" setting');
   let found: { path: string; label: string } | undefined;
@@ -137,7 +139,7 @@ function readConfigFile(named: readonly Layer[], errors: string[]): Layer | unde
   const { path, label } = found;
   const text = readText(path, label, errors);
   if (text === undefined) return undefined;
-  const raws = parseConfigFile(path, text, errors);
+  const raws = parseConfigFile(path, text, errors, routes);
   return raws === undefined ? undefined : { raws, label: (s) => `${path}: key ${JSON.stringify(s.name)}` };
 }
 
@@ -150,7 +152,7 @@ function readText(path: string, label: string, errors: string[]): string | undef
   }
 }
 
-function parseConfigFile(path: string, text: string, errors: string[]): Map<Setting, Raw> | undefined {
+function parseConfigFile(path: string, text: string, errors: string[], routes: RouteSetting[]): Map<Setting, Raw> | undefined {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -165,7 +167,10 @@ function parseConfigFile(path: string, text: string, errors: string[]): Map<Sett
   const raws = new Map<Setting, Raw>();
   for (const [key, value] of Object.entries(data)) {
     const setting = settingByName(key);
-    if (setting === undefined) {
+    if (key === 'routes') {
+      // Structured, so file-only: not a Setting of the flag/env table.
+      routes.push(...(parseRoutes(path, value, errors) ?? []));
+    } else if (setting === undefined) {
       const near = didYouMean(key, SCHEMA.map((s) => s.name));
       errors.push(`${path}: key ${JSON.stringify(key)} is unknown${near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`);
     } else if (setting.name === 'config') {
@@ -256,7 +261,7 @@ function oneOf<T extends string>(allowed: readonly T[], value: string): T {
   return found;
 }
 
-function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Config {
+function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config, 'routes'> {
   return {
     listen: typed(v, 'listen', 'hostport-list'),
     spool: typed(v, 'spool', 'string'),

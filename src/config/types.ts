@@ -38,6 +38,18 @@ export interface SmtpdTimeouts {
   readonly shutdownGrace: number;
 }
 
+/** One entry of the config file's `routes` (config/routes.ts); delivery's RouteTable reads it. */
+export interface RouteSetting {
+  /** `example.com`, `*.example.com` (subdomains) or `*`. */
+  readonly pattern: string;
+  readonly nextHop: { readonly kind: 'smarthost'; readonly host: string; readonly port: number } | { readonly kind: 'mx' };
+  readonly concurrency?: number;
+  /** Retry delays in ms; the last repeats. */
+  readonly retry?: readonly number[];
+  /** Only the policies that need no STARTTLS are accepted until outbound TLS exists. */
+  readonly tls?: 'none' | 'may';
+}
+
 export interface DeliverySettings {
   /** 'off': accept and queue only; the queue manager does not run. */
   readonly mode: 'on' | 'off';
@@ -79,6 +91,8 @@ export interface Config {
   readonly limits: SmtpdLimits;
   readonly timeouts: SmtpdTimeouts;
   readonly delivery: DeliverySettings;
+  /** Routes from the config file, in order; `--smarthost` is added by main as the `*` route. */
+  readonly routes: readonly RouteSetting[];
   /** Log level for the structured log. */
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }

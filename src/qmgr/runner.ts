@@ -27,7 +27,7 @@ import type { DsnRecipient } from '../bounce/index.js';
 import type { MessageIntake } from '../cleanup/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Clock } from '../util/index.js';
-import { nextStep } from './schedule.js';
+import { nextStep, retryDelay } from './schedule.js';
 import type { RetryPolicy } from './schedule.js';
 import { DestinationWindows } from './destinations.js';
 
@@ -92,6 +92,8 @@ interface Decided {
   readonly notes: string[];
   /** Outcome per recipient index, for DSNs. */
   readonly outcomes: Map<number, Outcome>;
+  /** Retry schedules of the routes that were used (a route may override --retry). */
+  readonly retries: Array<readonly number[]>;
 }
 
 export class QueueManager {
@@ -205,7 +207,7 @@ export class QueueManager {
 
   /** Route every due recipient and deliver each destination's group; one outcome per recipient. */
   private async attempt(message: StoredMessage, due: readonly number[]): Promise<Decided> {
-    const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map() };
+    const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [] };
     const groups = new Map<string, Group>();
     const routes = new Map<string, RouteResult>();
     for (const index of due) {
@@ -221,6 +223,7 @@ export class QueueManager {
         decided.outcomes.set(index, { recipient: index, kind: route.permanent ? 'bounced' : 'deferred', scope: 'destination', reply: `${code} ${route.status} ${route.reason}`, enhanced: route.status, local: true });
         continue;
       }
+      if (route.route.retry && route.route.retry.length > 0) decided.retries.push(route.route.retry);
       const group = groups.get(route.destination) ?? { route, indices: [] };
       group.indices.push(index);
       groups.set(route.destination, group);
@@ -274,7 +277,14 @@ export class QueueManager {
     const { options, clock, random } = this.deps;
     const results = decided.results.map((r): AttemptResult => (r.state === 'ambiguous' && options.ambiguous === 'hold' ? { ...r, state: 'held' } : r));
     if (!results.some((r) => r.state === 'deferred' || r.state === 'ambiguous')) return { results };
-    const step = nextStep(options.retry, { receivedAt: message.receivedAt, now: clock.now(), failedAttempts: attemptsSoFar + 1 }, random);
+    // A route's own schedule replaces --retry; several routes in one message: the one that
+    // wants to retry soonest sets the pace for the message.
+    const failedAttempts = attemptsSoFar + 1;
+    const candidates = decided.retries.length > 0 ? decided.retries : [options.retry.retry];
+    const retry = candidates.reduce((best, r) =>
+      retryDelay({ retry: r, maxAge: options.retry.maxAge }, failedAttempts) < retryDelay({ retry: best, maxAge: options.retry.maxAge }, failedAttempts) ? r : best,
+    );
+    const step = nextStep({ retry, maxAge: options.retry.maxAge }, { receivedAt: message.receivedAt, now: clock.now(), failedAttempts }, random);
     if (step.kind === 'retry') return { results, nextAttemptAt: step.at };
     return {
       results: results.map((r) => (r.state === 'deferred' || r.state === 'ambiguous' ? { ...r, state: 'expired', reply: `${r.reply}\n(${step.reason})` } : r)),

@@ -7,6 +7,9 @@
  * transaction per recipient), accounted (every recipient ends delivered or bounced with a DSN).
  */
 import { describe, it } from 'node:test';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { RawClient } from '../support/raw-client.js';
 import { readAll, startTestServer } from '../support/server.js';
@@ -166,6 +169,37 @@ describe('delivery through a smart host', () => {
       assert.equal(t.via, 'BDAT');
       assert.ok(t.data.equals(await stored(server, id)), 'byte-exact');
     });
+  });
+});
+
+describe('routes from the config file', () => {
+  it('sends each domain to its route, and a route\'s concurrency holds', async () => {
+    const special = await startFakeSmtp();
+    const rest = await startFakeSmtp({ slowMs: 150 });
+    const dir = await mkdtemp(join(tmpdir(), 'postwire-routes-'));
+    const config = join(dir, 'relay.json');
+    await writeFile(config, JSON.stringify({
+      routes: [
+        { pattern: 'special.test', smarthost: `127.0.0.1:${special.port}` },
+        { pattern: '*', smarthost: `127.0.0.1:${rest.port}`, concurrency: 1 },
+      ],
+    }));
+    const server = await startTestServer([...FAST, '--config', config]);
+    try {
+      const ids = await Promise.all([
+        submit(server, 'a@source.test', ['x@special.test'], 'Subject: s\r\n\r\nx\r\n'),
+        ...[1, 2, 3, 4].map((n) => submit(server, 'a@source.test', [`slow-${n}@other.test`], 'Subject: o\r\n\r\nx\r\n')),
+      ]);
+      for (const id of ids) await until('delivered', async () => ((await states(server, id))[0] === 'delivered' ? true : undefined));
+      assert.deepEqual(special.delivered.flatMap((t) => t.rcpts), ['x@special.test']);
+      assert.equal(rest.delivered.length, 4);
+      assert.equal(rest.maxConcurrent, 1, 'the * route allows one connection at a time');
+    } finally {
+      await server.stop();
+      await special.close();
+      await rest.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,0 +1,121 @@
+/**
+ * @module config/routes
+ * The `routes` key of the --config file: an ordered list, like a connector's address space, of
+ * domain pattern → next hop, each with its own concurrency, retry schedule and TLS policy:
+ *
+ *   "routes": [
+ *     { "pattern": "example.com",     "smarthost": "relay.example.net:587", "concurrency": 5 },
+ *     { "pattern": "*.example.org",   "mx": true, "retry": "30s,2m,10m" },
+ *     { "pattern": "*",               "smarthost": "127.0.0.1:2626" }
+ *   ]
+ *
+ * Routes are structured, so they live only in the file (no flag or POSTWIRE_* form);
+ * `--smarthost` stays the one-route shorthand for `*`. Pattern syntax and precedence (exact,
+ * then the longest `*.suffix`, then `*`) are checked again by delivery's RouteTable.
+ * TLS: only `none` and `may` are accepted until outbound STARTTLS exists (the security issue);
+ * a policy that requires TLS is refused rather than silently delivered in plain text.
+ * Every error names the file, the route's index and the field.
+ */
+import type { RouteSetting } from './types.js';
+import { parseHostPort } from './parse.js';
+import { parseDuration } from '../util/index.js';
+
+const FIELDS = new Set(['pattern', 'smarthost', 'mx', 'concurrency', 'retry', 'tls']);
+/** `*`, `example.com`, `*.example.com` (trailing dot allowed; U-labels allowed). */
+const PATTERN = /^(?:\*|(?:\*\.)?(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)*[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.?)$/u;
+const TLS_NOW = ['none', 'may'];
+const TLS_LATER = ['encrypt', 'verify'];
+
+export function parseRoutes(path: string, value: unknown, errors: string[]): RouteSetting[] | undefined {
+  if (!Array.isArray(value)) {
+    errors.push(`${path}: key "routes" must be a list of routes, e.g. [{"pattern": "*", "smarthost": "relay.example.net:25"}]`);
+    return undefined;
+  }
+  const out: RouteSetting[] = [];
+  const seen = new Map<string, number>();
+  value.forEach((item: unknown, i) => {
+    const route = parseRoute(`${path}: routes[${i}]`, item, errors);
+    if (!route) return;
+    const key = route.pattern.toLowerCase().replace(/\.$/, '');
+    const first = seen.get(key);
+    if (first !== undefined) errors.push(`${path}: routes[${i}]: the same pattern as routes[${first}] ("${route.pattern}")`);
+    else seen.set(key, i);
+    out.push(route);
+  });
+  return out;
+}
+
+function parseRoute(where: string, item: unknown, errors: string[]): RouteSetting | undefined {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+    errors.push(`${where}: must be an object with "pattern" and "smarthost" or "mx"`);
+    return undefined;
+  }
+  const fields = item as Record<string, unknown>;
+  const before = errors.length;
+  for (const key of Object.keys(fields)) {
+    if (!FIELDS.has(key)) errors.push(`${where}: field ${JSON.stringify(key)} is unknown (known: ${[...FIELDS].join(', ')})`);
+  }
+  const pattern = fields['pattern'];
+  if (typeof pattern !== 'string' || !PATTERN.test(pattern)) {
+    errors.push(`${where}: "pattern" must be a domain ("example.com"), its subdomains ("*.example.com") or "*", got ${JSON.stringify(pattern)}`);
+  }
+  const nextHop = parseNextHop(where, fields, errors);
+  const concurrency = fields['concurrency'];
+  if (concurrency !== undefined && (!Number.isInteger(concurrency) || (concurrency as number) < 1 || (concurrency as number) > 10_000)) {
+    errors.push(`${where}: "concurrency" must be a whole number 1..10000`);
+  }
+  const retry = parseRetry(where, fields['retry'], errors);
+  const tls = fields['tls'];
+  if (tls !== undefined) {
+    if (typeof tls === 'string' && TLS_LATER.includes(tls)) errors.push(`${where}: "tls": "${tls}" needs outbound STARTTLS, which is not available in this version yet`);
+    else if (typeof tls !== 'string' || !TLS_NOW.includes(tls)) errors.push(`${where}: "tls" must be one of ${[...TLS_NOW, ...TLS_LATER].join(', ')}`);
+  }
+  if (errors.length > before || typeof pattern !== 'string' || nextHop === undefined) return undefined;
+  return {
+    pattern,
+    nextHop,
+    ...(typeof concurrency === 'number' ? { concurrency } : {}),
+    ...(retry ? { retry } : {}),
+    ...(typeof tls === 'string' ? { tls: tls as 'none' | 'may' } : {}),
+  };
+}
+
+function parseNextHop(where: string, fields: Record<string, unknown>, errors: string[]): RouteSetting['nextHop'] | undefined {
+  const smarthost = fields['smarthost'];
+  const mx = fields['mx'];
+  if (smarthost !== undefined && mx !== undefined) {
+    errors.push(`${where}: give "smarthost" or "mx", not both`);
+    return undefined;
+  }
+  if (smarthost !== undefined) {
+    if (typeof smarthost !== 'string') {
+      errors.push(`${where}: "smarthost" must be "HOST:PORT"`);
+      return undefined;
+    }
+    const hp = parseHostPort(smarthost, { portZero: false, ipOnly: false });
+    if (!hp.ok) {
+      errors.push(`${where}: "smarthost": ${hp.reason}`);
+      return undefined;
+    }
+    return { kind: 'smarthost', host: hp.value.host, port: hp.value.port };
+  }
+  if (mx === true) return { kind: 'mx' };
+  errors.push(`${where}: needs a next hop: "smarthost": "HOST:PORT" or "mx": true`);
+  return undefined;
+}
+
+function parseRetry(where: string, value: unknown, errors: string[]): number[] | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') {
+    errors.push(`${where}: "retry" must be a list of durations like "1m,5m,1h"`);
+    return undefined;
+  }
+  const delays: number[] = [];
+  for (const part of value.split(',')) {
+    const d = parseDuration(part.trim());
+    if (!d.ok) errors.push(`${where}: "retry": ${d.reason}`);
+    else if (d.value < 100) errors.push(`${where}: "retry": ${part.trim()} is shorter than 100ms`);
+    else delays.push(d.value);
+  }
+  return delays.length > 0 ? delays : undefined;
+}
