@@ -73,6 +73,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxInFlight: config.delivery.maxInFlight,
       leaseMs: 10 * 60_000,
       pollMs: 1_000,
+      delayWarning: config.delivery.delayWarning,
     },
     store,
     routes,

@@ -295,6 +295,7 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
       maxInFlight: typed(v, 'max-deliveries', 'integer'),
       ambiguous: oneOf(AMBIGUOUS_POLICIES, typed(v, 'ambiguous', 'enum')),
       longLines: oneOf(LONG_LINE_POLICIES, typed(v, 'long-lines', 'enum')),
+      delayWarning: typed(v, 'delay-warning', 'duration'),
     },
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
   };

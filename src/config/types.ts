@@ -63,6 +63,8 @@ export interface DeliverySettings {
   readonly ambiguous: 'retry' | 'hold';
   /** Lines over 998 octets to a peer without BINARYMIME: wrap (CRLF SP), pass, or bounce. */
   readonly longLines: 'wrap' | 'pass' | 'bounce';
+  /** A "delayed" DSN goes out once when a message has waited this long (NOTIFY permitting). */
+  readonly delayWarning: number;
 }
 
 export interface Config {

@@ -67,7 +67,12 @@ export interface QmgrOptions {
   readonly leaseMs: number;
   /** How often to look for due work when nothing woke us. */
   readonly pollMs: number;
+  /** Warn the sender (a "delayed" DSN, once) when a message waits longer than this; undefined: never. */
+  readonly delayWarning?: number;
 }
+
+/** The history note that marks a message whose delay warning went out. */
+const DELAY_NOTE = 'delay DSN sent';
 
 export interface QmgrDeps {
   readonly options: QmgrOptions;
@@ -189,7 +194,8 @@ export class QueueManager {
       }
       const decided = await this.attempt(message, due);
       const record = this.schedule(message, claim.attempts, decided);
-      await this.oweDsns(message, decided, record.results);
+      const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
+      if (dsnNote) decided.notes.push(dsnNote);
       await store.recordAttempt(lease, {
         at: clock.now(),
         nextHop: decided.nextHops.join(', '),
@@ -292,25 +298,51 @@ export class QueueManager {
   }
 
   /** Queue the DSN owed to the sender for bounced and expired recipients (NOTIFY permitting). */
-  private async oweDsns(message: StoredMessage, decided: Decided, results: readonly AttemptResult[]): Promise<void> {
-    const failed = results.filter((r) => r.state === 'bounced' || r.state === 'expired');
-    if (failed.length === 0 || message.envelope.sender === '') return;
+  /**
+   * Queue the DSNs this attempt makes owed (NOTIFY permitting; never for a null sender):
+   * a failure report for bounced and expired recipients, and once per message, when it has been
+   * queued longer than --delay-warning, a delay report for the recipients still being retried.
+   * Returns a note for the history when a delay report went out.
+   */
+  private async oweDsns(message: StoredMessage, decided: Decided, results: readonly AttemptResult[], nextAttemptAt: number | undefined): Promise<string | undefined> {
+    if (message.envelope.sender === '') return undefined;
     const now = this.deps.clock.now();
-    const recipients = failed.map((r): DsnRecipient => {
+    const failed = results.filter((r) => r.state === 'bounced' || r.state === 'expired');
+    if (failed.length > 0) await this.queueDsn(message, decided, failed, 'failed', now);
+    const waiting = results.filter((r) => r.state === 'deferred' || r.state === 'ambiguous');
+    const warnAfter = this.deps.options.delayWarning;
+    if (waiting.length === 0 || warnAfter === undefined || now - message.receivedAt < warnAfter) return undefined;
+    const history = await this.deps.store.history(message.id);
+    if (history.some((h) => h.note?.includes(DELAY_NOTE))) return undefined;
+    const sent = await this.queueDsn(message, decided, waiting, 'delayed', now, nextAttemptAt);
+    return sent ? DELAY_NOTE : undefined;
+  }
+
+  private async queueDsn(
+    message: StoredMessage,
+    decided: Decided,
+    about: readonly AttemptResult[],
+    action: 'failed' | 'delayed',
+    now: number,
+    nextAttemptAt?: number,
+  ): Promise<boolean> {
+    const recipients = about.map((r): DsnRecipient => {
       const rcpt = message.recipients[r.recipient] as RecipientRecord;
       const outcome = decided.outcomes.get(r.recipient);
-      // A DSN's "failed" action needs a 5.x.x status: an expiry turns the last 4.x.x into 5.x.x.
+      // "failed" needs a 5.x.x status (an expiry turns the last 4.x.x into 5.x.x); "delayed" a 4.x.x.
       const enhanced = outcome?.enhanced;
-      const status = r.state === 'expired' ? (enhanced?.replace(/^4/, '5') ?? '5.4.7') : (enhanced ?? '5.0.0');
+      const status =
+        action === 'delayed' ? (enhanced?.replace(/^5/, '4') ?? '4.0.0') : r.state === 'expired' ? (enhanced?.replace(/^4/, '5') ?? '5.4.7') : (enhanced ?? '5.0.0');
       return {
         address: rcpt.address,
         ...(rcpt.orcpt ? { orcpt: rcpt.orcpt } : {}),
         ...(rcpt.notify ? { notify: rcpt.notify } : {}),
-        action: 'failed',
+        action,
         status,
         ...(outcome && !outcome.local && decided.nextHops[0] ? { remoteMta: `dns; ${decided.nextHops[0].replace(/\[.*$/, '')}` } : {}),
         diagnosticCode: r.reply,
         lastAttemptDate: now,
+        ...(action === 'delayed' ? { willRetryUntil: message.receivedAt + this.deps.options.retry.maxAge } : {}),
       };
     });
     const env = message.envelope;
@@ -324,21 +356,23 @@ export class QueueManager {
       messageIdDomain: this.deps.options.hostname,
       boundarySeed: String(this.deps.random()),
     });
-    if (!dsn) return;
+    if (!dsn) return false;
     let incoming;
     try {
       incoming = this.deps.intake.openGenerated({ recipient: dsn.recipient, body: dsn.body, smtputf8: dsn.smtputf8, origin: `dsn:${message.id}` });
     } catch (err) {
       this.deps.log.warn({ queueId: message.id, sender: dsn.recipient, err: String(err) }, 'cannot return a DSN to this sender');
-      return;
+      return false;
     }
     try {
       for await (const chunk of streamDsn(dsn, this.deps.store.readBody(message.id))) await incoming.write(chunk);
       const id = await incoming.commit();
-      this.deps.log.info({ queueId: message.id, dsn: id, to: dsn.recipient, kind: dsn.kind }, 'DSN queued');
+      this.deps.log.info({ queueId: message.id, dsn: id, to: dsn.recipient, kind: dsn.kind, nextAttemptAt }, 'DSN queued');
+      return true;
     } catch (err) {
       await incoming.abort();
       throw err;
     }
   }
+
 }

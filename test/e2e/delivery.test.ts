@@ -172,6 +172,47 @@ describe('delivery through a smart host', () => {
   });
 });
 
+describe('DSN rules', () => {
+  it('a delay warning goes out once after --delay-warning; NOTIFY=NEVER gets no DSN', async () => {
+    await withRelay(['--delay-warning', '400ms'], {}, async (server, sink) => {
+      await submit(server, 'waiting@source.test', ['always-451-8@dest.test'], 'Subject: slow\r\n\r\nx\r\n');
+      const warning = await until('the delay DSN', () => deliveredTo(sink, 'waiting@source.test')[0], 10_000);
+      assert.equal(warning.mailFrom, '');
+      assert.match(warning.data.toString(), /Action: delayed/);
+      assert.match(warning.data.toString(), /Will-Retry-Until: /);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(deliveredTo(sink, 'waiting@source.test').length, 1, 'one delay warning per message');
+
+      const c = await RawClient.connect(server.port);
+      await c.reply();
+      await c.command('EHLO source.test');
+      await c.command('MAIL FROM:<quiet@source.test>');
+      assert.equal((await c.command('RCPT TO:<reject-9@dest.test> NOTIFY=NEVER')).code, 250);
+      await c.command('DATA');
+      const r = await c.command('Subject: never\r\n\r\nx\r\n.');
+      const id = /queued as (\S+)/.exec(r.text)?.[1] as string;
+      c.close();
+      await until('bounced', async () => ((await states(server, id))[0] === 'bounced' ? true : undefined));
+      await new Promise((res) => setTimeout(res, 500));
+      assert.equal(deliveredTo(sink, 'quiet@source.test').length, 0, 'NOTIFY=NEVER: no DSN');
+    });
+  });
+
+  it('a DSN about a UTF-8 recipient reaches an ASCII sender through a peer without SMTPUTF8', async () => {
+    await withRelay([], { extensions: ['PIPELINING', '8BITMIME', 'SIZE 104857600'] }, async (server, sink) => {
+      const id = await submit(server, 'ascii@source.test', ['jörg@dëst.test'], 'Subject: utf8\r\n\r\nx\r\n', ' SMTPUTF8');
+      await until('bounced (the peer cannot take SMTPUTF8)', async () => ((await states(server, id))[0] === 'bounced' ? true : undefined));
+      const dsn = await until('the DSN', () => deliveredTo(sink, 'ascii@source.test')[0]);
+      assert.equal(dsn.mailFrom, '');
+      assert.ok(!dsn.commands.some((l) => /SMTPUTF8/i.test(l)), 'the DSN itself needs no SMTPUTF8');
+      const head = dsn.data.toString('latin1').split('\r\n\r\n')[0] ?? '';
+      assert.ok(/^[\x00-\x7f]*$/.test(head), 'the DSN header section is ASCII');
+      assert.match(dsn.data.toString('latin1'), /Final-Recipient: utf-8;/);
+      assert.match(dsn.data.toString('latin1'), /5\.6\.7/);
+    });
+  });
+});
+
 describe('routes from the config file', () => {
   it('sends each domain to its route, and a route\'s concurrency holds', async () => {
     const special = await startFakeSmtp();
