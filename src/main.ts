@@ -17,7 +17,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { createCleanup } from './cleanup/index.js';
 import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
-import { QueueManager } from './qmgr/index.js';
+import { QueueManager, createQueueControl } from './qmgr/index.js';
+import type { QueueControl } from './qmgr/index.js';
 import { openSqliteStore } from './queue/sqlite/index.js';
 import type { QueueStore } from './queue/index.js';
 import { SmtpServer, relayPolicy } from './smtpd/index.js';
@@ -29,6 +30,8 @@ import type { Clock } from './util/index.js';
 export interface Server {
   readonly listeners: readonly HostPort[];
   readonly store: QueueStore;
+  /** Operator actions on queued mail (hold, release): what the admin API will expose. */
+  readonly control: QueueControl;
   /** Graceful stop; idempotent. */
   close(reason: string): Promise<void>;
   /** Settles once the server has fully stopped. */
@@ -62,7 +65,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     random,
     mxPort: config.delivery.mxPort,
   });
-  const agent = createDeliveryAgent({ hostname: config.hostname, clock, log });
+  const agent = createDeliveryAgent({ hostname: config.hostname, clock, log, longLines: config.delivery.longLines });
   qmgr = new QueueManager({
     options: {
       owner: `${osHostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
@@ -128,9 +131,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   let closing: Promise<void> | undefined;
+  const control = createQueueControl({ store, wake: () => qmgr?.wake() });
   return {
     listeners,
     store,
+    control,
     closed,
     close(reason) {
       closing ??= (async () => {

@@ -65,11 +65,16 @@ function deliveredTo(sink: FakeSmtpServer, rcpt: string): SinkTransaction[] {
 
 async function withRelay(flags: readonly string[], sinkOptions: Parameters<typeof startFakeSmtp>[0], body: (server: TestServer, sink: FakeSmtpServer) => Promise<void>): Promise<void> {
   const sink = await startFakeSmtp(sinkOptions);
-  const server = await startTestServer([...FAST, '--smarthost', `127.0.0.1:${sink.port}`, ...flags]);
   try {
-    await body(server, sink);
+    // A test's own flag replaces the fast default of the same name (flags may not repeat).
+    const defaults = FAST.filter((f, i, all) => !flags.includes(f.startsWith('--') ? f : (all[i - 1] ?? '')));
+    const server = await startTestServer([...defaults, '--smarthost', `127.0.0.1:${sink.port}`, ...flags]);
+    try {
+      await body(server, sink);
+    } finally {
+      await server.stop();
+    }
   } finally {
-    await server.stop();
     await sink.close();
   }
 }
@@ -168,6 +173,23 @@ describe('delivery through a smart host', () => {
       const t = await until('delivery', () => deliveredTo(sink, 'big-7@dest.test')[0], 60_000);
       assert.equal(t.via, 'BDAT');
       assert.ok(t.data.equals(await stored(server, id)), 'byte-exact');
+    });
+  });
+});
+
+describe('operator control', () => {
+  it('a held message is not tried; released, it is delivered at once', async () => {
+    await withRelay(['--retry', '1h'], {}, async (server, sink) => {
+      const id = await submit(server, 'a@source.test', ['tempfail-rcpt-once-10@dest.test'], 'Subject: hold\r\n\r\nx\r\n');
+      await until('deferred', async () => ((await states(server, id))[0] === 'deferred' ? true : undefined));
+      assert.deepEqual(await server.server.control.hold(id, 'checking with the customer'), { ok: true, changed: true });
+      assert.deepEqual(await states(server, id), ['held']);
+      assert.deepEqual(await server.server.control.hold('nonsense', 'x'), { ok: false, code: 'BAD_ID', message: '"nonsense" is not a queue id' });
+      assert.deepEqual(await server.server.control.release(id), { ok: true, changed: true });
+      await until('delivered right after release (not after the 1h retry)', async () => ((await states(server, id))[0] === 'delivered' ? true : undefined), 5_000);
+      assert.equal(deliveredTo(sink, 'tempfail-rcpt-once-10@dest.test').length, 1);
+      const notes = (await server.store.history(id as never)).map((h) => h.note ?? h.results[0]?.state);
+      assert.deepEqual(notes, ['deferred', 'hold', 'release', 'delivered']);
     });
   });
 });

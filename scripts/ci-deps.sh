@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# CI dependencies of the interop tests, from Debian's packages: postfix (a private instance is
+# the next hop in test/interop/postfix-delivery.test.ts) and python3-aiosmtpd (the sink in
+# test/interop/aiosmtpd-delivery.test.ts, run with /usr/bin/python3).
+# Idempotent: when both are present it does nothing (no apt-get update). It never starts, enables
+# or configures the system's own Postfix: the "No configuration" debconf answer leaves
+# /etc/postfix without a main.cf, and a policy-rc.d that denies every service start is in place
+# for the length of the install (removed afterwards, unless one was already there).
+# Needs root (or sudo) only when something is missing. Exits non-zero if an install fails.
+set -euo pipefail
+
+missing=()
+command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || missing+=(postfix)
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "ci-deps: postfix and python3-aiosmtpd already installed"
+  exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "ci-deps: need root to install ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+
+echo "ci-deps: installing ${missing[*]}"
+started=$(date +%s)
+
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# ci-deps.sh: no service starts during package installs\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+  "${SUDO[@]}" chmod 755 "$policy"
+  made_policy=1
+fi
+cleanup() { if [ "$made_policy" = 1 ]; then "${SUDO[@]}" rm -f "$policy"; fi; }
+trap cleanup EXIT
+
+echo "postfix postfix/main_mailer_type select No configuration" | "${SUDO[@]}" debconf-set-selections
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+echo "ci-deps: done in $(( $(date +%s) - started )) s"
