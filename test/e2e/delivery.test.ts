@@ -179,9 +179,11 @@ describe('delivery through a smart host', () => {
 
 describe('operator control', () => {
   it('a held message is not tried; released, it is delivered at once', async () => {
-    await withRelay(['--retry', '1h'], {}, async (server, sink) => {
+    await withRelay(['--retry', '1h', '--max-age', '5d'], {}, async (server, sink) => {
       const id = await submit(server, 'a@source.test', ['tempfail-rcpt-once-10@dest.test'], 'Subject: hold\r\n\r\nx\r\n');
-      await until('deferred', async () => ((await states(server, id))[0] === 'deferred' ? true : undefined));
+      await until('deferred', async () => ((await states(server, id))[0] === 'deferred' ? true : undefined)).catch(async (err: unknown) => {
+        throw new Error(`${String(err)}; states ${JSON.stringify(await states(server, id))}; history ${JSON.stringify(await server.store.history(id as never))}`);
+      });
       assert.deepEqual(await server.server.control.hold(id, 'checking with the customer'), { ok: true, changed: true });
       assert.deepEqual(await states(server, id), ['held']);
       assert.deepEqual(await server.server.control.hold('nonsense', 'x'), { ok: false, code: 'BAD_ID', message: '"nonsense" is not a queue id' });
