@@ -2,8 +2,8 @@
  * The delivery agent against the scriptable sink (test/fakes/fake-smtp-server.ts), end to end
  * over real sockets on port 0: whole (byte-exact, 20 MiB, dot-heavy, BDAT), once (retries deliver
  * one copy; ambiguous and held never move to another host), host order (refused, 421 and 554
- * greetings pass to the next host), the framing-fault guard, and "delivered" only ever when the
- * sink recorded the delivery.
+ * greetings pass to the next host), the framing-fault guard, "delivered" only ever when the
+ * sink recorded the delivery, and the long-lines policy (wrap, pass, bounce; BINARYMIME peers).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { silentLogger } from '../obs/index.js';
 import { systemClock } from '../util/index.js';
 import { startFakeSmtp, type FakeSmtpServer } from '../../test/fakes/fake-smtp-server.js';
-import { closedPort, dotHeavyBody, makeJob, makeRoute, rawServer, smallBody } from '../../test/support/delivery.js';
+import { closedPort, count, dotHeavyBody, makeJob, makeRoute, rawServer, recordingProxy, smallBody } from '../../test/support/delivery.js';
 import { createDeliveryAgent, DELIVERY_CHANNELS, type DeliveryAgent, type DeliveryAgentOptions, type DeliveryDiagnostic } from './agent.js';
 import { DeliveryError } from './connection.js';
 
@@ -262,18 +262,6 @@ describe('delivery/agent', () => {
     );
   });
 
-  it('long lines to a peer without BINARYMIME are sent unchanged and noted', async () => {
-    const body = Buffer.from(`Subject: l\r\n\r\n${'z'.repeat(1500)}\r\n`, 'latin1');
-    await withSink({}, (sink) =>
-      withAgent({}, async (agent) => {
-        const r = await agent.deliver(makeRoute(sink.port), makeJob(body, ['bob@dst.test']));
-        assert.deepEqual(kinds(r), ['delivered']);
-        assert.match(r.note ?? '', /1 line\(s\) longer than 998 octets sent unchanged/);
-        assert.ok(sink.delivered[0]?.data.equals(body));
-      }),
-    );
-  });
-
   it('publishes connect and transaction events', async () => {
     const seen: string[] = [];
     const onConnect = (m: unknown): void => void seen.push(`connect ${(m as DeliveryDiagnostic).detail}`);
@@ -383,5 +371,166 @@ describe('delivery/agent', () => {
     await assert.rejects(agent.deliver(makeRoute(), makeJob(smallBody(), ['bob@dst.test'])), (e: unknown) => e instanceof DeliveryError && e.code === 'DELIVERY_BAD_ROUTE');
     await agent.close();
     await assert.rejects(agent.deliver(makeRoute(1), makeJob(smallBody(), ['bob@dst.test'])), (e: unknown) => e instanceof DeliveryError && e.code === 'DELIVERY_AGENT_CLOSED');
+  });
+
+  describe('long lines (policy long-lines)', () => {
+    // A 5,000-octet body line among ordinary ones; no CRLF SP in it, so the breaks are findable.
+    const longBody = Buffer.from(`Subject: long\r\nX-Note: ${'h'.repeat(1200)}\r\n\r\nfirst\r\n${'x'.repeat(5000)}\r\n.dot\r\nlast\r\n`, 'latin1');
+    const lines = (b: Buffer): string[] => b.toString('latin1').split('\r\n');
+    const unwrapped = (b: Buffer): Buffer => Buffer.from(b.toString('latin1').split('\r\n ').join(''), 'latin1');
+    const plain = ['PIPELINING', '8BITMIME', 'SIZE 104857600'];
+    const binary = ['PIPELINING', 'CHUNKING', 'BINARYMIME', '8BITMIME'];
+
+    for (const extensions of [plain, ['PIPELINING', 'CHUNKING', '8BITMIME']]) {
+      const via = extensions.includes('CHUNKING') ? 'BDAT' : 'DATA';
+      it(`wrap (the default) by ${via}: lines ≤ 998 with CRLF SP continuations; unwrapping restores the stored bytes`, async () => {
+        await withSink({ extensions }, (sink) =>
+          withAgent({}, async (agent) => {
+            const r = await agent.deliver(makeRoute(sink.port), makeJob(longBody, ['bob@dst.test'], { sizes: [997, 1, 2, 4096] }));
+            assert.deepEqual(kinds(r), ['delivered']);
+            const got = sink.delivered[0]?.data ?? Buffer.alloc(0);
+            assert.equal(sink.delivered[0]?.via, via);
+            assert.ok(lines(got).every((l) => l.length <= 998), 'no line over 998');
+            assert.equal(count(got.toString('latin1'), '\r\n '), 6, 'one break in the 1,208-octet header, five in the 5,000-octet line');
+            assert.equal(got.length, longBody.length + 6 * 3);
+            assert.ok(unwrapped(got).equals(longBody), 'removing CRLF SP restores the stored bytes');
+            assert.match(r.note ?? '', /2 line\(s\) longer than 998 octets wrapped with CRLF SP \(6 break\(s\)\) for mx1\.test\[127\.0\.0\.1\]:\d+, which lacks BINARYMIME/);
+          }),
+        );
+      });
+    }
+
+    it('pass: sent byte-exact, and noted', async () => {
+      await withSink({ extensions: plain }, (sink) =>
+        withAgent({ longLines: 'pass' }, async (agent) => {
+          const r = await agent.deliver(makeRoute(sink.port), makeJob(longBody, ['bob@dst.test'], { sizes: [3, 1000] }));
+          assert.deepEqual(kinds(r), ['delivered']);
+          assert.ok(sink.delivered[0]?.data.equals(longBody), 'byte-exact');
+          assert.match(r.note ?? '', /2 line\(s\) longer than 998 octets sent unchanged to .*, which lacks BINARYMIME \(long-lines pass\)/);
+        }),
+      );
+    });
+
+    it('bounce: every recipient bounced locally before MAIL, nothing sent, the connection reused, no other host', async () => {
+      await withSink({ extensions: plain }, (sink) =>
+        withSink({ extensions: plain }, (second) => {
+          return recordingProxy(sink.port).then(async (proxy) => {
+            try {
+              await withAgent({ longLines: 'bounce' }, async (agent) => {
+                const r = await agent.deliver(makeRoute(proxy.port, second.port), makeJob(longBody, ['bob@dst.test', 'carol@dst.test']));
+                assert.deepEqual(kinds(r), ['bounced', 'bounced']);
+                for (const o of r.outcomes) {
+                  assert.equal(o.reply, '554 5.6.0 message has lines longer than 998 octets and the peer lacks BINARYMIME');
+                  assert.equal(o.enhanced, '5.6.0');
+                  assert.equal(o.scope, 'message');
+                  assert.equal(o.local, true);
+                }
+                assert.match(r.note ?? '', /lacks BINARYMIME: bounced before MAIL \(long-lines bounce\)/);
+                assert.equal(second.sessions, 0, 'no other host tried');
+                assert.doesNotMatch(proxy.sent(), /MAIL FROM/);
+                // The same session then carries a clean message.
+                const ok = await agent.deliver(makeRoute(proxy.port), makeJob(smallBody(), ['bob@dst.test']));
+                assert.deepEqual(kinds(ok), ['delivered']);
+                assert.equal(ok.note, undefined);
+              });
+              assert.equal(proxy.connections, 1, 'the connection stayed usable');
+              assert.equal(count(proxy.sent(), 'MAIL FROM'), 1);
+              assert.equal(sink.transactions.length, 1);
+            } finally {
+              await proxy.close();
+            }
+          });
+        }),
+      );
+    });
+
+    it('bounce: a body with no long line (even one of exactly 998) is delivered unchanged', async () => {
+      const body = Buffer.from(`Subject: edge\r\n\r\n${'y'.repeat(998)}\r\n${'z'.repeat(998)}`, 'latin1');
+      await withSink({ extensions: plain }, (sink) =>
+        withAgent({ longLines: 'bounce' }, async (agent) => {
+          const r = await agent.deliver(makeRoute(sink.port), makeJob(body, ['bob@dst.test'], { sizes: [1015, 1] }));
+          assert.deepEqual(kinds(r), ['delivered']);
+          assert.equal(sink.delivered[0]?.data.toString('latin1'), `${body.toString('latin1')}\r\n`); // DATA adds the last CRLF
+          assert.equal(r.note, undefined);
+        }),
+      );
+    });
+
+    for (const policy of ['wrap', 'pass', 'bounce'] as const) {
+      it(`${policy}: a BINARYMIME+CHUNKING peer gets the lines unchanged by BDAT (BODY=BINARYMIME and 8BITMIME)`, async () => {
+        await withSink({ extensions: binary }, (sink) =>
+          withAgent({ longLines: policy }, async (agent) => {
+            for (const body of ['BINARYMIME', '8BITMIME'] as const) {
+              const r = await agent.deliver(makeRoute(sink.port), makeJob(longBody, ['bob@dst.test'], { body }));
+              assert.deepEqual(kinds(r), ['delivered']);
+              assert.equal(r.note, undefined);
+            }
+            assert.equal(sink.delivered.length, 2);
+            for (const t of sink.delivered) {
+              assert.equal(t.via, 'BDAT');
+              assert.ok(t.data.equals(longBody), 'unchanged');
+            }
+            assert.match(sink.delivered[0]?.commands[0] ?? '', /BODY=BINARYMIME/);
+            assert.match(sink.delivered[1]?.commands[0] ?? '', /BODY=8BITMIME/);
+          }),
+        );
+      });
+    }
+
+    for (const [what, delta] of [['one octet short', 1], ['one octet long', -1]] as const) {
+      it(`wrap keeps the framing-fault guard on the spool's bytes: a spool ${what} is held, never ended`, async () => {
+        await withSink({ extensions: plain }, (sink) =>
+          withAgent({}, async (agent) => {
+            const r = await agent.deliver(makeRoute(sink.port), makeJob(longBody, ['bob@dst.test'], { size: longBody.length + delta, sizes: [1500] }));
+            assert.deepEqual(kinds(r), ['held']);
+            assert.equal(sink.delivered.length, 0);
+            assert.equal(sink.transactions.length, 0, 'no end-of-data after a partial body');
+            const read = delta > 0 ? longBody.length : longBody.length + 1;
+            assert.match(r.note ?? '', new RegExp(`framing fault at .*read ${delta > 0 ? read : `\\d+`} of ${longBody.length + delta} accepted octets`));
+          }),
+        );
+      });
+    }
+
+    it('bounce: a spool that changes between the pre-scan and the body is held before end-of-data', async () => {
+      const clean = Buffer.from(`Subject: a\r\n\r\n${'x'.repeat(990)}\r\n${'x'.repeat(1010)}`, 'latin1');
+      const long = Buffer.from(`Subject: a\r\n\r\n${'x'.repeat(2002)}`, 'latin1');
+      assert.equal(clean.length, long.length);
+      let opened = 0;
+      await withSink({ extensions: plain }, (sink) =>
+        withAgent({ longLines: 'bounce' }, async (agent) => {
+          const job = makeJob(clean, ['bob@dst.test'], {
+            openBody: async function* () {
+              opened++;
+              if (opened === 1) yield Buffer.from(clean.toString('latin1').replace(/x{1010}$/, 'x'.repeat(998)), 'latin1');
+              else yield* [long.subarray(0, 1500), long.subarray(1500)];
+            },
+          });
+          const r = await agent.deliver(makeRoute(sink.port), job);
+          assert.equal(opened, 2);
+          assert.deepEqual(kinds(r), ['held']);
+          assert.match(r.note ?? '', /the spool changed/);
+          assert.equal(sink.transactions.length, 0);
+        }),
+      );
+    });
+
+    it('bounce: a spool that cannot be read for the pre-scan defers locally, nothing sent', async () => {
+      await withSink({ extensions: plain }, (sink) =>
+        withAgent({ longLines: 'bounce' }, async (agent) => {
+          const job = makeJob(longBody, ['bob@dst.test'], {
+            openBody: () => {
+              throw new Error('EIO: spool gone');
+            },
+          });
+          const r = await agent.deliver(makeRoute(sink.port), job);
+          assert.deepEqual(kinds(r), ['deferred']);
+          assert.equal(r.outcomes[0]?.local, true);
+          assert.match(r.outcomes[0]?.reply ?? '', /^451 4\.3\.0 spool read error before MAIL: EIO: spool gone/);
+          assert.match(r.note ?? '', /spool read error/);
+          assert.equal(sink.transactions.length, 0);
+        }),
+      );
+    });
   });
 });

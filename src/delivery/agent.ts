@@ -11,6 +11,12 @@
  * last failure stands. `ambiguous` (RFC 1047 window) and `held` (framing fault) stop the walk at
  * once: another host could get a second copy, or a partial one (invariants 1 and 3).
  *
+ * Long lines (issue 3 item 3, DESIGN.md invariant 1's one exception): the `longLines` option
+ * (config `long-lines`, default `wrap`) goes to every connection, which applies it per peer (see
+ * delivery/connection): unchanged by BDAT to a BINARYMIME peer; otherwise wrapped with CRLF SP,
+ * passed unchanged, or bounced before MAIL with a local 554 5.6.0 (scope message: no further host).
+ * What was done goes into the report's note, hence the message's history.
+ *
  * Who calls it: qmgr, with a RouteSuccess from route.ts and a DeliveryJob built from the queue.
  * Failure behaviour: deliver() resolves with one Outcome per job recipient whatever the network
  * does; it rejects only for a job or route that cannot be sent (DeliveryError DELIVERY_BAD_JOB,
@@ -25,6 +31,7 @@ import type { Logger } from '../obs/index.js';
 import type { Clock } from '../util/index.js';
 import { DeliveryError, hostLabel } from './connection.js';
 import type { DeliveryJob, TransactionResult } from './connection.js';
+import type { LongLinePolicy } from './long-lines.js';
 import { classifySession, classifyTransaction } from './outcome.js';
 import type { Outcome } from './outcome.js';
 import { ConnectionPool } from './pool.js';
@@ -59,6 +66,8 @@ export interface DeliveryAgentOptions {
   readonly timeouts?: Partial<Record<ClientStepName, number>>;
   /** BDAT chunk size in octets (default 64 KiB). */
   readonly chunkSize?: number;
+  /** Lines over 998 octets to a peer without BINARYMIME: wrap (default), pass or bounce. */
+  readonly longLines?: LongLinePolicy;
 }
 
 /** The diagnostics_channel names this module publishes on. */
@@ -104,6 +113,7 @@ class Agent implements DeliveryAgent {
       ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       ...(options.maxReusePerConnection !== undefined ? { maxReuse: options.maxReusePerConnection } : {}),
       ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+      ...(options.longLines !== undefined ? { longLines: options.longLines } : {}),
     });
   }
 
@@ -156,7 +166,9 @@ class Agent implements DeliveryAgent {
         }
         this.#pool.release(route.destination, connection);
         decided = classifyTransaction(result.facts, pending);
-        this.#notes(job, label, connection.capabilities.binaryMime, result, notes, log);
+        // Facts written before MAIL (long-lines bounce, unreadable spool) are Postwire's words.
+        if (result.local) decided = decided.map((o) => ({ ...o, local: true }));
+        this.#notes(job, label, result, notes, log);
         publish(transactionChannel, { messageId: job.messageId, host: label, detail: summary(decided) });
         log.info({ host: label, outcomes: summary(decided) }, 'transaction');
       }
@@ -179,7 +191,7 @@ class Agent implements DeliveryAgent {
     return notes.length > 0 ? { nextHop, outcomes: final, note: notes.join('; ') } : { nextHop, outcomes: final };
   }
 
-  #notes(job: DeliveryJob, label: string, binaryMime: boolean, r: TransactionResult, notes: string[], log: Logger): void {
+  #notes(job: DeliveryJob, label: string, r: TransactionResult, notes: string[], log: Logger): void {
     if (r.framingFault !== undefined) {
       const counts = `read ${r.bodyOctets} of ${job.size} accepted octets from the spool${r.sha256 !== undefined ? `, sha256 ${r.sha256}` : ''}`;
       const detail = `${r.framingFault} (${counts})`;
@@ -191,8 +203,19 @@ class Agent implements DeliveryAgent {
       notes.push(`spool read error while sending to ${label}: ${r.spoolError}`);
       log.error({ host: label, err: r.spoolError }, 'spool read error');
     }
-    if (r.longLines > 0 && !binaryMime) {
-      notes.push(`${r.longLines} line(s) longer than 998 octets sent unchanged to ${label}, which lacks BINARYMIME`);
+    switch (r.longLineAction) {
+      case 'wrapped':
+        notes.push(`${r.longLines} line(s) longer than 998 octets wrapped with CRLF SP (${r.wrapBreaks ?? 0} break(s)) for ${label}, which lacks BINARYMIME`);
+        break;
+      case 'passed':
+        notes.push(`${r.longLines} line(s) longer than 998 octets sent unchanged to ${label}, which lacks BINARYMIME (long-lines pass)`);
+        break;
+      case 'refused':
+        notes.push(`lines longer than 998 octets and ${label} lacks BINARYMIME: bounced before MAIL (long-lines bounce)`);
+        log.info({ host: label }, 'long lines: bounced by policy');
+        break;
+      case undefined:
+        break;
     }
   }
 }

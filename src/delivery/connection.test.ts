@@ -1,11 +1,13 @@
 /**
  * One connection to one sink: the body arrives byte-exact by DATA and by BDAT (pipelined and
  * lock-step) at every chunking, bare newlines never leave, the byte-count guard stops a short or
- * long spool before end-of-data, step timers fire from the table, and greeting failures are facts.
+ * long spool before end-of-data, step timers fire from the table, greeting failures are facts,
+ * and long lines are wrapped after the meter or refused before MAIL.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { systemClock } from '../util/index.js';
 import { startFakeSmtp } from '../../test/fakes/fake-smtp-server.js';
 import { closedPort, dotHeavyBody, makeJob, rawServer, smallBody } from '../../test/support/delivery.js';
@@ -221,6 +223,51 @@ describe('delivery/connection', () => {
       const { result } = await sendOne(c, makeJob(body, ['bob@dst.test'], { sizes: [997, 2, 5] }));
       assert.equal(result.longLines, 2);
       await c.quit();
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('wrap: a dot-led long line at awkward chunkings; the meter counts and hashes the spool bytes', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const body = Buffer.from(`Subject: w\r\n\r\n.${'d'.repeat(2500)}\r\n..\r\n${'e'.repeat(998)}\r\n`, 'latin1');
+      const c = await open(sink.port);
+      for (const sizes of [[1], [998, 1, 1], [999, 2], [65_536]]) {
+        const { result, outcomes } = await sendOne(c, makeJob(body, ['bob@dst.test'], { sizes }));
+        assert.deepEqual(outcomes.map((o) => o.kind), ['delivered']);
+        assert.equal(result.longLineAction, 'wrapped');
+        assert.equal(result.wrapBreaks, 2); // 2,501 octets: 998 + 997 + 506
+        assert.equal(result.longLines, 1);
+        assert.equal(result.bodyOctets, body.length, 'spool octets, before the wrap');
+        assert.equal(result.sha256, createHash('sha256').update(body).digest('hex'));
+      }
+      await c.quit();
+      assert.equal(sink.delivered.length, 4);
+      for (const t of sink.delivered) {
+        const text = t.data.toString('latin1');
+        assert.ok(text.split('\r\n').every((l) => l.length <= 998));
+        assert.equal(text.split('\r\n ').join(''), body.toString('latin1'));
+      }
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('bounce: the pre-scan refuses before MAIL and leaves the connection ready', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const c = await open(sink.port, { ...options, longLines: 'bounce' });
+      const job = makeJob(Buffer.from(`Subject: b\r\n\r\n${'b'.repeat(999)}`, 'latin1'), ['bob@dst.test', 'carol@dst.test'], { sizes: [500] });
+      const { result, outcomes } = await sendOne(c, job);
+      assert.deepEqual(outcomes.map((o) => o.kind), ['bounced', 'bounced']);
+      assert.deepEqual({ mode: result.mode, action: result.longLineAction, local: result.local, bodyOctets: result.bodyOctets }, { mode: 'none', action: 'refused', local: true, bodyOctets: 0 });
+      assert.equal(c.ready, true);
+      assert.equal(c.transactions, 0);
+      const next = await sendOne(c, makeJob(smallBody(), ['bob@dst.test']));
+      assert.deepEqual(next.outcomes.map((o) => o.kind), ['delivered']);
+      await c.quit();
+      assert.equal(sink.transactions.length, 1);
     } finally {
       await sink.close();
     }

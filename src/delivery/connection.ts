@@ -12,6 +12,17 @@
  * a connection lost in DATA, never a prefix followed by end-of-data. Before the terminator pending
  * socket events run once, so a dropped connection is seen before the RFC 1047 window opens.
  *
+ * Long lines (policy `long-lines`, delivery/long-lines; DESIGN.md invariant 1's one exception):
+ * BDAT to a peer offering BINARYMIME (and a BINARYMIME body, which goes nowhere else) sends every
+ * line unchanged. Otherwise `wrap` streams the body through a LineWrapper *after* the meter (the
+ * guard still counts and hashes the spool's bytes, compared with job.size; the peer gets 3 more
+ * octets per break); `pass` sends it unchanged; `bounce` pre-scans the spool before MAIL (one
+ * extra sequential read up to the first long line, only for a body over 998 octets and only under
+ * `bounce`) and, if a line is too long, decides every recipient with a local 554 5.6.0 without
+ * writing a byte; the connection stays ready. Should the pump then meet a long line anyway (the
+ * spool changed between the reads) that is a framing fault before end-of-data, never a partial
+ * body. TransactionResult says what was done (longLineAction, wrapBreaks) for the history.
+ *
  * Who calls it: delivery/pool (open, RSET on reuse, QUIT) and delivery/agent (send()).
  * Failure behaviour: network and peer trouble are facts, never exceptions: a failed connect is an
  * `interrupted` fact on step `connect`; a malformed reply is a framing fault inside a transaction,
@@ -36,7 +47,11 @@ import type {
   Reply,
 } from '../protocol/index.js';
 import type { Clock, Timer } from '../util/index.js';
+import { DEFAULT_LONG_LINE_POLICY, LineWrapper, LongLineCounter, MAX_LINE_OCTETS, findLongLine } from './long-lines.js';
+import type { LongLinePolicy } from './long-lines.js';
 import type { RouteHost } from './mx.js';
+
+export { MAX_LINE_OCTETS } from './long-lines.js';
 
 /** One message to deliver, as the queue hands it over (delivery never imports queue/). */
 export interface DeliveryJob {
@@ -80,7 +95,16 @@ export interface ConnectionOptions {
   readonly timeouts?: Partial<Record<ClientStepName, number>>;
   /** BDAT chunk size in octets (default 64 KiB). */
   readonly chunkSize?: number;
+  /** Lines over 998 octets to a peer without BINARYMIME (default 'wrap'); see the header. */
+  readonly longLines?: LongLinePolicy;
 }
+
+/** The local reply of the `bounce` policy (issue 3 item 3). */
+export const LONG_LINES_REFUSAL: Reply = {
+  code: 554,
+  enhanced: '5.6.0',
+  lines: [`message has lines longer than ${MAX_LINE_OCTETS} octets and the peer lacks BINARYMIME`],
+};
 
 /** What one transaction on this connection established, for the agent's report. */
 export interface TransactionResult {
@@ -92,8 +116,17 @@ export interface TransactionResult {
   readonly bodyOctets: number;
   /** sha256 (hex) of the spool bytes, when the whole body was read. */
   readonly sha256?: string;
-  /** Lines over 998 octets (CRLF excluded) in the part of the body read. */
+  /** Lines over 998 octets (CRLF excluded) in the part of the body read (≥ 1 when refused). */
   readonly longLines: number;
+  /**
+   * What the long-lines policy did, present only when a long line met a peer without BINARYMIME
+   * (or its BDAT): 'wrapped', 'passed' (sent unchanged), 'refused' (bounce, before MAIL).
+   */
+  readonly longLineAction?: 'wrapped' | 'passed' | 'refused';
+  /** CRLF SP breaks inserted, when wrapped. */
+  readonly wrapBreaks?: number;
+  /** The facts were written here, before MAIL (long-lines bounce, spool unreadable), not by the peer. */
+  readonly local?: true;
   /** The session's framing-fault reason (peer) or ours (byte count), when there was one. */
   readonly framingFault?: string;
   /** The spool could not be read: a local trouble, not the peer's. */
@@ -105,11 +138,7 @@ export type OpenResult =
   /** `reached`: TCP connected (the greeting or EHLO failed); false: the connect itself failed. */
   | { readonly ok: false; readonly fact: AttemptFact; readonly reached: boolean; readonly connection?: SmtpConnection };
 
-/** RFC 5322 §2.1.1: lines are at most 998 characters, CRLF excluded. */
-export const MAX_LINE_OCTETS = 998;
 const DEFAULT_CHUNK = 64 * 1024;
-const LF = 0x0a;
-const CR = 0x0d;
 
 /** `name[address]:port`, as next hops are written in logs and the history. */
 export function hostLabel(host: RouteHost): string {
@@ -165,36 +194,37 @@ function errorText(err: unknown): string {
   return String(err);
 }
 
-/** Counts, hashes and measures line lengths of the body as read from the spool. */
+/** Counts, hashes and measures line lengths of the body as read from the spool (before any wrap). */
 class BodyMeter {
   octets = 0;
-  longLines = 0;
   private readonly hash = createHash('sha256');
-  private line = 0; // octets of the current line so far, its CR included
-  private last = -1; // the previous chunk's last byte
+  private readonly lines = new LongLineCounter();
+
+  get longLines(): number {
+    return this.lines.count;
+  }
 
   add(chunk: Uint8Array): void {
     this.octets += chunk.byteLength;
     this.hash.update(chunk);
-    const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    let start = 0;
-    for (let lf = buf.indexOf(LF, start); lf >= 0; lf = buf.indexOf(LF, start)) {
-      const before = lf > 0 ? buf[lf - 1] : this.last;
-      const length = this.line + (lf - start) - (before === CR ? 1 : 0);
-      if (length > MAX_LINE_OCTETS) this.longLines++;
-      this.line = 0;
-      start = lf + 1;
-    }
-    this.line += buf.length - start;
-    if (buf.length > 0) this.last = buf[buf.length - 1] ?? -1;
+    this.lines.push(chunk);
   }
 
   /** At the end of the body: a last line without a line end counts too. */
   finish(): string {
-    if (this.line - (this.last === CR ? 1 : 0) > MAX_LINE_OCTETS) this.longLines++;
-    this.line = 0;
+    this.lines.end();
     return this.hash.digest('hex');
   }
+}
+
+/** How the body meets the long-lines policy in one transaction, decided when the body starts. */
+interface LongLineHandling {
+  /** The peer takes any line (BDAT + BINARYMIME): nothing to do, nothing to note. */
+  readonly unchanged: boolean;
+  /** `wrap`: the stream between the meter and the codec. */
+  readonly wrapper: LineWrapper | undefined;
+  /** `bounce` after a clean pre-scan: a long line now means the spool changed. */
+  readonly guard: boolean;
 }
 
 interface Deferred<T> {
@@ -216,6 +246,7 @@ interface Tx {
   readonly facts: Deferred<readonly AttemptFact[]>;
   readonly meter: BodyMeter;
   mode: 'data' | 'bdat' | 'none';
+  longLines: LongLineHandling | undefined;
   pump: Promise<void> | undefined;
   decided: boolean;
   stopped: boolean;
@@ -305,7 +336,20 @@ export class SmtpConnection {
    */
   async send(job: DeliveryJob, message: OutboundMessage): Promise<TransactionResult> {
     if (!this.ready || this.#tx !== undefined) throw new DeliveryError('DELIVERY_MISUSE', `send() on ${this.label} while not ready`);
-    const tx: Tx = { job, size: message.size, count: message.recipients.length, facts: deferred(), meter: new BodyMeter(), mode: 'none', pump: undefined, decided: false, stopped: false };
+    const refused = await this.#longLinePreflight(job, message);
+    if (refused !== undefined) return refused;
+    const tx: Tx = {
+      job,
+      size: message.size,
+      count: message.recipients.length,
+      facts: deferred(),
+      meter: new BodyMeter(),
+      mode: 'none',
+      longLines: undefined,
+      pump: undefined,
+      decided: false,
+      stopped: false,
+    };
     this.#tx = tx;
     this.#ready = false;
     this.transactions++;
@@ -323,8 +367,12 @@ export class SmtpConnection {
       await tx.pump;
       if (tx.pumpError !== undefined) throw tx.pumpError;
       const r: TransactionResult = { facts, mode: tx.mode, bodyOctets: tx.meter.octets, longLines: tx.meter.longLines };
+      const handling = tx.longLines;
+      const wrapped = handling?.wrapper !== undefined && handling.wrapper.breaks > 0;
+      const passed = handling !== undefined && !handling.unchanged && handling.wrapper === undefined && !handling.guard && tx.meter.longLines > 0;
       return {
         ...r,
+        ...(wrapped ? { longLineAction: 'wrapped', wrapBreaks: handling.wrapper.breaks } : passed ? { longLineAction: 'passed' } : {}),
         ...(tx.sha256 !== undefined ? { sha256: tx.sha256 } : {}),
         ...(tx.framingFault !== undefined ? { framingFault: tx.framingFault } : {}),
         ...(tx.spoolError !== undefined ? { spoolError: tx.spoolError } : {}),
@@ -332,6 +380,40 @@ export class SmtpConnection {
     } finally {
       this.#tx = undefined;
     }
+  }
+
+  /**
+   * `bounce`: before MAIL, a body that could hold a long line (over 998 octets, not BINARYMIME)
+   * going to a peer without BDAT + BINARYMIME is read once from the spool. A long line (or a
+   * spool that cannot be read) decides every recipient here, locally, with nothing written; the
+   * connection stays ready for the next message. Undefined: go ahead with the transaction.
+   */
+  async #longLinePreflight(job: DeliveryJob, message: OutboundMessage): Promise<TransactionResult | undefined> {
+    const caps = this.capabilities;
+    const policy = this.#options.longLines ?? DEFAULT_LONG_LINE_POLICY;
+    if (policy !== 'bounce' || message.body === 'BINARYMIME' || message.size <= MAX_LINE_OCTETS || (caps.chunking && caps.binaryMime)) return undefined;
+    this.#ready = false; // busy while reading: no send(), reset() or quit() meanwhile
+    let found = false;
+    let spoolError: string | undefined;
+    try {
+      found = await findLongLine(job.openBody());
+    } catch (err) {
+      spoolError = errorText(err ?? 'spool read failed');
+    } finally {
+      this.#ready = !this.#isClosed && !this.#session.closed;
+    }
+    const all = (fact: AttemptFact): readonly AttemptFact[] => message.recipients.map(() => fact);
+    if (spoolError !== undefined) {
+      const reply: Reply = { code: 451, enhanced: '4.3.0', lines: [`spool read error before MAIL: ${spoolError}`] };
+      return { facts: all({ kind: 'reply', step: 'mail', reply }), mode: 'none', bodyOctets: 0, longLines: 0, spoolError, local: true };
+    }
+    if (found) return { facts: all({ kind: 'reply', step: 'mail', reply: LONG_LINES_REFUSAL }), mode: 'none', bodyOctets: 0, longLines: 1, longLineAction: 'refused', local: true };
+    if (!this.#ready) {
+      // The peer left while we read: as if the connection had been lost before MAIL.
+      const detail = this.closeReason ?? this.#socketError ?? 'closed';
+      return { facts: all({ kind: 'interrupted', step: 'mail', cause: 'connection-lost', ambiguous: false, detail }), mode: 'none', bodyOctets: 0, longLines: 0 };
+    }
+    return undefined;
   }
 
   /** RSET before reusing an idle connection (Postfix smtp_rset): true when it is ready again. */
@@ -487,7 +569,39 @@ export class SmtpConnection {
 
   // ── the body ──────────────────────────────────────────────────────────────────────────
 
+  /** Decided once per transaction, when the body starts (the mode and the peer are known). */
+  #longLineHandling(tx: Tx, mode: 'data' | 'bdat'): LongLineHandling {
+    const unchanged = tx.job.body === 'BINARYMIME' || (mode === 'bdat' && this.capabilities.binaryMime);
+    const policy = this.#options.longLines ?? DEFAULT_LONG_LINE_POLICY;
+    const handling: LongLineHandling = {
+      unchanged,
+      wrapper: !unchanged && policy === 'wrap' ? new LineWrapper() : undefined,
+      guard: !unchanged && policy === 'bounce',
+    };
+    tx.longLines = handling;
+    return handling;
+  }
+
+  /** The spool bytes as the peer gets them (wrapped or not); false when the guard stopped the body. */
+  #filter(tx: Tx, handling: LongLineHandling, chunk: Uint8Array | undefined): readonly Uint8Array[] | false {
+    if (handling.guard && tx.meter.longLines > 0) {
+      tx.framingFault = `a line over ${MAX_LINE_OCTETS} octets was read after the long-lines pre-scan found none: the spool changed`;
+      this.#apply(this.#session.fault(tx.framingFault));
+      return false;
+    }
+    if (chunk === undefined) return handling.wrapper?.end() ?? [];
+    return handling.wrapper ? handling.wrapper.push(chunk) : [chunk];
+  }
+
+  /** Dot-stuffs pieces of the body and writes them at once. */
+  #writeData(pieces: readonly Uint8Array[]): void {
+    const out: Buffer[] = [];
+    for (const piece of pieces) out.push(...this.#session.dataChunk(piece));
+    if (out.length > 0) this.#write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+  }
+
   async #pumpData(tx: Tx): Promise<void> {
+    const handling = this.#longLineHandling(tx, 'data');
     const body = openSpool(tx.job);
     try {
       for (;;) {
@@ -495,16 +609,20 @@ export class SmtpConnection {
         if (this.#session.sending !== 'data') return; // decided or lost meanwhile
         if (next.error !== undefined) return this.#spoolFailed(tx, next.error);
         if (next.chunk === undefined) break;
-        tx.meter.add(next.chunk);
+        tx.meter.add(next.chunk); // the guard counts what the spool holds, before any wrap
         if (tx.meter.octets > tx.size) return this.#sizeFault(tx);
+        const pieces = this.#filter(tx, handling, next.chunk);
+        if (pieces === false) return;
         // One write per spool chunk: a dot-heavy chunk stuffs into hundreds of small pieces.
-        const pieces = this.#session.dataChunk(next.chunk);
-        if (pieces.length > 0) this.#write(pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces));
+        this.#writeData(pieces);
         this.#armTimer(); // data-block: per write
         if (!(await this.#drained(tx))) return;
       }
       tx.sha256 = tx.meter.finish();
       if (tx.meter.octets !== tx.size) return this.#sizeFault(tx);
+      const rest = this.#filter(tx, handling, undefined);
+      if (rest === false) return;
+      this.#writeData(rest);
       await settleIo();
       if (this.#session.sending !== 'data') return;
       this.#write(this.#session.dataEnd());
@@ -515,6 +633,7 @@ export class SmtpConnection {
   }
 
   async #pumpBdat(tx: Tx): Promise<void> {
+    const handling = this.#longLineHandling(tx, 'bdat');
     const chunkSize = this.#options.chunkSize ?? DEFAULT_CHUNK;
     // BDAT carries bytes as they are; only a BINARYMIME body may hold bare CR or LF (invariant 4).
     const normalizer = tx.job.body === 'BINARYMIME' ? undefined : new NewlineNormalizer('normalize');
@@ -528,6 +647,12 @@ export class SmtpConnection {
       heldLength = rest.length;
       return out;
     };
+    const hold = (chunk: Uint8Array): void => {
+      for (const piece of normalizer ? normalizer.push(chunk) : [Buffer.from(chunk)]) {
+        held.push(piece);
+        heldLength += piece.length;
+      }
+    };
     const body = openSpool(tx.job);
     try {
       for (;;) {
@@ -535,21 +660,23 @@ export class SmtpConnection {
         if (this.#bdatOver(tx)) return;
         if (next.error !== undefined) return this.#spoolFailed(tx, next.error);
         if (next.chunk === undefined) break;
-        tx.meter.add(next.chunk);
+        tx.meter.add(next.chunk); // the guard counts what the spool holds, before any wrap
         if (tx.meter.octets > tx.size) return this.#sizeFault(tx);
-        for (const piece of normalizer ? normalizer.push(next.chunk) : [Buffer.from(next.chunk)]) {
-          held.push(piece);
-          heldLength += piece.length;
-        }
+        const pieces = this.#filter(tx, handling, next.chunk);
+        if (pieces === false) return;
+        for (const p of pieces) hold(p);
         // Strictly more than a chunk: something always remains to go out with LAST.
         while (heldLength > chunkSize) if (!(await this.#sendChunk(tx, take(chunkSize), false))) return;
       }
+      tx.sha256 = tx.meter.finish();
+      if (tx.meter.octets !== tx.size) return this.#sizeFault(tx);
+      const rest = this.#filter(tx, handling, undefined);
+      if (rest === false) return;
+      for (const p of rest) hold(p);
       for (const piece of normalizer?.end() ?? []) {
         held.push(piece);
         heldLength += piece.length;
       }
-      tx.sha256 = tx.meter.finish();
-      if (tx.meter.octets !== tx.size) return this.#sizeFault(tx);
       await settleIo();
       await this.#sendChunk(tx, take(heldLength), true);
     } finally {
