@@ -8,6 +8,10 @@
  * Order of effects, for "never lost": a DSN is committed to the queue BEFORE the attempt that
  * makes it owed is recorded. A crash between the two can only repeat the DSN, never lose it.
  * Leases are renewed while a delivery runs, so a slow delivery is never claimed twice.
+ * Invariant 3: each group's job marks the RFC 1047 window (store.markInWindow under the current
+ * lease) right before delivery sends end-of-data; if the process dies before recordAttempt, the
+ * store's next open turns those recipients ambiguous and main logs them. A mark refused (lease
+ * lost) means end-of-data is not sent and the group is deferred.
  *
  * Policy: deferred recipients come back after the `--retry` delay (qmgr/schedule); when that
  * would pass `--max-age` they expire and bounce with their last reply. `ambiguous` outcomes (the
@@ -19,7 +23,7 @@
  * done again: at-least-once, the ambiguous window again); a route or delivery exception for a
  * group defers that group with a local reason. Nothing here throws into the loop.
  */
-import type { AttemptResult, AttemptState, ClaimedMessage, Envelope, EnvelopeRecipient, QueueStore, RecipientRecord, StoredMessage } from '../queue/index.js';
+import type { AttemptResult, AttemptState, ClaimedMessage, Envelope, EnvelopeRecipient, Lease, QueueStore, RecipientRecord, StoredMessage } from '../queue/index.js';
 import { isDue } from '../queue/index.js';
 import type { Outcome, RouteResult, RouteSuccess } from '../delivery/index.js';
 import { buildDsn, streamDsn } from '../bounce/index.js';
@@ -46,6 +50,8 @@ export interface DeliveryJob {
   readonly recipients: ReadonlyArray<{ readonly address: string; readonly notify?: EnvelopeRecipient['notify']; readonly orcpt?: string }>;
   readonly size: number;
   readonly openBody: () => AsyncIterable<Uint8Array>;
+  /** Awaited by delivery right before end-of-data; rejecting stops the transaction before it (see delivery/connection). */
+  readonly beforeEndOfData?: () => Promise<void>;
 }
 
 /** What qmgr needs of routing. */
@@ -61,7 +67,11 @@ export interface QmgrOptions {
   readonly ambiguous: 'retry' | 'hold';
   /** Concurrent deliveries per destination unless its route says otherwise. */
   readonly destinationConcurrency: number;
-  /** Messages in flight at once over all destinations. */
+  /**
+   * Deliveries at once over all destinations. Claimed messages waiting for a busy destination's
+   * window do not count against it (up to CLAIMED_PER_DELIVERY times as many may wait), so one
+   * slow destination holds its own window and no more: the others keep flowing.
+   */
   readonly maxInFlight: number;
   /** How long a claim is held before another claimer may take it; renewed at a third of it. */
   readonly leaseMs: number;
@@ -70,6 +80,9 @@ export interface QmgrOptions {
   /** Warn the sender (a "delayed" DSN, once) when a message waits longer than this; undefined: never. */
   readonly delayWarning?: number;
 }
+
+/** Claimed messages (delivering or waiting for a window) per delivery slot. */
+const CLAIMED_PER_DELIVERY = 10;
 
 /** The history note that marks a message whose delay warning went out. */
 const DELAY_NOTE = 'delay DSN sent';
@@ -103,6 +116,9 @@ interface Decided {
 
 export class QueueManager {
   private readonly windows: DestinationWindows;
+  /** One key, 'all': the global cap on deliveries, taken after the destination's window. */
+  private readonly deliverySlots: DestinationWindows;
+  /** Messages claimed and not yet recorded (delivering, or waiting for a window). */
   private inFlight = 0;
   private stopping = false;
   private loopDone: Promise<void> | undefined;
@@ -111,6 +127,7 @@ export class QueueManager {
 
   constructor(private readonly deps: QmgrDeps) {
     this.windows = new DestinationWindows(deps.options.destinationConcurrency);
+    this.deliverySlots = new DestinationWindows(deps.options.maxInFlight);
   }
 
   start(): void {
@@ -133,7 +150,7 @@ export class QueueManager {
   private async loop(): Promise<void> {
     const { store, options, clock, log } = this.deps;
     while (!this.stopping) {
-      const room = options.maxInFlight - this.inFlight;
+      const room = options.maxInFlight * CLAIMED_PER_DELIVERY - this.inFlight;
       let claimed: ClaimedMessage[] = [];
       if (room >= 2) {
         try {
@@ -192,7 +209,7 @@ export class QueueManager {
         await store.releaseLease(lease);
         return;
       }
-      const decided = await this.attempt(message, due);
+      const decided = await this.attempt(message, due, () => lease);
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
       if (dsnNote) decided.notes.push(dsnNote);
@@ -212,7 +229,7 @@ export class QueueManager {
   }
 
   /** Route every due recipient and deliver each destination's group; one outcome per recipient. */
-  private async attempt(message: StoredMessage, due: readonly number[]): Promise<Decided> {
+  private async attempt(message: StoredMessage, due: readonly number[], lease: () => Lease): Promise<Decided> {
     const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [] };
     const groups = new Map<string, Group>();
     const routes = new Map<string, RouteResult>();
@@ -234,7 +251,7 @@ export class QueueManager {
       group.indices.push(index);
       groups.set(route.destination, group);
     }
-    await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided)));
+    await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided, lease)));
     for (const index of due) {
       const outcome = decided.outcomes.get(index);
       if (outcome) decided.results.push({ recipient: index, state: outcome.kind as AttemptState, reply: outcome.reply });
@@ -242,8 +259,16 @@ export class QueueManager {
     return decided;
   }
 
-  private async deliverGroup(message: StoredMessage, group: Group, decided: Decided): Promise<void> {
-    const release = await this.windows.acquire(group.route.destination, group.route.route.concurrency);
+  /** `lease` reads the current lease (renewals replace it) when the window is marked. */
+  private async deliverGroup(message: StoredMessage, group: Group, decided: Decided, lease: () => Lease): Promise<void> {
+    // The destination's window first, then a global slot: a message waiting on a busy
+    // destination holds no slot another destination could use.
+    const releaseWindow = await this.windows.acquire(group.route.destination, group.route.route.concurrency);
+    const releaseSlot = await this.deliverySlots.acquire('all');
+    const release = (): void => {
+      releaseSlot();
+      releaseWindow();
+    };
     try {
       const env = message.envelope;
       const recipients = group.indices.map((i) => message.recipients[i] as RecipientRecord);
@@ -261,6 +286,8 @@ export class QueueManager {
         })),
         size: message.size,
         openBody: () => this.deps.store.readBody(message.id),
+        // Invariant 3: the window is marked before end-of-data goes out; a lost lease refuses.
+        beforeEndOfData: () => this.deps.store.markInWindow(lease(), group.indices, this.deps.clock.now()),
       });
       if (report.nextHop) decided.nextHops.push(report.nextHop);
       if (report.note) decided.notes.push(report.note);

@@ -268,6 +268,37 @@ describe('routes from the config file', () => {
   });
 });
 
+describe('fairness', () => {
+  it('a slow destination holds its own window, not the delivery slots other destinations need', async () => {
+    const slow = await startFakeSmtp({ slowMs: 1500 });
+    const fast = await startFakeSmtp();
+    const dir = await mkdtemp(join(tmpdir(), 'postwire-fair-'));
+    const config = join(dir, 'relay.json');
+    await writeFile(config, JSON.stringify({
+      routes: [
+        { pattern: 'slow.test', smarthost: `127.0.0.1:${slow.port}`, concurrency: 1 },
+        { pattern: '*', smarthost: `127.0.0.1:${fast.port}` },
+      ],
+    }));
+    const server = await startTestServer([...FAST, '--config', config, '--max-deliveries', '2']);
+    try {
+      for (let n = 0; n < 6; n++) await submit(server, 'a@source.test', [`slow-${n}@slow.test`], 'Subject: slow\r\n\r\nx\r\n');
+      const started = Date.now();
+      for (let n = 0; n < 3; n++) await submit(server, 'a@source.test', [`f${n}@fast.test`], 'Subject: fast\r\n\r\nx\r\n');
+      await until('the fast destination delivered', () => (fast.delivered.length === 3 ? true : undefined), 20_000);
+      const waited = Date.now() - started;
+      assert.ok(slow.delivered.length < 6, 'the slow destination is still working through its queue');
+      assert.ok(waited < 3_000, `fast mail waited ${waited} ms behind the slow destination`);
+      assert.equal(slow.maxConcurrent, 1);
+    } finally {
+      await server.stop();
+      await slow.close();
+      await fast.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('delivery by MX', () => {
   it('follows MX preference, skips a dead first MX, falls back to A, and bounces a null MX', async () => {
     const sink = await startFakeSmtp();
