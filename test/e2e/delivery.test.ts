@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { RawClient } from '../support/raw-client.js';
 import { readAll, startTestServer } from '../support/server.js';
+import { submit } from '../support/submit.js';
 import type { TestServer } from '../support/server.js';
 import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
 import type { FakeSmtpServer, SinkTransaction } from '../fakes/fake-smtp-server.js';
@@ -30,25 +31,6 @@ async function until<T>(what: string, probe: () => T | undefined | Promise<T | u
   }
 }
 
-/** Submit one message; returns its queue id. The body is dot-stuffed here. */
-async function submit(server: TestServer, from: string, to: readonly string[], message: string | Buffer, mailParams = ''): Promise<string> {
-  const c = await RawClient.connect(server.port);
-  try {
-    await c.reply();
-    await c.command('EHLO source.test');
-    assert.equal((await c.command(`MAIL FROM:<${from}>${mailParams}`)).code, 250);
-    for (const rcpt of to) assert.equal((await c.command(`RCPT TO:<${rcpt}>`)).code, 250);
-    assert.equal((await c.command('DATA')).code, 354);
-    const text = Buffer.isBuffer(message) ? message.toString('latin1') : message;
-    await c.write(Buffer.from(`${text.replace(/(^|\r\n)\./g, '$1..')}.\r\n`, 'latin1'));
-    const r = await c.reply(60_000);
-    assert.equal(r.code, 250, r.text);
-    await c.command('QUIT');
-    return /queued as (\S+)/.exec(r.text)?.[1] as string;
-  } finally {
-    c.close();
-  }
-}
 
 async function stored(server: TestServer, id: string): Promise<Buffer> {
   return readAll(server.store.readBody(id as never));

@@ -11,48 +11,24 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseQueueId } from '../../src/queue/index.js';
 import type { QueueId } from '../../src/queue/index.js';
 import { dotHeavyBody } from '../support/delivery.js';
 import { PEER_DOMAIN, postfixUnavailable, startPostfix } from '../support/postfix.js';
 import type { PostfixMessage, PostfixPeer } from '../support/postfix.js';
-import { RawClient } from '../support/raw-client.js';
 import { readAll, startTestServer } from '../support/server.js';
+import { allInState, submit as submitMessage } from '../support/submit.js';
 import type { TestServer } from '../support/server.js';
 
 const SKIP = postfixUnavailable();
 const SENDER = 'sender@source.test';
 
-/** Submits one message (dot-stuffed here) and returns its queue id. */
-async function submit(server: TestServer, rcpt: string, message: Buffer, mailParams = ''): Promise<QueueId> {
-  const c = await RawClient.connect(server.port);
-  try {
-    await c.reply();
-    assert.equal((await c.command('EHLO source.test')).code, 250);
-    assert.equal((await c.command(`MAIL FROM:<${SENDER}>${mailParams}`)).code, 250);
-    assert.equal((await c.command(`RCPT TO:<${rcpt}>`)).code, 250);
-    assert.equal((await c.command('DATA')).code, 354);
-    const stuffed = message.toString('latin1').replace(/(^|\r\n)\./g, '$1..');
-    await c.write(Buffer.from(`${stuffed}.\r\n`, 'latin1'));
-    const r = await c.reply(60_000);
-    assert.equal(r.code, 250, r.text);
-    await c.command('QUIT');
-    const id = parseQueueId(/queued as (\S+)/.exec(r.text)?.[1] ?? '');
-    assert.ok(id, `no queue id in ${r.text}`);
-    return id;
-  } finally {
-    c.close();
-  }
+/** Submits one message from SENDER; returns its queue id. */
+function submit(server: TestServer, rcpt: string, message: Buffer, mailParams = ''): Promise<QueueId> {
+  return submitMessage(server, SENDER, [rcpt], message, mailParams);
 }
 
-async function allDelivered(server: TestServer, id: QueueId, ms = 30_000): Promise<string[]> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const states = (await server.store.getMessage(id))?.recipients.map((r) => r.state) ?? [];
-    if (states.length > 0 && states.every((s) => s === 'delivered')) return states;
-    if (Date.now() > deadline) throw new Error(`${id}: recipients ${states.join(',')} after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+function allDelivered(server: TestServer, id: QueueId, ms = 30_000): Promise<string[]> {
+  return allInState(server, id, 'delivered', ms);
 }
 
 /** The stored body in the form Postfix writes files in: every CRLF as LF. Asserts that is one to one. */
