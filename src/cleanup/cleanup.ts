@@ -56,8 +56,8 @@ export interface CleanupDeps {
   readonly hostname: string;
   readonly clock: Clock;
   readonly log: Logger;
-  /** Told after each durable commit (qmgr's wake-up: new mail is due now). */
-  readonly onQueued?: (id: string) => void;
+  /** Told after each durable commit (qmgr's wake-up: new mail is due now; metrics). */
+  readonly onQueued?: (id: string, size: number) => void;
 }
 
 export function createCleanup(deps: CleanupDeps): MessageIntake {
@@ -98,7 +98,7 @@ class CleanupMessage implements IncomingMessage {
     private readonly envelope: Envelope,
     private readonly traceHeader: Buffer,
     private readonly log: Logger,
-    private readonly onQueued: ((id: string) => void) | undefined,
+    private readonly onQueued: ((id: string, size: number) => void) | undefined,
   ) {}
 
   get id(): string {
@@ -121,7 +121,7 @@ class CleanupMessage implements IncomingMessage {
       { queueId: stored.id, from: this.envelope.sender, rcpts: stored.recipients.length, size: stored.size, client: this.envelope.client.ip },
       'queued',
     );
-    this.onQueued?.(stored.id);
+    this.onQueued?.(stored.id, stored.size);
     return stored.id;
   }
 

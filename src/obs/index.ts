@@ -5,3 +5,5 @@
  */
 export { createLogger, silentLogger } from './log.js';
 export type { Logger, LogLevel } from './log.js';
+export { createMetrics } from './metrics.js';
+export type { Metrics, MetricsSources } from './metrics.js';
