@@ -4,7 +4,8 @@
  * Config in, a running relay out: the embedded queue (SQLite index + spool files), cleanup,
  * the relay-access policy and the SMTP listeners on the accepting side; routing (smart host or
  * MX through the configured DNS server), the delivery agent and the queue manager on the
- * delivering side.
+ * delivering side. At startup it logs what queue recovery found ('queue opened'), and one
+ * 'ambiguous' line per recipient the previous process left inside the RFC 1047 window.
  *
  * Startup failures (spool not writable, port in use) reject startServer() with an error that
  * says what failed; the CLI prints it and exits 1. close() is the graceful SIGTERM path: stop
@@ -20,15 +21,20 @@ import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } fro
 import { QueueManager, createQueueControl } from './qmgr/index.js';
 import type { QueueControl } from './qmgr/index.js';
 import { openSqliteStore } from './queue/sqlite/index.js';
+import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueStore } from './queue/index.js';
 import { SmtpServer, relayPolicy } from './smtpd/index.js';
-import { createLogger } from './obs/index.js';
+import { createLogger, createMetrics } from './obs/index.js';
+import { startAdminServer } from './admin/index.js';
+import type { AdminServer } from './admin/index.js';
 import type { Logger } from './obs/index.js';
 import { cidrContains, compileCidrList, systemClock } from './util/index.js';
 import type { Clock } from './util/index.js';
 
 export interface Server {
   readonly listeners: readonly HostPort[];
+  /** The admin listener's bound address (GET /metrics), when --admin is not off. */
+  readonly admin: HostPort | undefined;
   readonly store: QueueStore;
   /** Operator actions on queued mail (hold, release): what the admin API will expose. */
   readonly control: QueueControl;
@@ -54,12 +60,39 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
   const store = await openSqliteStore({ dir: config.spool, clock });
   log.info({ spool: config.spool, recovery: store.recovery }, 'queue opened');
+  // Invariant 3's logged exception: recipients the last process left inside the RFC 1047 window.
+  for (const a of store.recovery.ambiguous) {
+    const message = await store.getMessage(a.id);
+    for (const i of a.recipients) {
+      log.warn({ queueId: a.id, recipient: i, rcpt: message?.recipients[i]?.address, reply: AMBIGUOUS_AT_RESTART.reply }, 'ambiguous');
+    }
+  }
 
   const relayNetworks = compileCidrList(config.relayFrom);
   const random = options.random ?? Math.random;
   // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
   let qmgr: QueueManager | undefined;
-  const intake = createCleanup({ store, hostname: config.hostname, clock, log, onQueued: () => qmgr?.wake() });
+  let openSessions = (): number => 0;
+  const metrics = createMetrics({
+    countByState: () => store.countByState(),
+    oldestReceivedAt: async () => {
+      const heads = await Promise.all((['queued', 'deferred', 'ambiguous', 'held'] as const).map((state) => store.listMessages({ state, limit: 1 })));
+      const times = heads.flatMap((list) => list.map((m) => m.receivedAt));
+      return times.length > 0 ? Math.min(...times) : undefined;
+    },
+    openSessions: () => openSessions(),
+    now: () => clock.now(),
+  });
+  const intake = createCleanup({
+    store,
+    hostname: config.hostname,
+    clock,
+    log,
+    onQueued: (_id, size) => {
+      metrics.messageAccepted(size);
+      qmgr?.wake();
+    },
+  });
   const routes = new RouteTable(withSmarthost(config.routes, config.smarthost), {
     resolver: createDnsResolver(config.dns ? { server: config.dns } : {}),
     random,
@@ -85,6 +118,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     clock,
     log,
     random,
+    onOutcome: (state, receivedAt, now) => metrics.recipientOutcome(state, receivedAt, now),
   });
   const smtpd = new SmtpServer({
     options: {
@@ -112,10 +146,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     log,
   });
 
+  openSessions = () => smtpd.openConnections;
+  let admin: AdminServer | undefined;
   let listeners: HostPort[];
   try {
     listeners = await smtpd.listen();
+    if (config.admin !== 'off') admin = await startAdminServer(config.admin, { metrics, log });
   } catch (err) {
+    await admin?.close();
+    metrics.close();
     await smtpd.close(0);
     await store.close();
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
@@ -124,8 +163,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (config.delivery.mode === 'on') qmgr.start();
   else log.warn({}, 'delivery is off (--delivery off): accepted mail stays queued');
   if (config.delivery.mode === 'on') log.info({ nextHop: config.smarthost ? `smarthost ${config.smarthost.host}:${config.smarthost.port}` : `MX, port ${config.delivery.mxPort}`, dns: config.dns ?? 'system' }, 'delivery ready');
-  // The admin server is not built yet: say so plainly rather than pretend the flag does something.
-  if (config.admin !== 'off') log.warn({ admin: config.admin }, 'the admin server is not built in this version');
+  if (admin) log.info({ admin: admin.address }, 'admin ready: GET /metrics (the API and web page are not built in this version)');
   options.onReady?.({ listeners });
 
   let resolveClosed!: () => void;
@@ -134,6 +172,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const control = createQueueControl({ store, wake: () => qmgr?.wake() });
   return {
     listeners,
+    admin: admin?.address,
     store,
     control,
     closed,
@@ -141,6 +180,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       closing ??= (async () => {
         log.info({ reason, sessions: smtpd.openConnections }, 'shutting down');
         await smtpd.close(config.timeouts.shutdownGrace);
+        await admin?.close();
+        metrics.close();
         await qmgr?.stop();
         await agent.close();
         await store.close();

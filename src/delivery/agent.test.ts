@@ -3,7 +3,8 @@
  * over real sockets on port 0: whole (byte-exact, 20 MiB, dot-heavy, BDAT), once (retries deliver
  * one copy; ambiguous and held never move to another host), host order (refused, 421 and 554
  * greetings pass to the next host), the framing-fault guard, "delivered" only ever when the
- * sink recorded the delivery, and the long-lines policy (wrap, pass, bounce; BINARYMIME peers).
+ * sink recorded the delivery, the long-lines policy (wrap, pass, bounce; BINARYMIME peers), and
+ * the window mark (beforeEndOfData runs before end-of-data is on the wire; a rejection sends none).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -534,3 +535,65 @@ describe('delivery/agent', () => {
     });
   });
 });
+
+describe('delivery/agent: the RFC 1047 window mark (beforeEndOfData)', () => {
+  for (const extensions of [['PIPELINING', '8BITMIME'], ['PIPELINING', 'CHUNKING', '8BITMIME'], ['CHUNKING', '8BITMIME']]) {
+    const via = extensions.includes('CHUNKING') ? `BDAT${extensions.includes('PIPELINING') ? ' pipelined' : ' lock-step'}` : 'DATA';
+    it(`${via}: awaited once per transaction, and end-of-data reaches the peer only after it resolved`, async () => {
+      const body = dotHeavyBody(200_000);
+      await withSink({ extensions }, (sink) =>
+        withAgent({ chunkSize: 30_000 }, async (agent) => {
+          const seen: Array<{ transactionsAtCall: number; transactionsBeforeResolve: number }> = [];
+          const job = makeJob(body, ['bob@dst.test', 'carol@dst.test'], {
+            sizes: [7_777],
+            beforeEndOfData: async () => {
+              const transactionsAtCall = sink.transactions.length;
+              // Long enough for a terminator already written to arrive and be recorded.
+              await new Promise((resolve) => setTimeout(resolve, 150));
+              seen.push({ transactionsAtCall, transactionsBeforeResolve: sink.transactions.length });
+            },
+          });
+          const r = await agent.deliver(makeRoute(sink.port), job);
+          assert.deepEqual(kinds(r), ['delivered', 'delivered']);
+          assert.deepEqual(seen, [{ transactionsAtCall: 0, transactionsBeforeResolve: 0 }], 'once, and no end-of-data while it ran');
+          assert.equal(sink.delivered.length, 1);
+          assert.ok(sink.delivered[0]?.data.equals(body), 'byte-exact');
+          // A second message on the pooled connection: its own call.
+          const again = await agent.deliver(makeRoute(sink.port), { ...job, messageId: 'second' });
+          assert.deepEqual(kinds(again), ['delivered', 'delivered']);
+          assert.equal(seen.length, 2);
+          assert.deepEqual(seen[1], { transactionsAtCall: 1, transactionsBeforeResolve: 1 });
+        }),
+      );
+    });
+
+    it(`${via}: when it rejects, end-of-data is never sent, the recipients are deferred locally and no other host is tried`, async () => {
+      const body = dotHeavyBody(100_000);
+      await withSink({ extensions }, (sink) =>
+        withSink({ extensions }, (other) =>
+          withAgent({ chunkSize: 30_000 }, async (agent) => {
+            let calls = 0;
+            const job = makeJob(body, ['bob@dst.test', 'carol@dst.test'], {
+              beforeEndOfData: () => {
+                calls++;
+                return Promise.reject(new Error('QUEUE_LEASE_LOST: message m: the lease was lost'));
+              },
+            });
+            const r = await agent.deliver(makeRoute(sink.port, other.port), job);
+            assert.deepEqual(kinds(r), ['deferred', 'deferred']);
+            assert.ok(r.outcomes.every((o) => o.local === true && o.scope === 'message'), JSON.stringify(r.outcomes));
+            assert.ok(r.outcomes.every((o) => o.reply.startsWith('451 ') && o.reply.includes('end-of-data not sent')), JSON.stringify(r.outcomes));
+            assert.equal(calls, 1);
+            assert.match(r.note ?? '', /end-of-data not sent to mx1\.test\[127\.0\.0\.1\]:\d+: the delivery window could not be marked: QUEUE_LEASE_LOST/);
+            // Give a terminator that was written anyway the time to arrive: none was.
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            assert.equal(sink.transactions.length, 0, 'the sink never saw end-of-data');
+            assert.equal(sink.delivered.length, 0);
+            assert.equal(other.sessions, 0, 'no further host');
+          }),
+        ),
+      );
+    });
+  }
+});
+

@@ -11,6 +11,10 @@
  * last failure stands. `ambiguous` (RFC 1047 window) and `held` (framing fault) stop the walk at
  * once: another host could get a second copy, or a partial one (invariants 1 and 3).
  *
+ * The RFC 1047 window (invariant 3): job.beforeEndOfData goes with the job to every connection,
+ * which awaits it before end-of-data; when it rejects, nothing past it is sent, the recipients it
+ * left open are deferred (local, scope message: no further host), and the note says why.
+ *
  * Long lines (issue 3 item 3, DESIGN.md invariant 1's one exception): the `longLines` option
  * (config `long-lines`, default `wrap`) goes to every connection, which applies it per peer (see
  * delivery/connection): unchanged by BDAT to a BINARYMIME peer; otherwise wrapped with CRLF SP,
@@ -168,6 +172,9 @@ class Agent implements DeliveryAgent {
         decided = classifyTransaction(result.facts, pending);
         // Facts written before MAIL (long-lines bounce, unreadable spool) are Postwire's words.
         if (result.local) decided = decided.map((o) => ({ ...o, local: true }));
+        // The window could not be marked (job.beforeEndOfData): end-of-data was not sent. A local
+        // deferral of this attempt, not this host's fault; another host would need a mark too.
+        if (result.windowError !== undefined) decided = decided.map((o) => (o.scope === 'destination' ? { ...o, scope: 'message' } : o));
         this.#notes(job, label, result, notes, log);
         publish(transactionChannel, { messageId: job.messageId, host: label, detail: summary(decided) });
         log.info({ host: label, outcomes: summary(decided) }, 'transaction');
@@ -198,6 +205,10 @@ class Agent implements DeliveryAgent {
       notes.push(`framing fault at ${label}: ${detail}`);
       publish(faultChannel, { messageId: job.messageId, host: label, detail });
       log.error({ host: label, reason: r.framingFault, bodyOctets: r.bodyOctets, acceptedOctets: job.size, sha256: r.sha256 }, 'framing fault: message held');
+    }
+    if (r.windowError !== undefined) {
+      notes.push(`end-of-data not sent to ${label}: the delivery window could not be marked: ${r.windowError}`);
+      log.warn({ host: label, err: r.windowError }, 'end-of-data not sent: window mark failed');
     }
     if (r.spoolError !== undefined) {
       notes.push(`spool read error while sending to ${label}: ${r.spoolError}`);

@@ -12,6 +12,10 @@
  * a connection lost in DATA, never a prefix followed by end-of-data. Before the terminator pending
  * socket events run once, so a dropped connection is seen before the RFC 1047 window opens.
  *
+ * The window mark (DESIGN.md invariant 3): job.beforeEndOfData, when given, is awaited once per
+ * transaction right before the terminator or BDAT LAST (before the settle above); if it rejects,
+ * the connection is dropped without end-of-data and the result carries windowError.
+ *
  * Long lines (policy `long-lines`, delivery/long-lines; DESIGN.md invariant 1's one exception):
  * BDAT to a peer offering BINARYMIME (and a BINARYMIME body, which goes nowhere else) sends every
  * line unchanged. Otherwise `wrap` streams the body through a LineWrapper *after* the meter (the
@@ -72,6 +76,14 @@ export interface DeliveryJob {
   readonly size: number;
   /** A fresh stream of the stored body for each try. */
   readonly openBody: () => AsyncIterable<Uint8Array>;
+  /**
+   * The RFC 1047 window (DESIGN.md invariant 3): awaited right before end-of-data (DATA's final
+   * '.' or the BDAT LAST chunk) is written, once per transaction, so the caller can mark the
+   * window first (qmgr: QueueStore.markInWindow). If it rejects, end-of-data is never sent: the
+   * socket is destroyed, the recipients still open are deferred with a local reply
+   * (TransactionResult.windowError), and no further host is tried.
+   */
+  readonly beforeEndOfData?: () => Promise<void>;
 }
 
 /** Stable codes for the errors callers may branch on. */
@@ -131,6 +143,8 @@ export interface TransactionResult {
   readonly framingFault?: string;
   /** The spool could not be read: a local trouble, not the peer's. */
   readonly spoolError?: string;
+  /** job.beforeEndOfData rejected (its reason): end-of-data was not sent, the connection dropped. */
+  readonly windowError?: string;
 }
 
 export type OpenResult =
@@ -253,6 +267,7 @@ interface Tx {
   sha256?: string;
   framingFault?: string;
   spoolError?: string;
+  windowError?: string;
   pumpError?: unknown;
 }
 
@@ -376,6 +391,7 @@ export class SmtpConnection {
         ...(tx.sha256 !== undefined ? { sha256: tx.sha256 } : {}),
         ...(tx.framingFault !== undefined ? { framingFault: tx.framingFault } : {}),
         ...(tx.spoolError !== undefined ? { spoolError: tx.spoolError } : {}),
+        ...(tx.windowError !== undefined ? { windowError: tx.windowError } : {}),
       };
     } finally {
       this.#tx = undefined;
@@ -623,6 +639,7 @@ export class SmtpConnection {
       const rest = this.#filter(tx, handling, undefined);
       if (rest === false) return;
       this.#writeData(rest);
+      if (!(await this.#enterWindow(tx))) return;
       await settleIo();
       if (this.#session.sending !== 'data') return;
       this.#write(this.#session.dataEnd());
@@ -677,6 +694,7 @@ export class SmtpConnection {
         held.push(piece);
         heldLength += piece.length;
       }
+      if (this.#bdatOver(tx) || !(await this.#enterWindow(tx))) return;
       await settleIo();
       await this.#sendChunk(tx, take(heldLength), true);
     } finally {
@@ -699,6 +717,26 @@ export class SmtpConnection {
     if (bytes.length > 0) this.#write(bytes);
     this.#armTimer();
     return this.#drained(tx);
+  }
+
+  /**
+   * job.beforeEndOfData, awaited before end-of-data: true to go on (the pump's own checks still
+   * follow). When it rejects, the window is never entered unmarked: the session is interrupted
+   * (the socket destroyed, nothing more written; the recipients still open get a non-ambiguous
+   * interrupted fact) and windowError says why.
+   */
+  async #enterWindow(tx: Tx): Promise<boolean> {
+    const mark = tx.job.beforeEndOfData;
+    if (mark === undefined) return true;
+    try {
+      await mark();
+      return true;
+    } catch (err) {
+      tx.windowError = errorText(err ?? 'beforeEndOfData rejected');
+      this.#apply(this.#session.interrupted('connection-lost', `end-of-data not sent: ${tx.windowError}`));
+      this.destroy(`end-of-data not sent: ${tx.windowError}`);
+      return false;
+    }
   }
 
   #sizeFault(tx: Tx): void {

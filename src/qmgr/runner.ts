@@ -96,6 +96,8 @@ export interface QmgrDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly random: () => number;
+  /** Told of every recorded recipient outcome (metrics). */
+  readonly onOutcome?: (state: string, receivedAt: number, now: number) => void;
 }
 
 interface Group {
@@ -220,7 +222,9 @@ export class QueueManager {
         ...(record.nextAttemptAt !== undefined ? { nextAttemptAt: record.nextAttemptAt } : {}),
         ...(decided.notes.length > 0 ? { note: decided.notes.join('; ') } : {}),
       });
+      const recordedAt = clock.now();
       for (const r of record.results) {
+        this.deps.onOutcome?.(r.state, message.receivedAt, recordedAt);
         log.info({ queueId: message.id, rcpt: message.recipients[r.recipient]?.address, state: r.state, reply: r.reply, nextHop: decided.nextHops.join(', ') }, 'attempt');
       }
     } finally {

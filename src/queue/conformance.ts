@@ -17,7 +17,9 @@
  * values an hour past the wall clock, so every message committed during a test is due; hold and
  * release use the store's own clock, which the tests only compare against. What is NOT here,
  * because backends differ on purpose: what reopen does to live leases (the embedded store clears
- * them; a shared one keeps them until they expire). Reopen is tested on recorded state only.
+ * them; a shared one keeps them until they expire), and what becomes of a window mark
+ * (markInWindow) that no recordAttempt cleared (each backend tests its own recovery of those).
+ * Reopen is tested on recorded state only.
  * Not exported from queue/index.ts: it imports node:test.
  */
 import assert from 'node:assert/strict';
@@ -412,6 +414,7 @@ function schedulingSuite(test: StoreTest): void {
   attemptTests(test);
   operatorTests(test);
   fairnessAndConcurrencyTests(test);
+  windowTests(test);
 }
 
 function claimAndLeaseTests(test: StoreTest): void {
@@ -756,6 +759,64 @@ function operatorTests(test: StoreTest): void {
     assert.deepEqual(after?.recipients.map((r) => r.state), ['deferred', 'delivered']);
     assert.equal(after?.nextAttemptAt, t0 + 1);
     assert.deepEqual(claimedIds(await claim(h.current, t0 + 1, 'node-b')), [stored.id]);
+  });
+}
+
+/** markInWindow (invariant 3): marks under a live lease only, and recordAttempt clears them. */
+function windowTests(test: StoreTest): void {
+  test('markInWindow marks under the lease, and recordAttempt clears the marks', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(3));
+    const t0 = later();
+    const { lease } = await claimOne(h.current, t0);
+    await h.current.markInWindow(lease, [0, 1], t0);
+    await h.current.markInWindow(lease, [0, 1], t0 + 1); // again: only the time moves
+    await h.current.markInWindow(lease, [], t0 + 1); // nothing to mark: a no-op
+    assert.deepEqual(await statesOf(h.current, stored.id), ['queued', 'queued', 'queued'], 'a mark is not a state');
+    assert.deepEqual(await h.current.history(stored.id), [], 'nor a history entry');
+    const record = attempt(t0 + 2, ['delivered', 'deferred', 'deferred'], { nextAttemptAt: t0 + HOUR });
+    await h.current.recordAttempt(lease, record);
+    const message = await h.current.getMessage(stored.id);
+    const history = await h.current.history(stored.id);
+    assert.deepEqual(history, [record]);
+    // Recorded, so no mark is left over: a restart finds nothing to make ambiguous.
+    const again = await h.reopen();
+    assert.deepEqual(await again.getMessage(stored.id), message);
+    assert.deepEqual(await again.history(stored.id), history);
+    assert.deepEqual(await statesOf(again, stored.id), ['delivered', 'deferred', 'deferred']);
+  });
+
+  test('markInWindow refuses a lost lease and an invalid call, and writes nothing', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
+    const t0 = later();
+    const a = (await claim(h.current, t0, 'node-a', 1, 1000))[0]?.lease;
+    assert.ok(a);
+    const b = (await claim(h.current, t0 + 1000, 'node-b', 1, LEASE_MS))[0]?.lease;
+    assert.ok(b, 'node-b takes the expired lease');
+    await rejectsWith(() => h.current.markInWindow(a, [0, 1], t0 + 1001), 'QUEUE_LEASE_LOST');
+    await rejectsWith(() => h.current.markInWindow(b, [2], t0 + 1001), 'QUEUE_INVALID');
+    await rejectsWith(() => h.current.markInWindow(b, [-1], t0 + 1001), 'QUEUE_INVALID');
+    await rejectsWith(() => h.current.markInWindow(b, [0.5], t0 + 1001), 'QUEUE_INVALID');
+    await rejectsWith(() => h.current.markInWindow(b, [0], Number.NaN), 'QUEUE_INVALID');
+    assert.equal(await h.current.renewLease(b, t0 + LEASE_MS * 2) !== undefined, true, 'the refusals kept the lease');
+    await h.current.recordAttempt(b, attempt(t0 + 1002, ['deferred', 'deferred'], { nextAttemptAt: t0 + HOUR }));
+    await rejectsWith(() => h.current.markInWindow(b, [0], t0 + 1003), 'QUEUE_LEASE_LOST');
+    const released = (await claim(h.current, t0 + HOUR, 'node-c'))[0]?.lease;
+    assert.ok(released);
+    await h.current.releaseLease(released);
+    await rejectsWith(() => h.current.markInWindow(released, [0], t0 + HOUR), 'QUEUE_LEASE_LOST');
+    const purged = (await claim(h.current, t0 + HOUR, 'node-d'))[0]?.lease;
+    assert.ok(purged);
+    const message = await h.current.getMessage(stored.id);
+    const history = await h.current.history(stored.id);
+    await h.current.releaseLease(purged);
+    assert.equal(history.length, 1);
+    assert.deepEqual(await statesOf(h.current, stored.id), ['deferred', 'deferred']);
+    // Nothing marked survived the refusals: a restart leaves the recorded state alone.
+    const again = await h.reopen();
+    assert.deepEqual(await again.history(stored.id), history);
+    assert.deepEqual((await again.getMessage(stored.id))?.recipients, message?.recipients);
+    assert.equal(await again.purge(stored.id), true);
+    await rejectsWith(() => again.markInWindow(purged, [0], t0 + HOUR), 'QUEUE_LEASE_LOST');
   });
 }
 

@@ -24,7 +24,7 @@ export type {
   RecipientState,
   StoredMessage,
 } from './store.js';
-export { DUE_STATES, FINAL_STATES, QueueError } from './store.js';
+export { AMBIGUOUS_AT_RESTART, DUE_STATES, FINAL_STATES, QueueError } from './store.js';
 export { isDue, isFinal } from './transitions.js';
 export type { QueueId } from './ids.js';
 export { isQueueId, newQueueId, parseQueueId, QueueIdGenerator } from './ids.js';

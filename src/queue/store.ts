@@ -23,6 +23,10 @@
  * Due: not leased (or the lease expired, `until <= now`), next attempt time `<= now`, and at least
  * one recipient in a DUE_STATES state. The store keeps the next attempt time undefined exactly
  * when no recipient is due, so a finished or fully held message is never claimed.
+ * The RFC 1047 window (invariant 3): markInWindow records, before end-of-data goes out, which
+ * recipients are inside it; recordAttempt clears the marks; a mark left behind by a process that
+ * died is turned into an `ambiguous` recipient with a history entry when the backend next opens
+ * (or, on a shared backend, when it takes the dead holder's lease over: the backend's to say).
  */
 import type { BodyType, DsnNotify, DsnRet } from '../protocol/index.js';
 import type { QueueId } from './ids.js';
@@ -60,6 +64,16 @@ export const DUE_STATES: readonly RecipientState[] = ['queued', 'deferred', 'amb
 
 /** Final states: once a recipient is in one, nothing moves it again. */
 export const FINAL_STATES: readonly RecipientState[] = ['delivered', 'bounced', 'expired', 'deleted'];
+
+/**
+ * The history entry a backend appends when it finds window marks (markInWindow) that no
+ * recordAttempt cleared: the process died inside the RFC 1047 window. Each such recipient that
+ * is still due becomes `ambiguous` with this reply, in one entry (nextHop '') with this note.
+ */
+export const AMBIGUOUS_AT_RESTART = {
+  note: 'ambiguous-at-restart',
+  reply: '451 4.4.2 ambiguous: the relay stopped after end-of-data was sent and before the reply was recorded (RFC 1047)',
+} as const;
 
 export interface RecipientRecord extends EnvelopeRecipient {
   readonly state: RecipientState;
@@ -226,7 +240,8 @@ export interface QueueStore {
   /**
    * Record one delivery attempt and end the lease, all in one durable transaction: appends the
    * record to the history verbatim, counts the attempt, applies each result to its recipient,
-   * sets the next attempt time, and releases the lease. Durable when it resolves (a recipient
+   * sets the next attempt time, clears the message's window marks (markInWindow), and releases
+   * the lease. Durable when it resolves (a recipient
    * marked delivered is never offered again, even after a crash).
    * Transitions: delivered, bounced, expired and held apply to any recipient not yet final;
    * deferred and ambiguous apply to a recipient in queued, deferred or ambiguous (one an
@@ -242,6 +257,20 @@ export interface QueueStore {
    * Cost: one transaction of 2 + (recipients whose state changes) writes.
    */
   recordAttempt(lease: Lease, record: AttemptRecord): Promise<void>;
+  /**
+   * Mark the RFC 1047 window (DESIGN.md invariant 3): end-of-data for these recipients (indices
+   * into message.recipients) is about to be sent under this lease. Called right before the final
+   * '.' or BDAT LAST, so that a process that dies inside the window (after end-of-data was sent,
+   * before recordAttempt) leaves a trace: the next start turns every marked recipient that is
+   * still due into `ambiguous` and says so (see the backend's open()). recordAttempt clears the
+   * marks of the message it records (every mark made under the lease), and purge drops them.
+   * Marking the same recipient again only moves its time. Need not be durable against power loss
+   * (the embedded store writes it like a claim: a SIGKILL keeps it, a power cut may not).
+   * Rejects QUEUE_LEASE_LOST (nothing written) when the token no longer matches: the caller must
+   * then not send end-of-data. Rejects QUEUE_INVALID for an index out of range or a non-finite
+   * `at`. Cost: one transaction of one keyed write per recipient, no flush.
+   */
+  markInWindow(lease: Lease, recipients: readonly number[], at: number): Promise<void>;
   /**
    * Give the claim back unused (shutdown, or a run that never started): the message is due again
    * at once; no attempt is counted. A lease already lost is a no-op. Cost: one keyed write.

@@ -250,6 +250,34 @@ describe('routes from the config file', () => {
   });
 });
 
+describe('metrics', () => {
+  it('GET /metrics counts accepted mail, outcomes by state, framing faults and the queue', async () => {
+    await withRelay(['--admin', '127.0.0.1:0'], {}, async (server, sink) => {
+      const admin = server.server.admin;
+      assert.ok(admin, 'the admin listener is up');
+      const two = await submit(server, 'sender@source.test', ['ok-11@dest.test', 'reject-11@dest.test'], 'Subject: m\r\n\r\nx\r\n');
+      const early = await submit(server, 'a@source.test', ['early-250-12@dest.test'], `Subject: e\r\n\r\n${'line\r\n'.repeat(5000)}`);
+      await until('final states', async () => ((await states(server, two)).join() === 'delivered,bounced' ? true : undefined));
+      await until('held', async () => ((await states(server, early))[0] === 'held' ? true : undefined));
+      await until('the DSN delivered', () => deliveredTo(sink, 'sender@source.test')[0]);
+      const res = await fetch(`http://127.0.0.1:${admin.port}/metrics`);
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      const value = (series: string): number => Number(new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      assert.equal(value('postwire_messages_accepted_total'), 3, 'two submitted + one DSN');
+      assert.equal(value('postwire_recipients_total{state="bounced"}'), 1);
+      assert.equal(value('postwire_recipients_total{state="held"}'), 1);
+      assert.ok(value('postwire_recipients_total{state="delivered"}') >= 2, 'the recipient and the DSN');
+      assert.equal(value('postwire_framing_faults_total'), 1);
+      assert.equal(value('postwire_queue_recipients{state="held"}'), 1);
+      assert.ok(value('postwire_delivery_latency_seconds_count') >= 2);
+      const missing = await fetch(`http://127.0.0.1:${admin.port}/api/v1/queue`);
+      assert.equal(missing.status, 404);
+      assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
+    });
+  });
+});
+
 describe('fairness', () => {
   it('a slow destination holds its own window, not the delivery slots other destinations need', async () => {
     const slow = await startFakeSmtp({ slowMs: 1500 });

@@ -1,6 +1,8 @@
 /**
  * Runs the real `postwire serve` binary as a child process on 127.0.0.1 port 0 and finds the
  * bound port in the line serve prints once ready: `postwire: listening on 127.0.0.1:40123`.
+ * `onStdoutLine` sees every log line from the start (startup lines included, which pino may
+ * write after the ready line, since that goes to stderr).
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -17,11 +19,25 @@ export interface ServeProcess {
   kill(signal: NodeJS.Signals): void;
 }
 
-export async function startServe(flags: readonly string[]): Promise<ServeProcess> {
+export interface ServeOptions {
+  /** Every whole stdout line (the JSON log), from the first byte on: nothing logged at startup is missed. */
+  readonly onStdoutLine?: (line: string) => void;
+}
+
+export async function startServe(flags: readonly string[], options: ServeOptions = {}): Promise<ServeProcess> {
   const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--hostname', 'mx.postwire.test', ...withDefaults(flags)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  const onLine = options.onStdoutLine;
+  if (onLine !== undefined) {
+    let partial = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      const lines = (partial + chunk.toString('utf8')).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) onLine(line);
+    });
+  }
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
     let ready = false;

@@ -7,8 +7,9 @@
  * each row of a 001 spool once), recovery (see recovery.ts; proportional to the number of files),
  * one new segment file, a few directory fsyncs. It resolves only when the spool is consistent:
  * every committed message readable or listed as corrupt in `recovery`, every uncommitted byte
- * gone, and every lease cleared (work in flight when the last process ended is due again at once;
- * `recovery.releasedLeases` counts it).
+ * gone, every lease cleared (work in flight when the last process ended is due again at once;
+ * `recovery.releasedLeases` counts it), and every recipient left inside the RFC 1047 window made
+ * `ambiguous` (`recovery.ambiguous` lists them).
  *
  * Failure: rejects QUEUE_IO (with the path) when the directory cannot be created or read, when
  * another process holds the spool, or when recovery cannot discard something; QUEUE_CORRUPT when
@@ -29,7 +30,7 @@ import { SegmentLog } from './segments.js';
 import { SqliteQueueStore } from './store.js';
 
 export { SqliteQueueStore } from './store.js';
-export type { RecoveryReport, CorruptMessage } from './recovery.js';
+export type { AmbiguousAtRestart, RecoveryReport, CorruptMessage } from './recovery.js';
 export { MIGRATIONS } from './migrations.js';
 export type { Migration } from './migrations.js';
 

@@ -12,11 +12,13 @@
  * accepted. 002 adds scheduling: next_attempt_at, attempts and the lease (owner, token, until)
  * on messages, the attempts table (the history, keyed by message id + seq), and two partial
  * indexes that hold only due-able messages (next_attempt_at not null), one for fresh mail and one
- * for retries, so claimDue scans what it can claim and nothing else.
+ * for retries, so claimDue scans what it can claim and nothing else. 003 adds the RFC 1047
+ * window mark (recipients.window_at, and a partial index over the marked rows for open()).
  *
  * Cost: user_version is one read at open; applying a migration is one transaction. 002 on an old
  * spool rewrites every messages row once (ADD COLUMN, then next_attempt_at = received_at for
- * messages with a due recipient): proportional to the queue, once.
+ * messages with a due recipient): proportional to the queue, once. 003 is an ADD COLUMN with a
+ * NULL default and an empty partial index: no row rewritten.
  */
 import type Database from 'better-sqlite3';
 import { QueueError } from '../store.js';
@@ -107,6 +109,18 @@ export const MIGRATIONS: readonly Migration[] = [
         note            TEXT,
         PRIMARY KEY (message_id, seq)
       ) WITHOUT ROWID;
+    `,
+  },
+  {
+    version: 3,
+    name: 'RFC 1047 window marks',
+    sql: `
+      -- window_at: set (ms since the epoch) by markInWindow right before end-of-data goes out for
+      -- this recipient, NULL otherwise; recordAttempt clears it. A mark still set at open() means
+      -- the process died inside the window: open() turns the recipient ambiguous and clears it.
+      ALTER TABLE recipients ADD COLUMN window_at INTEGER;
+      -- open() finds the leftover marks without a table scan.
+      CREATE INDEX recipients_in_window ON recipients (message_id, idx) WHERE window_at IS NOT NULL;
     `,
   },
 ];

@@ -5,7 +5,10 @@
  * half-written segment tail or a whole batch whose transaction never committed (cut off), a spill
  * file of an uncommitted or aborted message (delete), or a segment no row uses (delete).
  *
- * What it does: clears every lease (this store is single-process, so whatever was leased was in
+ * What it does: first turns every RFC 1047 window mark left behind (markInWindow with no
+ * recordAttempt after it: the process died after end-of-data was sent, or about to send it) into
+ * an `ambiguous` recipient with a history entry (schedule-db resolveWindows; reported in
+ * `ambiguous` so main logs each one), then clears every lease (this store is single-process, so whatever was leased was in
  * flight in a process that is gone: it is due again at once; see store.ts), truncates each
  * segment to the end of its last committed record (fsyncing it), deletes segments and body files
  * no committed row references, and checks that every row's body is there and long enough. A row
@@ -13,7 +16,8 @@
  * it is listed in the report as QUEUE_CORRUPT, reads of it reject QUEUE_CORRUPT, and the operator
  * or qmgr decides. It never crashes on what it finds.
  *
- * Cost: one UPDATE over the leased rows (partial index messages_leased), one aggregate query per
+ * Cost: one indexed read of the marked recipients (partial index recipients_in_window; a durable
+ * transaction only when there are some), one UPDATE over the leased rows (partial index messages_leased), one aggregate query per
  * segment set, one indexed query per short segment, a stat per segment and per spilled body
  * file, plus unlinks/truncates for what it discards. Proportional to the number of files (and
  * of leases left behind), not of bytes.
@@ -24,6 +28,7 @@ import { join } from 'node:path';
 import type { QueueId } from '../ids.js';
 import { isQueueId } from '../ids.js';
 import type { IndexDb, SegmentUse } from './index-db.js';
+import type { AmbiguousAtRestart } from './schedule-db.js';
 import { fsyncDir, ioError, removeFile } from './fs-util.js';
 import { fileSize, parseSegmentName } from './segments.js';
 
@@ -33,9 +38,17 @@ export interface CorruptMessage {
   readonly reason: string;
 }
 
+export type { AmbiguousAtRestart } from './schedule-db.js';
+
 export interface RecoveryReport {
   /** Leases found at open (work in flight when the previous process ended), cleared: due again at once. */
   readonly releasedLeases: number;
+  /**
+   * Recipients the previous process left inside the RFC 1047 window (marked, never recorded):
+   * now `ambiguous`, with a history entry (note 'ambiguous-at-restart'). Each may have been
+   * delivered already; it will be delivered again (invariant 3's logged exception).
+   */
+  readonly ambiguous: readonly AmbiguousAtRestart[];
   /** Messages (rows) in the index after recovery, corrupt ones included. */
   readonly keptMessages: number;
   /** Segment and body files that no committed row referenced, deleted. */
@@ -67,6 +80,8 @@ export interface Recovered {
 
 export async function recover(index: IndexDb, segmentsDir: string, bodiesDir: string, now: () => number): Promise<Recovered> {
   const started = now();
+  // Before the leases go: a mark is the trace of a run that died in the window.
+  const ambiguous = index.schedule.resolveWindows(now());
   const releasedLeases = index.schedule.clearLeases();
   const tally: Tally = { discardedFiles: 0, discardedBytes: 0, truncatedSegments: 0, truncatedBytes: 0, corrupt: [] };
   const use = new Map(index.segmentUse().map((u) => [u.segment, u]));
@@ -76,6 +91,7 @@ export async function recover(index: IndexDb, segmentsDir: string, bodiesDir: st
   const highest = Math.max(0, ...seen, ...use.keys());
   const report: RecoveryReport = {
     releasedLeases,
+    ambiguous,
     keptMessages: index.countMessages(),
     ...tally,
     nextSegment: highest + 1,

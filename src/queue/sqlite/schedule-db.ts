@@ -19,13 +19,25 @@
  * `limit` rows each, plus the live-leased rows it skips without reading them: 1,000 cost ≈ 1 ms)
  * and reads each claimed message (two indexed reads).
  *
+ * The RFC 1047 window (migration 003, recipients.window_at): markInWindow sets the mark under the
+ * lease token with synchronous=NORMAL like a claim: no fsync, so a SIGKILL (the page cache and
+ * the WAL survive) keeps it, but a power loss can lose a mark; a recipient delivered in that
+ * window is then delivered again after the restart, and nothing logged it as ambiguous (the one
+ * case invariant 3's "logged" does not cover; making marks durable would cost an fsync per
+ * transaction). recordAttempt clears the message's marks in its own (durable) transaction.
+ * resolveWindows (open(), before clearLeases) turns each leftover mark of a recipient still in
+ * queued/deferred/ambiguous into `ambiguous`, with one history entry per message (nextHop '',
+ * note 'ambiguous-at-restart', not counted as an attempt; the next attempt time is kept, or set
+ * to now when none was set), clears every mark and commits durably (one WAL fsync, only when
+ * marks were found). A held or final recipient keeps its state; its mark is just cleared.
+ *
  * Failure: driver errors are QUEUE_IO with the database path; a history row whose JSON does not
  * parse is QUEUE_CORRUPT. Trusts that it is the only writer (IndexDb's exclusive lock).
  */
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { AttemptRecord, AttemptResult, ClaimedMessage, ClaimQuery, Lease, RecipientState, StoredMessage } from '../store.js';
-import { QueueError } from '../store.js';
+import { AMBIGUOUS_AT_RESTART, QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
 import { applyResult, checkClaimQuery, checkRecord, isDue, nextAttemptAfter, releaseHeld, splitClaim } from '../transitions.js';
 import type { Transition } from '../transitions.js';
@@ -42,6 +54,18 @@ interface HistoryRowRaw {
 interface StateRowRaw {
   idx: number;
   state: RecipientState;
+}
+
+interface MarkRowRaw {
+  message_id: string;
+  idx: number;
+}
+
+/** Recipients a process left inside the RFC 1047 window, made ambiguous at open(). */
+export interface AmbiguousAtRestart {
+  readonly id: QueueId;
+  /** Indices into message.recipients, ascending. */
+  readonly recipients: number[];
 }
 
 /** Due: next attempt time reached and no live lease. The partial index's condition comes first. */
@@ -83,6 +107,12 @@ export class ScheduleDb {
            lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = ?`,
       ),
       setNext: db.prepare<[number | null, string]>('UPDATE messages SET next_attempt_at = ? WHERE id = ?'),
+      nextOf: db.prepare<[string], { next_attempt_at: number | null }>('SELECT next_attempt_at FROM messages WHERE id = ?'),
+      mark: db.prepare<[number, string, number]>('UPDATE recipients SET window_at = ? WHERE message_id = ? AND idx = ?'),
+      clearMarks: db.prepare<[string]>('UPDATE recipients SET window_at = NULL WHERE message_id = ? AND window_at IS NOT NULL'),
+      marked: db.prepare<[], MarkRowRaw>(
+        'SELECT message_id, idx FROM recipients WHERE window_at IS NOT NULL ORDER BY message_id, idx',
+      ),
       nextSeq: db.prepare<[string], { seq: number }>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM attempts WHERE message_id = ?'),
       append: db.prepare<[string, number, number, string, string, number | null, string | null]>(
         'INSERT INTO attempts (message_id, seq, at, next_hop, results, next_attempt_at, note) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -96,6 +126,38 @@ export class ScheduleDb {
   /** Clear every lease (open(): nothing can be in flight in a process that just started). Returns how many. */
   clearLeases(): number {
     return guard(this.path, () => this.st.clearLeases.run().changes);
+  }
+
+  /**
+   * open(), before clearLeases: every leftover window mark of a recipient still due becomes
+   * `ambiguous` with a history entry; every mark is cleared. Returns what was made ambiguous.
+   */
+  resolveWindows(now: number): AmbiguousAtRestart[] {
+    const rows = guard(this.path, () => this.st.marked.all());
+    if (rows.length === 0) return [];
+    const byMessage = new Map<QueueId, number[]>();
+    for (const r of rows) {
+      const list = byMessage.get(r.message_id as QueueId);
+      if (list === undefined) byMessage.set(r.message_id as QueueId, [r.idx]);
+      else list.push(r.idx);
+    }
+    return this.durable(() => {
+      const out: AmbiguousAtRestart[] = [];
+      for (const [id, marked] of byMessage) {
+        const states = this.st.states.all(id).map((r) => r.state);
+        const results: AttemptResult[] = marked
+          .filter((idx) => isDue(states[idx] ?? 'deleted'))
+          .map((recipient) => ({ recipient, state: 'ambiguous', reply: AMBIGUOUS_AT_RESTART.reply }));
+        this.st.clearMarks.run(id);
+        if (results.length === 0) continue;
+        const after = this.apply(id, states, results, applyResult);
+        const next = nextAttemptAfter(after, this.st.nextOf.get(id)?.next_attempt_at ?? undefined, now);
+        this.st.setNext.run(next ?? null, id);
+        this.append(id, { at: now, nextHop: '', results, ...(next === undefined ? {} : { nextAttemptAt: next }), note: AMBIGUOUS_AT_RESTART.note });
+        out.push({ id, recipients: results.map((r) => r.recipient) });
+      }
+      return out;
+    });
   }
 
   claimDue(query: ClaimQuery): ClaimedMessage[] {
@@ -116,20 +178,33 @@ export class ScheduleDb {
     return this.relaxed(() => (this.st.renew.run(until, lease.id, lease.token).changes === 1 ? { ...lease, until } : undefined));
   }
 
+  /** Set the window mark of `recipients` under the lease (no fsync: see the module header). */
+  markInWindow(lease: Lease, recipients: readonly number[], at: number): void {
+    if (!Number.isFinite(at)) throw new QueueError('QUEUE_INVALID', `markInWindow ${lease.id}: at ${at} is not a finite time`);
+    this.relaxed(() => {
+      this.checkToken(lease);
+      const count = this.st.states.all(lease.id).length;
+      for (const idx of recipients) {
+        if (!Number.isInteger(idx) || idx < 0 || idx >= count) {
+          throw new QueueError('QUEUE_INVALID', `markInWindow ${lease.id}: recipient ${idx} is out of range (0..${count - 1})`);
+        }
+      }
+      for (const idx of recipients) this.st.mark.run(at, lease.id, idx);
+    });
+  }
+
   releaseLease(lease: Lease): void {
     this.relaxed(() => this.st.dropLease.run(lease.id, lease.token));
   }
 
   recordAttempt(lease: Lease, record: AttemptRecord): void {
     this.durable(() => {
-      const token = this.st.tokenOf.get(lease.id)?.lease_token;
-      if (token !== lease.token) {
-        throw new QueueError('QUEUE_LEASE_LOST', `message ${lease.id}: ${token === undefined ? 'no longer in the queue' : 'the lease was lost'}`);
-      }
+      this.checkToken(lease);
       const states = this.st.states.all(lease.id).map((r) => r.state);
       checkRecord(record, states.length, `recordAttempt ${lease.id}`);
       const after = this.apply(lease.id, states, record.results, applyResult);
       this.st.finishAttempt.run(nextAttemptAfter(after, record.nextAttemptAt, record.at) ?? null, lease.id);
+      this.st.clearMarks.run(lease.id);
       this.append(lease.id, record);
     });
   }
@@ -165,6 +240,14 @@ export class ScheduleDb {
       this.append(id, { at: now, nextHop: '', results, ...(next === undefined ? {} : { nextAttemptAt: next }), note: move.note });
       return true;
     });
+  }
+
+  /** Throws QUEUE_LEASE_LOST unless the message exists and its lease token is this one. */
+  private checkToken(lease: Lease): void {
+    const token = this.st.tokenOf.get(lease.id)?.lease_token;
+    if (token !== lease.token) {
+      throw new QueueError('QUEUE_LEASE_LOST', `message ${lease.id}: ${token === undefined ? 'no longer in the queue' : 'the lease was lost'}`);
+    }
   }
 
   /** Lease one message if it is still due; [] when it is not (so claimDue can flatMap). */

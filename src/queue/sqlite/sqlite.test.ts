@@ -6,7 +6,8 @@
  * collected after purge, and a SIGKILLed writer loses nothing it had reported as committed.
  * Scheduling specifics: a spool written by migration 001 upgrades and its mail is due; open()
  * clears every lease (after close, and after a SIGKILL mid-run); the claim scans run on the
- * partial indexes.
+ * partial indexes; a window mark (markInWindow) left without a record becomes an ambiguous
+ * recipient with a history entry at the next open, once, and only for a recipient still due.
  * Every store lives in a temp dir under os.tmpdir(), removed afterwards.
  */
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { patternBytes, readAll, runStoreConformance, sampleEnvelope, writeAndCommit } from '../conformance.js';
-import { QueueError } from '../store.js';
+import { AMBIGUOUS_AT_RESTART, QueueError } from '../store.js';
 import type { QueueStore } from '../store.js';
 import type { QueueId } from '../ids.js';
 import { newQueueId } from '../ids.js';
@@ -407,6 +408,68 @@ async function writeVersion1Spool(
     db.close();
   }
 }
+
+describe('sqlite store: the RFC 1047 window at open', () => {
+  it('a mark left without a record becomes ambiguous, with a history entry, once', async () => {
+    const h = await harness();
+    try {
+      const envelope = sampleEnvelope({ recipients: ['a', 'b', 'c', 'd'].map((l) => ({ address: `${l}@example.net` })) });
+      const stored = await writeAndCommit(h.store, patternBytes(10), envelope);
+      const clean = await writeAndCommit(h.store, patternBytes(10), envelope);
+      const now = Date.now() + 1000;
+      const claimed = await h.store.claimDue({ now, limit: 10, leaseMs: 3_600_000, owner: 'before' });
+      const lease = claimed.find((c) => c.message.id === stored.id)?.lease;
+      const cleanLease = claimed.find((c) => c.message.id === clean.id)?.lease;
+      assert.ok(lease && cleanLease);
+      // clean: marked, then recorded, as a run that finished does it.
+      await h.store.markInWindow(cleanLease, [0, 1, 2, 3], now);
+      await h.store.recordAttempt(cleanLease, { at: now, nextHop: 'mx', results: [0, 1, 2, 3].map((recipient) => ({ recipient, state: 'delivered', reply: '250 ok' })) });
+      // stored: 2 is held by the operator meanwhile; 0, 1 and 2 enter the window; 3 never does.
+      await h.store.markInWindow(lease, [0, 1, 2], now);
+      await h.store.hold(stored.id, 'operator');
+      await h.store.release(stored.id); // all four deferred now, lease still live
+      await h.store.hold(stored.id, 'again'); // all four held: none due
+      const heldHistory = await h.store.history(stored.id);
+      // Not recorded: the process "dies" (close without recordAttempt).
+      const again = await h.reopen();
+      assert.deepEqual(again.recovery.ambiguous, [], 'held recipients are not due: marks cleared, states kept');
+      assert.deepEqual(await again.history(stored.id), heldHistory);
+      assert.equal(again.recovery.releasedLeases, 1);
+
+      await again.release(stored.id);
+      const [run] = await again.claimDue({ now: now + 10, limit: 10, leaseMs: 3_600_000, owner: 'second' });
+      assert.equal(run?.message.id, stored.id);
+      await again.markInWindow(run.lease, [1, 3], now + 10);
+      const third = await h.reopen();
+      assert.deepEqual(third.recovery.ambiguous, [{ id: stored.id, recipients: [1, 3] }]);
+      assert.equal(third.recovery.releasedLeases, 1);
+      const message = await third.getMessage(stored.id);
+      assert.deepEqual(message?.recipients.map((r) => r.state), ['deferred', 'ambiguous', 'deferred', 'ambiguous']);
+      assert.equal(message?.attempts, 0, 'not counted as an attempt');
+      assert.equal(message?.lease, undefined);
+      assert.ok(message?.nextAttemptAt !== undefined && message.nextAttemptAt <= now + 10, 'due again at once');
+      const history = await third.history(stored.id);
+      const last = history[history.length - 1];
+      assert.deepEqual(
+        { nextHop: last?.nextHop, note: last?.note, results: last?.results, nextAttemptAt: last?.nextAttemptAt },
+        {
+          nextHop: '',
+          note: AMBIGUOUS_AT_RESTART.note,
+          results: [1, 3].map((recipient) => ({ recipient, state: 'ambiguous', reply: AMBIGUOUS_AT_RESTART.reply })),
+          nextAttemptAt: message?.nextAttemptAt,
+        },
+      );
+      assert.deepEqual(await statesOf(third, clean.id), ['delivered', 'delivered', 'delivered', 'delivered']);
+      assert.equal((await third.history(clean.id)).length, 1, 'recorded marks are cleared: no entry for clean');
+      // The marks were cleared with the entry: the next restart finds nothing.
+      const fourth = await h.reopen();
+      assert.deepEqual(fourth.recovery.ambiguous, []);
+      assert.equal((await fourth.history(stored.id)).length, history.length);
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
 
 describe('sqlite store: leases at open', () => {
   it('open clears every lease: work in flight is due again at once, the old token is lost', async () => {

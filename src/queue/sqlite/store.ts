@@ -10,12 +10,16 @@
  * the spill file or, when the segment it lived in is no longer active and now empty, of that
  * segment. Scheduling (schedule-db.ts): recordAttempt, hold and release are each one synchronous
  * transaction with one WAL fsync (≈ 1.2 ms measured, event loop blocked); claimDue, renewLease
- * and releaseLease are one synchronous transaction without an fsync (lease columns only).
+ * and releaseLease are one synchronous transaction without an fsync (lease columns only), and so
+ * is markInWindow (the RFC 1047 window mark: kept by a SIGKILL, possibly lost by a power cut, and
+ * then a duplicate is possible but not logged as ambiguous).
  *
  * Leases and crashes: this store is single-process (SQLite's exclusive lock), so no lease can be
  * live when it opens. open() clears every lease (recovery.releasedLeases counts them): work in
  * flight before a crash or kill is due again at once. That is the embedded store's crash
- * recovery for leases; a shared backend relies on lease expiry instead. hold/release stamp
+ * recovery for leases; a shared backend relies on lease expiry instead. Before that, open() turns
+ * every window mark no recordAttempt cleared into an `ambiguous` recipient with a history entry
+ * (note 'ambiguous-at-restart'), listed in recovery.ambiguous for the log. hold/release stamp
  * their history entries with the store's clock (options.clock).
  *
  * Out of scope, on purpose: compaction. A segment is deleted only when every message in it is
@@ -145,6 +149,11 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
   async recordAttempt(lease: Lease, record: AttemptRecord): Promise<void> {
     this.assertOpen();
     this.parts.index.schedule.recordAttempt(lease, record);
+  }
+
+  async markInWindow(lease: Lease, recipients: readonly number[], at: number): Promise<void> {
+    this.assertOpen();
+    this.parts.index.schedule.markInWindow(lease, recipients, at);
   }
 
   async releaseLease(lease: Lease): Promise<void> {
