@@ -110,6 +110,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       leaseMs: 10 * 60_000,
       pollMs: 1_000,
       delayWarning: config.delivery.delayWarning,
+      keepDone: config.delivery.keepDone,
     },
     store,
     routes,

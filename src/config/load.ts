@@ -296,6 +296,7 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
       ambiguous: oneOf(AMBIGUOUS_POLICIES, typed(v, 'ambiguous', 'enum')),
       longLines: oneOf(LONG_LINE_POLICIES, typed(v, 'long-lines', 'enum')),
       delayWarning: typed(v, 'delay-warning', 'duration'),
+      keepDone: typed(v, 'keep-done', 'duration'),
     },
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
   };

@@ -202,6 +202,8 @@ export const SCHEMA: readonly Setting[] = [
   define({ name: 'ambiguous', key: 'delivery.ambiguous', kind: 'enum', values: AMBIGUOUS_POLICIES, default: 'retry',
     metavar: AMBIGUOUS_POLICIES.join('|'),
     doc: 'connection lost after our end-of-data, before the reply: retry (a duplicate beats a loss) or hold' }),
+  define({ name: 'keep-done', key: 'delivery.keepDone', kind: 'duration', min: 100, max: 365 * DAY, default: HOUR,
+    doc: 'how long a message whose recipients are all delivered, bounced or expired stays in the spool for inspection' }),
   define({ name: 'delay-warning', key: 'delivery.delayWarning', kind: 'duration', min: 100, max: 365 * DAY, default: 4 * HOUR,
     doc: 'tell the sender (a "delayed" DSN, once, NOTIFY permitting) when a message has waited this long' }),
   define({ name: 'long-lines', key: 'delivery.longLines', kind: 'enum', values: LONG_LINE_POLICIES, default: 'wrap',

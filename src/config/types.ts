@@ -65,6 +65,8 @@ export interface DeliverySettings {
   readonly longLines: 'wrap' | 'pass' | 'bounce';
   /** A "delayed" DSN goes out once when a message has waited this long (NOTIFY permitting). */
   readonly delayWarning: number;
+  /** Finished messages (every recipient final) stay this long, then are purged. */
+  readonly keepDone: number;
 }
 
 export interface Config {

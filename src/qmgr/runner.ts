@@ -34,6 +34,7 @@ import type { Clock } from '../util/index.js';
 import { nextStep, retryDelay } from './schedule.js';
 import type { RetryPolicy } from './schedule.js';
 import { DestinationWindows } from './destinations.js';
+import { sweepFinished } from './retention.js';
 
 /** What qmgr needs of delivery: one attempt of one message's recipients to one destination. */
 export interface DeliveryPort {
@@ -79,6 +80,8 @@ export interface QmgrOptions {
   readonly pollMs: number;
   /** Warn the sender (a "delayed" DSN, once) when a message waits longer than this; undefined: never. */
   readonly delayWarning?: number;
+  /** Purge messages whose recipients are all final once they are this old (--keep-done). */
+  readonly keepDone: number;
 }
 
 /** Claimed messages (delivering or waiting for a window) per delivery slot. */
@@ -124,6 +127,8 @@ export class QueueManager {
   private inFlight = 0;
   private stopping = false;
   private loopDone: Promise<void> | undefined;
+  private sweeps: Promise<void> | undefined;
+  private stopSweep: (() => void) | undefined;
   private wakeUp: (() => void) | undefined;
   private readonly active = new Set<Promise<void>>();
 
@@ -134,6 +139,29 @@ export class QueueManager {
 
   start(): void {
     this.loopDone ??= this.loop();
+    this.sweeps ??= this.sweepLoop();
+  }
+
+  /** The retention sweep: finished mail older than --keep-done leaves the spool. */
+  private async sweepLoop(): Promise<void> {
+    const { store, clock, options, log } = this.deps;
+    const every = Math.min(60_000, Math.max(100, Math.floor(options.keepDone / 4)));
+    while (!this.stopping) {
+      await new Promise<void>((resolve) => {
+        const timer = clock.setTimer(every, resolve);
+        this.stopSweep = () => {
+          timer.cancel();
+          resolve();
+        };
+      });
+      if (this.stopping) return;
+      try {
+        const purged = await sweepFinished(store, clock.now() - options.keepDone);
+        if (purged > 0) log.info({ purged, keepDone: options.keepDone }, 'finished mail purged');
+      } catch (err) {
+        log.error({ err: String(err) }, 'retention sweep failed');
+      }
+    }
   }
 
   /** New mail was queued: look for due work now instead of at the next poll. */
@@ -145,7 +173,9 @@ export class QueueManager {
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake();
+    this.stopSweep?.();
     await this.loopDone;
+    await this.sweeps;
     await Promise.all([...this.active]);
   }
 

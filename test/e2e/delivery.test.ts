@@ -278,6 +278,19 @@ describe('metrics', () => {
   });
 });
 
+describe('retention', () => {
+  it('finished mail leaves the spool after --keep-done; mail still being retried stays', async () => {
+    await withRelay(['--keep-done', '300ms'], {}, async (server, sink) => {
+      const done = await submit(server, 'a@source.test', ['ok-13@dest.test'], 'Subject: done\r\n\r\nx\r\n');
+      const pending = await submit(server, 'a@source.test', ['always-451-13@dest.test'], 'Subject: pending\r\n\r\nx\r\n');
+      await until('delivered', () => deliveredTo(sink, 'ok-13@dest.test')[0]);
+      await until('the finished message purged', async () => ((await server.store.getMessage(done)) === undefined ? true : undefined), 10_000);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(await server.store.getMessage(pending), 'a message with a deferred recipient is kept');
+    });
+  });
+});
+
 describe('fairness', () => {
   it('a slow destination holds its own window, not the delivery slots other destinations need', async () => {
     const slow = await startFakeSmtp({ slowMs: 1500 });
