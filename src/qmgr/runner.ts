@@ -23,8 +23,8 @@
  * done again: at-least-once, the ambiguous window again); a route or delivery exception for a
  * group defers that group with a local reason. Nothing here throws into the loop.
  */
-import type { AttemptResult, AttemptState, ClaimedMessage, Envelope, EnvelopeRecipient, Lease, QueueStore, RecipientRecord, StoredMessage } from '../queue/index.js';
-import { isDue } from '../queue/index.js';
+import type { AttemptRecord, AttemptResult, AttemptState, ClaimedMessage, Envelope, EnvelopeRecipient, Lease, QueueStore, RecipientRecord, StoredMessage } from '../queue/index.js';
+import { QueueError, isDue } from '../queue/index.js';
 import type { Outcome, RouteResult, RouteSuccess } from '../delivery/index.js';
 import { buildDsn, streamDsn } from '../bounce/index.js';
 import type { DsnRecipient } from '../bounce/index.js';
@@ -83,6 +83,9 @@ export interface QmgrOptions {
   /** Purge messages whose recipients are all final once they are this old (--keep-done). */
   readonly keepDone: number;
 }
+
+/** How many times a failed recordAttempt is tried before the run gives up (and its lease expires). */
+const RECORD_TRIES = 5;
 
 /** Claimed messages (delivering or waiting for a window) per delivery slot. */
 const CLAIMED_PER_DELIVERY = 10;
@@ -228,11 +231,17 @@ export class QueueManager {
     let lease = claim.lease;
     const renew = clock.setTimer(Math.max(1, Math.floor(options.leaseMs / 3)), () => void renewLoop());
     const renewLoop = async (): Promise<void> => {
-      const renewed = await store.renewLease(lease, clock.now() + options.leaseMs).catch(() => undefined);
-      if (renewed) {
-        lease = renewed;
+      try {
+        const renewed = await store.renewLease(lease, clock.now() + options.leaseMs);
+        if (renewed) {
+          lease = renewed;
+          renew.refresh();
+        } else log.warn({ queueId: claim.message.id }, 'lease lost while delivering');
+      } catch (err) {
+        // A store hiccup is not a lost lease: try again at the next third.
+        log.error({ queueId: claim.message.id, err: String(err) }, 'lease renewal failed; retrying');
         renew.refresh();
-      } else log.warn({ queueId: claim.message.id }, 'lease lost while delivering');
+      }
     };
     try {
       const message = claim.message;
@@ -245,13 +254,13 @@ export class QueueManager {
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
       if (dsnNote) decided.notes.push(dsnNote);
-      await store.recordAttempt(lease, {
+      await this.recordWithRetry(() => lease, {
         at: clock.now(),
         nextHop: decided.nextHops.join(', '),
         results: record.results,
         ...(record.nextAttemptAt !== undefined ? { nextAttemptAt: record.nextAttemptAt } : {}),
         ...(decided.notes.length > 0 ? { note: decided.notes.join('; ') } : {}),
-      });
+      }, message.id);
       const recordedAt = clock.now();
       for (const r of record.results) {
         this.deps.onOutcome?.(r.state, message.receivedAt, recordedAt);
@@ -259,6 +268,37 @@ export class QueueManager {
       }
     } finally {
       renew.cancel();
+    }
+  }
+
+  /**
+   * The original for a DSN. An unreadable body (a corrupt spool entry) must not stop the DSN,
+   * nor the attempt from being recorded: the report then goes out without (the rest of) it.
+   */
+  private async *originalFor(id: StoredMessage['id']): AsyncGenerator<Uint8Array, void, undefined> {
+    try {
+      for await (const chunk of this.deps.store.readBody(id)) yield chunk;
+    } catch (err) {
+      this.deps.log.error({ queueId: id, err: String(err) }, 'the original could not be read for its DSN; sending the report without it');
+    }
+  }
+
+  /**
+   * The attempt must be recorded: a run that delivered and then failed to record would be done
+   * again when its lease expires. Store errors are retried (the lease is renewed meanwhile); a
+   * lost lease is final (someone else owns the message now).
+   */
+  private async recordWithRetry(lease: () => Lease, record: AttemptRecord, id: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.deps.store.recordAttempt(lease(), record);
+        return;
+      } catch (err) {
+        const lost = err instanceof QueueError && (err.code === 'QUEUE_LEASE_LOST' || err.code === 'QUEUE_CLOSED');
+        if (lost || attempt >= RECORD_TRIES) throw err;
+        this.deps.log.error({ queueId: id, err: String(err), attempt }, 'recording the attempt failed; retrying');
+        await new Promise<void>((resolve) => this.deps.clock.setTimer(attempt * 1_000, resolve));
+      }
     }
   }
 
@@ -303,6 +343,14 @@ export class QueueManager {
       releaseSlot();
       releaseWindow();
     };
+    if (this.stopping) {
+      // Shutting down: a group that was still waiting for its window is not started.
+      release();
+      for (const index of group.indices) {
+        decided.outcomes.set(index, { recipient: index, kind: 'deferred', scope: 'destination', reply: '451 4.3.2 not attempted: the relay is shutting down', enhanced: '4.3.2', local: true });
+      }
+      return;
+    }
     try {
       const env = message.envelope;
       const recipients = group.indices.map((i) => message.recipients[i] as RecipientRecord);
@@ -325,9 +373,19 @@ export class QueueManager {
       });
       if (report.nextHop) decided.nextHops.push(report.nextHop);
       if (report.note) decided.notes.push(report.note);
+      const delivered: number[] = [];
       for (const o of report.outcomes) {
         const index = group.indices[o.recipient];
-        if (index !== undefined) decided.outcomes.set(index, { ...o, recipient: index });
+        if (index === undefined) continue;
+        decided.outcomes.set(index, { ...o, recipient: index });
+        if (o.kind === 'delivered') delivered.push(index);
+      }
+      // Settle deliveries now: other destinations of this message (or its DSNs) may take long,
+      // and a crash meanwhile must neither redeliver these nor call them ambiguous.
+      if (delivered.length > 0) {
+        await this.deps.store.settleDelivered(lease(), delivered).catch((err: unknown) => {
+          this.deps.log.warn({ queueId: message.id, err: String(err) }, 'settling delivered recipients failed; the attempt record will');
+        });
       }
     } catch (err) {
       this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), queueId: message.id, destination: group.route.destination }, 'delivery failed');
@@ -426,7 +484,7 @@ export class QueueManager {
       return false;
     }
     try {
-      for await (const chunk of streamDsn(dsn, this.deps.store.readBody(message.id))) await incoming.write(chunk);
+      for await (const chunk of streamDsn(dsn, this.originalFor(message.id))) await incoming.write(chunk);
       const id = await incoming.commit();
       this.deps.log.info({ queueId: message.id, dsn: id, to: dsn.recipient, kind: dsn.kind, nextAttemptAt }, 'DSN queued');
       return true;

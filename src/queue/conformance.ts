@@ -785,6 +785,21 @@ function windowTests(test: StoreTest): void {
     assert.deepEqual(await statesOf(again, stored.id), ['delivered', 'deferred', 'deferred']);
   });
 
+  test('settleDelivered makes recipients delivered and clears their marks before the attempt is recorded', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
+    const t0 = later();
+    const { lease } = await claimOne(h.current, t0);
+    await h.current.markInWindow(lease, [0, 1], t0);
+    await h.current.settleDelivered(lease, [0]);
+    assert.deepEqual(await statesOf(h.current, stored.id), ['delivered', 'queued']);
+    await assert.rejects(h.current.settleDelivered(lease, [7]), (e: unknown) => e instanceof QueueError && e.code === 'QUEUE_INVALID');
+    await assert.rejects(h.current.settleDelivered({ ...lease, token: 'stale' }, [1]), (e: unknown) => e instanceof QueueError && e.code === 'QUEUE_LEASE_LOST');
+    // The run dies here, before recordAttempt: the delivered recipient stays delivered and is not
+    // due; only a recipient still in the window is the store's to make ambiguous (where supported).
+    const again = await h.reopen();
+    assert.equal((await statesOf(again, stored.id))[0], 'delivered');
+  });
+
   test('markInWindow refuses a lost lease and an invalid call, and writes nothing', async (h) => {
     const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
     const t0 = later();

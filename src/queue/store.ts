@@ -270,6 +270,15 @@ export interface QueueStore {
    * then not send end-of-data. Rejects QUEUE_INVALID for an index out of range or a non-finite
    * `at`. Cost: one transaction of one keyed write per recipient, no flush.
    */
+  /**
+   * The peer answered 2xx to our end-of-data for these recipients: make them `delivered` and
+   * clear their window marks now, before the rest of the message's run (other destinations, DSNs)
+   * is recorded, so a crash in between neither redelivers them nor calls them ambiguous. Same
+   * durability class as markInWindow (survives a process kill; recordAttempt later fsyncs).
+   * Rejects QUEUE_LEASE_LOST on a stale token, QUEUE_INVALID on a bad index. Cost: one unsynced
+   * transaction.
+   */
+  settleDelivered(lease: Lease, recipients: readonly number[]): Promise<void>;
   markInWindow(lease: Lease, recipients: readonly number[], at: number): Promise<void>;
   /**
    * Give the claim back unused (shutdown, or a run that never started): the message is due again

@@ -108,7 +108,7 @@ export class ScheduleDb {
       ),
       setNext: db.prepare<[number | null, string]>('UPDATE messages SET next_attempt_at = ? WHERE id = ?'),
       nextOf: db.prepare<[string], { next_attempt_at: number | null }>('SELECT next_attempt_at FROM messages WHERE id = ?'),
-      mark: db.prepare<[number, string, number]>('UPDATE recipients SET window_at = ? WHERE message_id = ? AND idx = ?'),
+      mark: db.prepare<[number | null, string, number]>('UPDATE recipients SET window_at = ? WHERE message_id = ? AND idx = ?'),
       clearMarks: db.prepare<[string]>('UPDATE recipients SET window_at = NULL WHERE message_id = ? AND window_at IS NOT NULL'),
       marked: db.prepare<[], MarkRowRaw>(
         'SELECT message_id, idx FROM recipients WHERE window_at IS NOT NULL ORDER BY message_id, idx',
@@ -190,6 +190,21 @@ export class ScheduleDb {
         }
       }
       for (const idx of recipients) this.st.mark.run(at, lease.id, idx);
+    });
+  }
+
+  /** Delivered recipients leave the window now, without waiting for the whole attempt's record. */
+  settleDelivered(lease: Lease, recipients: readonly number[]): void {
+    this.relaxed(() => {
+      this.checkToken(lease);
+      const states = this.st.states.all(lease.id).map((r) => r.state);
+      for (const idx of recipients) {
+        if (!Number.isInteger(idx) || idx < 0 || idx >= states.length) {
+          throw new QueueError('QUEUE_INVALID', `settleDelivered ${lease.id}: recipient ${idx} is out of range (0..${states.length - 1})`);
+        }
+      }
+      this.apply(lease.id, states, recipients.map((recipient) => ({ recipient, state: 'delivered' as const, reply: '' })), applyResult);
+      for (const idx of recipients) this.st.mark.run(null, lease.id, idx);
     });
   }
 

@@ -156,6 +156,11 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     this.parts.index.schedule.markInWindow(lease, recipients, at);
   }
 
+  async settleDelivered(lease: Lease, recipients: readonly number[]): Promise<void> {
+    this.assertOpen();
+    this.parts.index.schedule.settleDelivered(lease, recipients);
+  }
+
   async releaseLease(lease: Lease): Promise<void> {
     this.assertOpen();
     this.parts.index.schedule.releaseLease(lease);
