@@ -34,6 +34,11 @@ export class DestinationWindows {
     };
   }
 
+  /** Deliveries waiting for a slot of `destination`. */
+  waitingFor(destination: string): number {
+    return this.windows.get(destination)?.waiting.length ?? 0;
+  }
+
   /** Deliveries in progress to `destination`. */
   activeFor(destination: string): number {
     return this.windows.get(destination)?.active ?? 0;

@@ -84,6 +84,14 @@ export interface QmgrOptions {
   readonly keepDone: number;
 }
 
+/**
+ * A destination whose window already has this many waiters per slot takes no more: further
+ * claims for it are given back (not before BACKOFF_MS, no attempt counted), so a deep backlog for
+ * one slow destination cannot fill every claim and starve the others.
+ */
+const WAITING_PER_SLOT = 2;
+const BACKOFF_MS = 1_000;
+
 /** How many times a failed recordAttempt is tried before the run gives up (and its lease expires). */
 const RECORD_TRIES = 5;
 
@@ -251,6 +259,10 @@ export class QueueManager {
         return;
       }
       const decided = await this.attempt(message, due, () => lease);
+      if (decided === 'backoff') {
+        await store.releaseLease(lease, clock.now() + BACKOFF_MS);
+        return;
+      }
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
       if (dsnNote) decided.notes.push(dsnNote);
@@ -303,7 +315,7 @@ export class QueueManager {
   }
 
   /** Route every due recipient and deliver each destination's group; one outcome per recipient. */
-  private async attempt(message: StoredMessage, due: readonly number[], lease: () => Lease): Promise<Decided> {
+  private async attempt(message: StoredMessage, due: readonly number[], lease: () => Lease): Promise<Decided | 'backoff'> {
     const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [] };
     const groups = new Map<string, Group>();
     const routes = new Map<string, RouteResult>();
@@ -325,12 +337,18 @@ export class QueueManager {
       group.indices.push(index);
       groups.set(route.destination, group);
     }
+    if (decided.outcomes.size === 0 && groups.size > 0 && [...groups.values()].every((g) => this.backlogged(g))) return 'backoff';
     await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided, lease)));
     for (const index of due) {
       const outcome = decided.outcomes.get(index);
       if (outcome) decided.results.push({ recipient: index, state: outcome.kind as AttemptState, reply: outcome.reply });
     }
     return decided;
+  }
+
+  private backlogged(group: Group): boolean {
+    const limit = Math.max(1, group.route.route.concurrency ?? this.deps.options.destinationConcurrency);
+    return this.windows.waitingFor(group.route.destination) >= WAITING_PER_SLOT * limit;
   }
 
   /** `lease` reads the current lease (renewals replace it) when the window is marked. */

@@ -458,6 +458,18 @@ function claimAndLeaseTests(test: StoreTest): void {
     assert.deepEqual(claimedIds(await claim(h.current, t0 + LEASE_MS, 'node-d')), [m1, m3]);
   });
 
+  test('a lease released with notBefore makes the message due only then, with no attempt counted', async (h) => {
+    const [m1] = await commitMany(h.current, 1);
+    const t0 = later();
+    const [first] = await claim(h.current, t0, 'node-a');
+    assert.ok(first);
+    await h.current.releaseLease(first.lease, t0 + 5000);
+    assert.deepEqual(claimedIds(await claim(h.current, t0 + 4999, 'node-b')), [], 'not due before notBefore');
+    const [later_] = await claim(h.current, t0 + 5000, 'node-b');
+    assert.deepEqual(claimedIds(later_ ? [later_] : []), [m1]);
+    assert.equal(later_?.attempts, 0);
+  });
+
   test('an expired lease passes to another owner, and the old token is lost', async (h) => {
     const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
     const t0 = later();

@@ -282,9 +282,10 @@ export interface QueueStore {
   markInWindow(lease: Lease, recipients: readonly number[], at: number): Promise<void>;
   /**
    * Give the claim back unused (shutdown, or a run that never started): the message is due again
-   * at once; no attempt is counted. A lease already lost is a no-op. Cost: one keyed write.
+   * at once, or not before `notBefore` when given (qmgr backing off a destination whose queue is
+   * full); no attempt is counted. A lease already lost is a no-op. Cost: one keyed write.
    */
-  releaseLease(lease: Lease): Promise<void>;
+  releaseLease(lease: Lease, notBefore?: number): Promise<void>;
   /** The message's history, oldest first, each record as it was written; [] for an unknown id. One indexed read. */
   history(id: QueueId): Promise<AttemptRecord[]>;
   /**

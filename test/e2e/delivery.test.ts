@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { RawClient } from '../support/raw-client.js';
-import { readAll, startTestServer } from '../support/server.js';
+import { readAll, startTestServer, startTestServerOn } from '../support/server.js';
 import { submit } from '../support/submit.js';
 import type { TestServer } from '../support/server.js';
 import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
@@ -318,6 +318,44 @@ describe('fairness', () => {
       await slow.close();
       await fast.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('fairness under a deep backlog', () => {
+  it('a backlog for one slow destination larger than the claim budget does not hold up the others', async () => {
+    const slow = await startFakeSmtp({ slowMs: 1000 });
+    const fast = await startFakeSmtp();
+    const dir = await mkdtemp(join(tmpdir(), 'postwire-backlog-'));
+    const config = join(dir, 'relay.json');
+    await writeFile(config, JSON.stringify({
+      routes: [
+        { pattern: 'slow.test', smarthost: `127.0.0.1:${slow.port}`, concurrency: 1 },
+        { pattern: '*', smarthost: `127.0.0.1:${fast.port}` },
+      ],
+    }));
+    // --max-deliveries 2: at most 20 claimed messages; 30 are queued for the slow destination.
+    const server = await startTestServer(['--config', config, '--delivery', 'off']);
+    try {
+      for (let n = 0; n < 30; n++) await submit(server, 'a@source.test', [`slow-${n}@slow.test`], 'Subject: slow\r\n\r\nx\r\n');
+      for (let n = 0; n < 3; n++) await submit(server, 'a@source.test', [`g${n}@fast.test`], 'Subject: fast\r\n\r\nx\r\n');
+    } finally {
+      await server.close();
+    }
+    // The same spool, now delivering: the whole backlog is due at once.
+    const relay = await startTestServerOn(server.spool, [...FAST, '--config', config, '--max-deliveries', '2']);
+    try {
+      const started = Date.now();
+      await until('the fast destination delivered', () => (fast.delivered.length === 3 ? true : undefined), 20_000);
+      const waited = Date.now() - started;
+      assert.ok(waited < 4_000, `fast mail waited ${waited} ms behind a 30-message slow backlog`);
+      assert.ok(slow.delivered.length < 10, 'the slow destination is still working through its backlog');
+    } finally {
+      await relay.stop();
+      await slow.close();
+      await fast.close();
+      await rm(dir, { recursive: true, force: true });
+      await rm(server.spool, { recursive: true, force: true });
     }
   });
 });

@@ -20,7 +20,10 @@ export interface TestServer {
   readonly config: Config;
   /** Every stored message with its body, oldest first. */
   messages(): Promise<Array<StoredMessage & { body: Buffer }>>;
+  /** Stop and remove the spool. */
   stop(): Promise<void>;
+  /** Stop and keep the spool (for a restart with startTestServerOn). */
+  close(): Promise<void>;
 }
 
 /**
@@ -46,7 +49,11 @@ export function testConfig(spool: string, flags: readonly string[] = []): Config
 }
 
 export async function startTestServer(flags: readonly string[] = []): Promise<TestServer> {
-  const spool = await mkdtemp(join(tmpdir(), 'postwire-test-'));
+  return startTestServerOn(await mkdtemp(join(tmpdir(), 'postwire-test-')), flags);
+}
+
+/** As startTestServer, on an existing spool (a restart). `close()` stops it and keeps the spool. */
+export async function startTestServerOn(spool: string, flags: readonly string[] = []): Promise<TestServer> {
   const config = testConfig(spool, flags);
   const server = await startServer(config, { log: silentLogger });
   const port = server.listeners[0]?.port;
@@ -67,6 +74,7 @@ export async function startTestServer(flags: readonly string[] = []): Promise<Te
       await server.close('test over');
       await rm(spool, { recursive: true, force: true });
     },
+    close: () => server.close('test over'),
   };
 }
 

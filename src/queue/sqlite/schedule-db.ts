@@ -96,6 +96,11 @@ export class ScheduleDb {
       dropLease: db.prepare<[string, string]>(
         'UPDATE messages SET lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?',
       ),
+      dropLeaseUntil: db.prepare<[number, number, string, string]>(
+        'UPDATE messages SET lease_owner = NULL, lease_token = NULL, lease_until = NULL, ' +
+          'next_attempt_at = CASE WHEN next_attempt_at IS NULL OR next_attempt_at < ? THEN ? ELSE next_attempt_at END ' +
+          'WHERE id = ? AND lease_token = ?',
+      ),
       clearLeases: db.prepare(
         'UPDATE messages SET lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE lease_token IS NOT NULL',
       ),
@@ -208,8 +213,13 @@ export class ScheduleDb {
     });
   }
 
-  releaseLease(lease: Lease): void {
-    this.relaxed(() => this.st.dropLease.run(lease.id, lease.token));
+  releaseLease(lease: Lease, notBefore?: number): void {
+    if (notBefore !== undefined && !Number.isFinite(notBefore)) {
+      throw new QueueError('QUEUE_INVALID', `releaseLease ${lease.id}: notBefore ${notBefore} is not a finite time`);
+    }
+    this.relaxed(() =>
+      notBefore === undefined ? this.st.dropLease.run(lease.id, lease.token) : this.st.dropLeaseUntil.run(notBefore, notBefore, lease.id, lease.token),
+    );
   }
 
   recordAttempt(lease: Lease, record: AttemptRecord): void {

@@ -161,9 +161,9 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     this.parts.index.schedule.settleDelivered(lease, recipients);
   }
 
-  async releaseLease(lease: Lease): Promise<void> {
+  async releaseLease(lease: Lease, notBefore?: number): Promise<void> {
     this.assertOpen();
-    this.parts.index.schedule.releaseLease(lease);
+    this.parts.index.schedule.releaseLease(lease, notBefore);
   }
 
   async history(id: QueueId): Promise<AttemptRecord[]> {
