@@ -22,6 +22,7 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { decodeUtf8AddrXtext, encodeUtf8AddrXtext, encodeXtext } from '../protocol/index.js';
 import type { BodyType, DsnNotify, DsnRet } from '../protocol/index.js';
+import { rfc5322Date } from '../util/index.js';
 
 export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'expanded' | 'relayed';
 /** NOTIFY as the queue keeps it: absent = the RFC 3461 default, 'NEVER' = no report at all. */
@@ -528,16 +529,6 @@ function pickBoundary(input: DsnInput, parts: readonly string[]): string {
 function idPart(text: string): string {
   const safe = text.replace(/[^A-Za-z0-9.\-_]/g, (c) => `=${hex(c.charCodeAt(0), 2)}`).replace(/^\.+|\.+$/g, '').replace(/\.{2,}/g, '.');
   return safe === '' ? 'postwire' : safe;
-}
-
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'] as const;
-
-/** RFC 5322 §3.3 date-time in UTC, e.g. `Thu, 13 Feb 2025 09:05:00 +0000`. */
-export function rfc5322Date(ms: number): string {
-  const d = new Date(ms);
-  const two = (n: number): string => String(n).padStart(2, '0');
-  return `${DAYS[d.getUTCDay()] ?? 'Sun'}, ${two(d.getUTCDate())} ${MONTHS[d.getUTCMonth()] ?? 'Jan'} ${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
 }
 
 function hex(n: number, width: number): string {

@@ -10,6 +10,6 @@
  * null-sender message never gets a DSN (nothing bounces a bounce): buildDsn returns undefined
  * and planDsn gives the reason for the log.
  */
-export { buildDsn, planDsn, shouldNotify, whichRecipientsNotify, rfc5322Date } from './dsn.js';
+export { buildDsn, planDsn, shouldNotify, whichRecipientsNotify } from './dsn.js';
 export type { Dsn, DsnAction, DsnInput, DsnPlan, DsnRecipient, NotifySetting } from './dsn.js';
 export { HeaderSectionCutter, streamDsn } from './original.js';

@@ -5,5 +5,5 @@
  */
 export { createCleanup } from './cleanup.js';
 export type { ClientInfo, GeneratedMessage, IncomingMessage, MessageIntake, CleanupDeps } from './cleanup.js';
-export { formatReceived, rfc5322Date, ipLiteral } from './received.js';
+export { formatReceived, ipLiteral } from './received.js';
 

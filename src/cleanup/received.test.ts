@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatReceived, ipLiteral, rfc5322Date } from './received.js';
+import { formatReceived, ipLiteral } from './received.js';
+import { rfc5322Date } from '../util/index.js';
 
 const base = {
   helo: 'client.example',

@@ -7,6 +7,7 @@
  * Trust: the HELO name is client text, so anything outside printable ASCII (or UTF-8 when the
  * transaction is SMTPUTF8) is replaced, and CR/LF can never reach the header.
  */
+import { rfc5322Date } from '../util/index.js';
 export interface ReceivedFields {
   readonly helo: string;
   readonly clientIp: string;
@@ -31,11 +32,6 @@ export function ipLiteral(ip: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped) return `[${mapped[1]}]`;
   return ip.includes(':') ? `[IPv6:${ip}]` : `[${ip}]`;
-}
-
-export function rfc5322Date(ms: number): string {
-  // toUTCString is "Sun, 29 Nov 2026 18:47:01 GMT"; RFC 5322 prefers a numeric zone.
-  return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
 }
 
 function clean(text: string, utf8: boolean): string {

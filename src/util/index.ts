@@ -11,3 +11,4 @@ export { parseDuration, formatDuration, DURATION_HINT } from './duration.js';
 export type { DurationResult } from './duration.js';
 export { parseSize, formatSize, SIZE_HINT } from './size.js';
 export type { SizeResult } from './size.js';
+export { rfc5322Date } from './date.js';
