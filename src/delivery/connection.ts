@@ -616,37 +616,54 @@ export class SmtpConnection {
     if (out.length > 0) this.#write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
   }
 
-  async #pumpData(tx: Tx): Promise<void> {
-    const handling = this.#longLineHandling(tx, 'data');
+  /**
+   * Reads the whole body from the spool for either pump: each chunk is counted and hashed as read
+   * (the framing guard counts what the spool holds, before any wrap), then passed through the
+   * long-line filter and handed to `send`. Returns the filter's final pieces once the body is read
+   * in full and matches what was accepted; false when the pump must stop (no longer `wanted`,
+   * `send` said stop, a spool error or a size fault, each already reported).
+   */
+  async #readBody(
+    tx: Tx,
+    handling: LongLineHandling,
+    wanted: () => boolean,
+    send: (pieces: readonly Uint8Array[]) => Promise<boolean>,
+  ): Promise<readonly Uint8Array[] | false> {
     const body = openSpool(tx.job);
     try {
       for (;;) {
         const next = await body.next();
-        if (this.#session.sending !== 'data') return; // decided or lost meanwhile
-        if (next.error !== undefined) return this.#spoolFailed(tx, next.error);
+        if (!wanted()) return false;
+        if (next.error !== undefined) return this.#spoolFailed(tx, next.error), false;
         if (next.chunk === undefined) break;
-        tx.meter.add(next.chunk); // the guard counts what the spool holds, before any wrap
-        if (tx.meter.octets > tx.size) return this.#sizeFault(tx);
+        tx.meter.add(next.chunk);
+        if (tx.meter.octets > tx.size) return this.#sizeFault(tx), false;
         const pieces = this.#filter(tx, handling, next.chunk);
-        if (pieces === false) return;
-        // One write per spool chunk: a dot-heavy chunk stuffs into hundreds of small pieces.
-        this.#writeData(pieces);
-        this.#armTimer(); // data-block: per write
-        if (!(await this.#drained(tx))) return;
+        if (pieces === false || !(await send(pieces))) return false;
       }
       tx.sha256 = tx.meter.finish();
-      if (tx.meter.octets !== tx.size) return this.#sizeFault(tx);
-      const rest = this.#filter(tx, handling, undefined);
-      if (rest === false) return;
-      this.#writeData(rest);
-      if (!(await this.#enterWindow(tx))) return;
-      await settleIo();
-      if (this.#session.sending !== 'data') return;
-      this.#write(this.#session.dataEnd());
-      this.#armTimer();
+      if (tx.meter.octets !== tx.size) return this.#sizeFault(tx), false;
+      return this.#filter(tx, handling, undefined);
     } finally {
       await body.close();
     }
+  }
+
+  async #pumpData(tx: Tx): Promise<void> {
+    const handling = this.#longLineHandling(tx, 'data');
+    const rest = await this.#readBody(tx, handling, () => this.#session.sending === 'data', async (pieces) => {
+      // One write per spool chunk: a dot-heavy chunk stuffs into hundreds of small pieces.
+      this.#writeData(pieces);
+      this.#armTimer(); // data-block: per write
+      return this.#drained(tx);
+    });
+    if (rest === false) return;
+    this.#writeData(rest);
+    if (!(await this.#enterWindow(tx))) return;
+    await settleIo();
+    if (this.#session.sending !== 'data') return;
+    this.#write(this.#session.dataEnd());
+    this.#armTimer();
   }
 
   async #pumpBdat(tx: Tx): Promise<void> {
@@ -664,42 +681,25 @@ export class SmtpConnection {
       heldLength = rest.length;
       return out;
     };
-    const hold = (chunk: Uint8Array): void => {
-      for (const piece of normalizer ? normalizer.push(chunk) : [Buffer.from(chunk)]) {
+    const keep = (pieces: Iterable<Buffer>): void => {
+      for (const piece of pieces) {
         held.push(piece);
         heldLength += piece.length;
       }
     };
-    const body = openSpool(tx.job);
-    try {
-      for (;;) {
-        const next = await body.next();
-        if (this.#bdatOver(tx)) return;
-        if (next.error !== undefined) return this.#spoolFailed(tx, next.error);
-        if (next.chunk === undefined) break;
-        tx.meter.add(next.chunk); // the guard counts what the spool holds, before any wrap
-        if (tx.meter.octets > tx.size) return this.#sizeFault(tx);
-        const pieces = this.#filter(tx, handling, next.chunk);
-        if (pieces === false) return;
-        for (const p of pieces) hold(p);
-        // Strictly more than a chunk: something always remains to go out with LAST.
-        while (heldLength > chunkSize) if (!(await this.#sendChunk(tx, take(chunkSize), false))) return;
-      }
-      tx.sha256 = tx.meter.finish();
-      if (tx.meter.octets !== tx.size) return this.#sizeFault(tx);
-      const rest = this.#filter(tx, handling, undefined);
-      if (rest === false) return;
-      for (const p of rest) hold(p);
-      for (const piece of normalizer?.end() ?? []) {
-        held.push(piece);
-        heldLength += piece.length;
-      }
-      if (this.#bdatOver(tx) || !(await this.#enterWindow(tx))) return;
-      await settleIo();
-      await this.#sendChunk(tx, take(heldLength), true);
-    } finally {
-      await body.close();
-    }
+    const hold = (chunk: Uint8Array): void => keep(normalizer ? normalizer.push(chunk) : [Buffer.from(chunk)]);
+    const rest = await this.#readBody(tx, handling, () => !this.#bdatOver(tx), async (pieces) => {
+      for (const p of pieces) hold(p);
+      // Strictly more than a chunk: something always remains to go out with LAST.
+      while (heldLength > chunkSize) if (!(await this.#sendChunk(tx, take(chunkSize), false))) return false;
+      return true;
+    });
+    if (rest === false) return;
+    for (const p of rest) hold(p);
+    keep(normalizer?.end() ?? []);
+    if (this.#bdatOver(tx) || !(await this.#enterWindow(tx))) return;
+    await settleIo();
+    await this.#sendChunk(tx, take(heldLength), true);
   }
 
   /** The body is no longer wanted: decided, stopped by a refused chunk, or closed. */
