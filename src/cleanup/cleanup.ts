@@ -84,7 +84,7 @@ export function createCleanup(deps: CleanupDeps): MessageIntake {
         utf8: envelope.params.smtputf8 === true,
         nowMs: deps.clock.now(),
       });
-      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps.log.child({ session: client.session }), deps.onQueued);
+      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps.log, client.session, deps.onQueued);
     },
   };
   return intake;
@@ -98,6 +98,7 @@ class CleanupMessage implements IncomingMessage {
     private readonly envelope: Envelope,
     private readonly traceHeader: Buffer,
     private readonly log: Logger,
+    private readonly session: string,
     private readonly onQueued: ((id: string, size: number) => void) | undefined,
   ) {}
 
@@ -118,7 +119,7 @@ class CleanupMessage implements IncomingMessage {
     if (this.headerPending) await this.writeHeader();
     const stored = await this.writer.commit(this.envelope);
     this.log.info(
-      { queueId: stored.id, from: this.envelope.sender, rcpts: stored.recipients.length, size: stored.size, client: this.envelope.client.ip },
+      { session: this.session, queueId: stored.id, from: this.envelope.sender, rcpts: stored.recipients.length, size: stored.size, client: this.envelope.client.ip },
       'queued',
     );
     this.onQueued?.(stored.id, stored.size);

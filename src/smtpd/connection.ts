@@ -108,6 +108,8 @@ export class SmtpConnection {
   /** The client is not reading its replies: stop reading its commands until it does. */
   private outputBlocked = false;
   private idle: Timer | undefined;
+  /** The period `idle` was armed with. */
+  private idleMs = 0;
   /** The idle timer fired once while we were busy on the store or a policy. */
   private stalled = false;
   /** The client sent FIN: finish what it sent, answer it, then close. */
@@ -136,7 +138,8 @@ export class SmtpConnection {
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     this.socket.on('close', () => this.onClose());
     this.socket.on('end', () => this.onEnd());
-    this.idle = this.deps.clock.setTimer(this.deps.options.commandTimeout, () => this.onIdleTimeout());
+    this.idleMs = this.deps.options.commandTimeout;
+    this.idle = this.deps.clock.setTimer(this.idleMs, () => this.onIdleTimeout());
     this.log.debug({ port: this.client.port }, 'connect');
     const verdict = await this.deps.policy.onConnect(this.policyClient());
     if (this.stopped) return;
@@ -462,10 +465,16 @@ export class SmtpConnection {
     if (this.socket.isPaused() && !this.outputBlocked && this.inboxBytes <= INBOX_HIGH_WATER / 2) this.socket.resume();
   }
 
+  /** Runs after every input chunk: refresh the timer in place unless the mode's timeout changed. */
   private armIdleTimer(): void {
     if (this.stopped || !this.idle) return;
-    this.idle.cancel();
     const ms = this.mode.kind === 'command' ? this.deps.options.commandTimeout : this.deps.options.dataTimeout;
+    if (ms === this.idleMs) {
+      this.idle.refresh();
+      return;
+    }
+    this.idle.cancel();
+    this.idleMs = ms;
     this.idle = this.deps.clock.setTimer(ms, () => this.onIdleTimeout());
   }
 
