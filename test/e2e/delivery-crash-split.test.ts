@@ -13,14 +13,7 @@ import { RawClient } from '../support/raw-client.js';
 import { startServe } from '../support/process.js';
 import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
 import { openSqliteStore } from '../../src/queue/sqlite/index.js';
-
-async function until(what: string, probe: () => boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../support/wait.js';
 
 it('a recipient delivered before a SIGKILL is not delivered again while a sibling destination was still running', { timeout: 60_000 }, async () => {
   const fast = await startFakeSmtp();

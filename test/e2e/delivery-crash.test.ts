@@ -38,6 +38,7 @@ import type { ServeProcess } from '../support/process.js';
 import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
 import { openSqliteStore } from '../../src/queue/sqlite/index.js';
 import { AMBIGUOUS_AT_RESTART } from '../../src/queue/index.js';
+import { until } from '../support/wait.js';
 
 const TOTAL = 1000;
 const CLIENTS = 20;
@@ -107,14 +108,6 @@ function collectAttempts(relay: ServeProcess): AttemptLine[] {
     }
   });
   return attempts;
-}
-
-async function until(what: string, probe: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -18,19 +18,9 @@ import type { TestServer } from '../support/server.js';
 import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
 import type { FakeSmtpServer, SinkTransaction } from '../fakes/fake-smtp-server.js';
 import { startFakeDns } from '../fakes/fake-dns.js';
+import { until } from '../support/wait.js';
 
 const FAST = ['--delivery', 'on', '--retry', '300ms', '--max-age', '1h'];
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 
 async function stored(server: TestServer, id: string): Promise<Buffer> {
   return readAll(server.store.readBody(id as never));
