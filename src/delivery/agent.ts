@@ -40,6 +40,7 @@ import { classifySession, classifyTransaction } from './outcome.js';
 import type { Outcome } from './outcome.js';
 import { ConnectionPool } from './pool.js';
 import type { RouteSuccess } from './route.js';
+import { DELIVERY_CHANNELS } from '../obs/index.js';
 
 export interface DeliveryReport {
   /** `name[address]:port` of the host that decided (or the last one reached); '' if none was. */
@@ -74,12 +75,8 @@ export interface DeliveryAgentOptions {
   readonly longLines?: LongLinePolicy;
 }
 
-/** The diagnostics_channel names this module publishes on. */
-export const DELIVERY_CHANNELS = {
-  connect: 'postwire:delivery:connect',
-  transaction: 'postwire:delivery:transaction',
-  framingFault: 'postwire:delivery:framing-fault',
-} as const;
+/** The diagnostics_channel names this module publishes on (defined in obs/channels). */
+export { DELIVERY_CHANNELS };
 
 /** What every channel carries. */
 export interface DeliveryDiagnostic {

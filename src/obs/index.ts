@@ -7,3 +7,4 @@ export { createLogger, silentLogger } from './log.js';
 export type { Logger, LogLevel } from './log.js';
 export { createMetrics } from './metrics.js';
 export type { Metrics, MetricsSources } from './metrics.js';
+export { DELIVERY_CHANNELS } from './channels.js';

@@ -16,9 +16,9 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { DELIVERY_CHANNELS } from './channels.js';
 
-/** The delivery agent publishes here (delivery/agent.ts DELIVERY_CHANNELS); obs must not import delivery. */
-const FRAMING_FAULT_CHANNEL = 'postwire:delivery:framing-fault';
+const FRAMING_FAULT_CHANNEL = DELIVERY_CHANNELS.framingFault;
 
 export interface MetricsSources {
   /** Recipients per state over the whole queue. */
