@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { withDefaults } from './server.js';
+import { withDefaults } from './flags.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/postwire.js', import.meta.url));
 

@@ -10,6 +10,9 @@ import type { Config } from '../../src/config/index.js';
 import { startServer } from '../../src/main.js';
 import type { Server } from '../../src/main.js';
 import { silentLogger } from '../../src/obs/index.js';
+import { withDefaults } from './flags.js';
+
+export { withDefaults } from './flags.js';
 import type { QueueStore, StoredMessage } from '../../src/queue/index.js';
 
 export interface TestServer {
@@ -24,17 +27,6 @@ export interface TestServer {
   stop(): Promise<void>;
   /** Stop and keep the spool (for a restart with startTestServerOn). */
   close(): Promise<void>;
-}
-
-/**
- * Test defaults a test may override: delivery off (acceptance tests must never reach for real
- * DNS) and no admin listener.
- */
-export function withDefaults(flags: readonly string[]): string[] {
-  const out = [...flags];
-  if (!out.includes('--delivery')) out.push('--delivery', 'off');
-  if (!out.includes('--admin')) out.push('--admin', 'off');
-  return out;
 }
 
 export function testConfig(spool: string, flags: readonly string[] = []): Config {
