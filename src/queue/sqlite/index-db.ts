@@ -22,6 +22,7 @@ import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
 import { migrate } from './migrations.js';
 import { ScheduleDb } from './schedule-db.js';
+import { StatsDb } from './stats-db.js';
 import { guard } from './sql-guard.js';
 
 export type BodyLocation =
@@ -85,10 +86,13 @@ export class IndexDb {
   private readonly st;
   /** Claims, leases, attempts, history, hold and release. */
   readonly schedule: ScheduleDb;
+  /** The admin aggregates (domainStats). */
+  readonly stats: StatsDb;
 
   private constructor(db: Database.Database, readonly path: string) {
     this.db = db;
     this.schedule = new ScheduleDb(db, path, (id) => this.getMessage(id));
+    this.stats = new StatsDb(db, path);
     this.st = {
       insertMessage: db.prepare(
         `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset, next_attempt_at)

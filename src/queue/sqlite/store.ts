@@ -5,7 +5,8 @@
  * back), `bodies/<id>` (bodies larger than inlineLimit, one file each).
  *
  * Costs: createMessage() does no I/O. getMessage/listMessages/countByState/history are synchronous
- * indexed reads wrapped in promises. readBody() streams 64 KiB chunks from the segment range or
+ * indexed reads wrapped in promises; domainStats (stats-db.ts) is one synchronous aggregate read
+ * over every recipient and history row. readBody() streams 64 KiB chunks from the segment range or
  * the body file. purge() is one synchronous SQLite transaction (one WAL fsync) plus an unlink of
  * the spill file or, when the segment it lived in is no longer active and now empty, of that
  * segment. Scheduling (schedule-db.ts): recordAttempt, hold and release are each one synchronous
@@ -35,7 +36,7 @@ import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, StoredMessage,
+  AttemptRecord, ClaimedMessage, ClaimQuery, DomainStats, DomainStatsQuery, Lease, ListQuery, QueueStore, RecipientState, StoredMessage,
 } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
@@ -179,6 +180,16 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
   async release(id: QueueId): Promise<boolean> {
     this.assertOpen();
     return this.parts.index.schedule.release(id, this.parts.now());
+  }
+
+  // Admin aggregates (stats-db.ts).
+
+  async domainStats(query: DomainStatsQuery): Promise<DomainStats[]> {
+    this.assertOpen();
+    if (!Number.isFinite(query.deliveredSince)) {
+      throw new QueueError('QUEUE_INVALID', `domainStats: deliveredSince ${query.deliveredSince} is not a finite time`);
+    }
+    return this.parts.index.stats.domainStats(query);
   }
 
   close(): Promise<void> {
