@@ -25,7 +25,7 @@ import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueStore } from './queue/index.js';
 import { SmtpServer, relayPolicy } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
-import { startAdminServer } from './admin/index.js';
+import { createOverview, createTimeseries, startAdminServer } from './admin/index.js';
 import type { AdminServer } from './admin/index.js';
 import type { Logger } from './obs/index.js';
 import { cidrContains, compileCidrList, systemClock } from './util/index.js';
@@ -83,6 +83,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     openSessions: () => openSessions(),
     now: () => clock.now(),
   });
+  // The web page's charts: outcomes per minute (fed below, beside the metrics) and the queue depth.
+  const timeseries = createTimeseries({ store, clock, log });
   const intake = createCleanup({
     store,
     hostname: config.hostname,
@@ -119,7 +121,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     clock,
     log,
     random,
-    onOutcome: (state, receivedAt, now) => metrics.recipientOutcome(state, receivedAt, now),
+    onOutcome: (state, receivedAt, now) => {
+      metrics.recipientOutcome(state, receivedAt, now);
+      timeseries.outcome(state, now);
+    },
   });
   const smtpd = new SmtpServer({
     options: {
@@ -152,7 +157,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let listeners: HostPort[];
   try {
     listeners = await smtpd.listen();
-    if (config.admin !== 'off') admin = await startAdminServer(config.admin, { metrics, log });
+    const api = { overview: createOverview({ store, clock }), timeseries: () => timeseries.timeseries() };
+    if (config.admin !== 'off') admin = await startAdminServer(config.admin, { metrics, log, api });
   } catch (err) {
     await admin?.close();
     metrics.close();
@@ -161,10 +167,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
   log.info({ listeners, hostname: config.hostname, relayFrom: config.relayFrom }, 'smtpd ready');
+  timeseries.start();
   if (config.delivery.mode === 'on') qmgr.start();
   else log.warn({}, 'delivery is off (--delivery off): accepted mail stays queued');
   if (config.delivery.mode === 'on') log.info({ nextHop: config.smarthost ? `smarthost ${config.smarthost.host}:${config.smarthost.port}` : `MX, port ${config.delivery.mxPort}`, dns: config.dns ?? 'system' }, 'delivery ready');
-  if (admin) log.info({ admin: admin.address }, 'admin ready: GET /metrics (the API and web page are not built in this version)');
+  if (admin) log.info({ admin: admin.address }, 'admin ready: the web page at /, GET /metrics');
   options.onReady?.({ listeners });
 
   let resolveClosed!: () => void;
@@ -183,6 +190,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await smtpd.close(config.timeouts.shutdownGrace);
         await admin?.close();
         metrics.close();
+        timeseries.stop();
         await qmgr?.stop();
         await agent.close();
         await store.close();
