@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # CI dependencies of the interop tests, from Debian's packages: postfix (a private instance is
 # the next hop in test/interop/postfix-delivery.test.ts) and python3-aiosmtpd (the sink in
-# test/interop/aiosmtpd-delivery.test.ts, run with /usr/bin/python3).
-# Idempotent: when both are present it does nothing (no apt-get update). It never starts, enables
+# test/interop/aiosmtpd-delivery.test.ts, run with /usr/bin/python3), and chromium (the browser
+# that test/web/web-page.test.ts drives through playwright-core, at /usr/bin/chromium; Playwright
+# never downloads a browser of its own).
+# Idempotent: when all are present it does nothing (no apt-get update). It never starts, enables
 # or configures the system's own Postfix: the "No configuration" debconf answer leaves
 # /etc/postfix without a main.cf, and a policy-rc.d that denies every service start is in place
 # for the length of the install (removed afterwards, unless one was already there).
@@ -12,9 +14,10 @@ set -euo pipefail
 missing=()
 command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || missing+=(postfix)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ci-deps: postfix and python3-aiosmtpd already installed"
+  echo "ci-deps: postfix, python3-aiosmtpd and chromium already installed"
   exit 0
 fi
 

@@ -233,7 +233,7 @@ function destinationsTable(rows) {
       h('td', {}, d.destination === '(other)' ? d.destination : h('a', { href: `#/messages${query({ domain: d.destination })}` }, d.destination)),
       cols.map((c) => h('td', { class: `num${d.states[c] ? ` has-${c}` : ''}`, 'data-col': c }, d.states[c] ? String(d.states[c]) : '')),
       h('td', {}, timeCell(d.oldestReceivedAt, age)),
-      h('td', { class: 'reply' }, d.lastError ? [h('code', {}, d.lastError.reply), ' ', timeCell(d.lastError.at)] : ''),
+      h('td', { class: 'reply' }, d.lastError ? [h('code', {}, d.lastError.reply), ' ', h('small', {}, timeCell(d.lastError.at))] : ''),
       h('td', { class: 'num' }, d.deliveredPerMinute ? String(d.deliveredPerMinute) : '0'),
     ))),
   );
@@ -244,13 +244,15 @@ function destinationsTable(rows) {
 const CHART = { w: 640, h: 170, left: 40, right: 8, top: 10, bottom: 22 };
 const HOUR_MS = 60 * 60 * 1000;
 
-/** x for a time, over the hour ending at the newest minute; y scale with a round top. */
+/** The hour that ends with the newest minute: 60 slots; x(iso) is where a minute's slot starts. */
 function frame(minutes) {
-  const end = minutes.length ? Date.parse(minutes[minutes.length - 1].at) : Date.now();
-  const start = end - HOUR_MS + 60_000;
+  const last = minutes.length ? Date.parse(minutes[minutes.length - 1].at) : Math.floor(Date.now() / 60_000) * 60_000;
+  const end = last + 60_000;
+  const start = end - HOUR_MS;
   const plotW = CHART.w - CHART.left - CHART.right;
-  const x = (iso) => CHART.left + ((Date.parse(iso) - start) / (end - start)) * plotW;
-  return { x, start, end, plotW, plotH: CHART.h - CHART.top - CHART.bottom };
+  const slot = plotW / 60;
+  const x = (iso) => CHART.left + ((Date.parse(iso) - start) / HOUR_MS) * plotW;
+  return { x, slot, start, end, plotW, plotH: CHART.h - CHART.top - CHART.bottom };
 }
 
 function niceMax(v) {
@@ -277,20 +279,20 @@ function axes(max, f) {
 }
 
 function svgFrame(label, ...children) {
-  return s('svg', { viewBox: `0 0 ${CHART.w} ${CHART.h}`, role: 'img', 'aria-label': label, preserveAspectRatio: 'none' }, ...children);
+  return s('svg', { viewBox: `0 0 ${CHART.w} ${CHART.h}`, role: 'img', 'aria-label': label }, ...children);
 }
 
 function depthChart(minutes) {
   const f = frame(minutes);
   const max = niceMax(Math.max(0, ...minutes.map((m) => m.queueDepth)));
   const a = axes(max, f);
-  const pts = minutes.map((m) => [f.x(m.at), a.y(m.queueDepth)]);
+  const pts = minutes.map((m) => [f.x(m.at) + f.slot / 2, a.y(m.queueDepth)]);
   const line = pts.map(([px, py], i) => `${i ? 'L' : 'M'}${px.toFixed(1)},${py.toFixed(1)}`).join(' ');
   const area = pts.length ? `${line} L${pts[pts.length - 1][0].toFixed(1)},${a.y(0)} L${pts[0][0].toFixed(1)},${a.y(0)} Z` : '';
   return svgFrame('queue depth per minute over the last hour',
     a.nodes,
     pts.length ? [s('path', { class: 'depth-area', d: area }), s('path', { class: 'depth-line', d: line })] : [],
-    minutes.map((m) => s('circle', { class: 'depth-point', cx: f.x(m.at), cy: a.y(m.queueDepth), r: 2 },
+    minutes.map((m) => s('circle', { class: 'depth-point', cx: f.x(m.at) + f.slot / 2, cy: a.y(m.queueDepth), r: 2.5 },
       s('title', {}, `${when(m.at)}: ${m.queueDepth} recipients queued`))),
   );
 }
@@ -299,7 +301,7 @@ function outcomesChart(minutes) {
   const f = frame(minutes);
   const max = niceMax(Math.max(0, ...minutes.map((m) => m.delivered + m.deferred + m.bounced)));
   const a = axes(max, f);
-  const barW = Math.max(2, f.plotW / 60 - 2);
+  const barW = Math.max(2, f.slot - 2);
   return svgFrame('delivered, deferred and bounced recipients per minute over the last hour',
     a.nodes,
     minutes.map((m) => {
@@ -307,7 +309,7 @@ function outcomesChart(minutes) {
       const bars = ['delivered', 'deferred', 'bounced'].filter((k) => m[k] > 0).map((k) => {
         const hgt = a.y(0) - a.y(m[k]);
         top -= hgt;
-        return s('rect', { class: `bar bar-${k}`, x: (f.x(m.at) - barW / 2).toFixed(1), y: top.toFixed(1), width: barW.toFixed(1), height: hgt.toFixed(1) });
+        return s('rect', { class: `bar bar-${k}`, x: (f.x(m.at) + 1).toFixed(1), y: top.toFixed(1), width: barW.toFixed(1), height: hgt.toFixed(1) });
       });
       return s('g', { class: 'minute' }, bars, s('title', {}, `${when(m.at)}: delivered ${m.delivered}, deferred ${m.deferred}, bounced ${m.bounced}`));
     }),
