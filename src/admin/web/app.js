@@ -322,9 +322,17 @@ const FILTER_FIELDS = ['recipient', 'sender', 'state', 'domain'];
 
 async function messagesView(view, r, current) {
   const filter = Object.fromEntries(FILTER_FIELDS.filter((k) => r.params[k]).map((k) => [k, r.params[k]]));
-  const list = await api(`/messages${query({ ...filter, cursor: r.params.cursor, limit: 50 })}`);
-  if (!current()) return;
   const form = searchForm(r.params);
+  let list;
+  try {
+    list = await api(`/messages${query({ ...filter, cursor: r.params.cursor, limit: 50 })}`);
+  } catch (err) {
+    // A search the server refuses (400): keep the form so it can be fixed.
+    if (!(err instanceof ApiError) || err.status !== 400) throw err;
+    if (current()) view.replaceChildren(h('h1', {}, 'Messages'), form, errorBox(err));
+    return;
+  }
+  if (!current()) return;
   view.replaceChildren(
     h('h1', {}, 'Messages'),
     form,
@@ -395,7 +403,10 @@ function bulkActions(filter) {
       const changing = dry.results.filter((x) => x.changed).length;
       panel.replaceChildren(
         h('p', {}, `${action}: ${dry.matched} message(s) match this search; ${changing} would change.`),
-        h('button', { type: 'button', class: 'danger', id: 'bulk-confirm', onclick: () => void run({ ...body, dryRun: false, confirm: true }) }, `Yes, ${action} ${changing}`),
+        h('button', {
+          type: 'button', id: 'bulk-confirm', class: action === 'delete' || action === 'bounce' ? 'danger' : '', disabled: changing === 0,
+          onclick: () => void run({ ...body, dryRun: false, confirm: true }),
+        }, `Yes, ${action} ${changing}`),
         h('button', { type: 'button', onclick: () => { panel.hidden = true; } }, 'Cancel'),
       );
     } catch (err) {
