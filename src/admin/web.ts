@@ -57,6 +57,8 @@ interface WebFile {
 export interface WebFiles {
   /** Answers GET/HEAD for the page and its assets; false when the path is not one of them. */
   handle(req: IncomingMessage, res: ServerResponse, path: string): boolean;
+  /** The same as the admin server's `web` hook: the raw path (not URL-normalised); resolves true when it answered. */
+  readonly serve: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
   /** The file names served (for logs and tests). */
   readonly names: readonly string[];
 }
@@ -75,25 +77,27 @@ export async function loadWebFiles(dir: string = WEB_DIR): Promise<WebFiles> {
   } catch (err) {
     problem = `${dir}: ${err instanceof Error ? err.message : String(err)}`;
   }
+  const handle: WebFiles['handle'] = (req, res, path) => {
+    const name = path === '/' ? 'index.html' : path.startsWith('/web/') ? path.slice('/web/'.length) : undefined;
+    if (name === undefined || (path !== '/' && !files.has(name))) return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method ?? ''} ${path}: only GET and HEAD` } }));
+      return true;
+    }
+    const file = files.get(name);
+    if (file === undefined) {
+      res.writeHead(503, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
+      res.end(`The web page is not installed (${problem ?? 'no files'}). Run \`npm run build\`, which copies src/admin/web to dist.\n`);
+      return true;
+    }
+    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': file.type, 'content-length': file.body.byteLength });
+    res.end(req.method === 'HEAD' ? undefined : file.body);
+    return true;
+  };
   return {
     names: [...files.keys()].sort(),
-    handle(req, res, path) {
-      const name = path === '/' ? 'index.html' : path.startsWith('/web/') ? path.slice('/web/'.length) : undefined;
-      if (name === undefined || (path !== '/' && !files.has(name))) return false;
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method ?? ''} ${path}: only GET and HEAD` } }));
-        return true;
-      }
-      const file = files.get(name);
-      if (file === undefined) {
-        res.writeHead(503, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
-        res.end(`The web page is not installed (${problem ?? 'no files'}). Run \`npm run build\`, which copies src/admin/web to dist.\n`);
-        return true;
-      }
-      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': file.type, 'content-length': file.body.byteLength });
-      res.end(req.method === 'HEAD' ? undefined : file.body);
-      return true;
-    },
+    handle,
+    serve: async (req, res) => handle(req, res, (req.url ?? '/').split('?')[0] ?? '/'),
   };
 }

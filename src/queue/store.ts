@@ -333,8 +333,8 @@ export interface QueueStore {
    * `oldestPendingAt`: the earliest receivedAt of a message with a recipient at the domain in
    * queued, deferred, held or ambiguous; absent when none is. `lastError`: the newest history
    * result (by record time) for a recipient at the domain with state deferred, bounced, expired
-   * or ambiguous, from an attempt (operator hold/release entries are not errors), its reply
-   * verbatim; absent when none. `delivered`: history results 'delivered' for recipients at the
+   * or ambiguous, from an attempt (entries noted as operator steps, 'hold', 'release', 'retry',
+   * 'delete' and 'bounce', are not errors), its reply verbatim; absent when none. `delivered`: history results 'delivered' for recipients at the
    * domain in records at or after `deliveredSince` (so a message purged since is not counted).
    * Cost: one aggregate read over every recipient and every history entry in the queue
    * (O(recipients + history results)); meant for an operator's page, not the delivery path.

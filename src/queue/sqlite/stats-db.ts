@@ -21,6 +21,9 @@ import { guard } from './sql-guard.js';
 const DOMAIN = (address: string): string =>
   `lower(substr(${address}, length(rtrim(${address}, replace(${address}, '@', ''))) + 1))`;
 
+/** History notes of operator steps: their results are not a destination's errors (nor deliveries). */
+const OPERATOR_STEPS = ['hold', 'release', 'retry', 'delete', 'bounce'] as const;
+
 const STATES: readonly RecipientState[] = ['queued', 'deferred', 'held', 'ambiguous', 'delivered', 'bounced', 'expired', 'deleted'];
 
 /** Exported so a test can read it; one row per domain, ordered by domain. */
@@ -40,7 +43,7 @@ export const DOMAIN_STATS_QUERY = `
            json_extract(j.value, '$.state') AS state, json_extract(j.value, '$.reply') AS reply
       FROM attempts a, json_each(a.results) j
       JOIN recipients r ON r.message_id = a.message_id AND r.idx = json_extract(j.value, '$.recipient')
-     WHERE a.note IS NULL OR a.note NOT IN ('hold', 'release')
+     WHERE a.note IS NULL OR a.note NOT IN (${OPERATOR_STEPS.map((n) => `'${n}'`).join(', ')})
   ),
   errors AS (
     SELECT domain, at, reply, ROW_NUMBER() OVER (PARTITION BY domain ORDER BY at DESC) AS n
