@@ -32,7 +32,7 @@ describe('admin overview', () => {
       ],
       { delivered: 31, deferred: 2, queued: 1, held: 1 },
     );
-    const overview = await createOverview({ store, clock })();
+    const overview = await createOverview({ store, clock, cacheMs: 0 })();
     assert.deepEqual(store.asked, [{ deliveredSince: NOW - RATE_WINDOW_MS }]);
     assert.deepEqual(overview, {
       states: { delivered: 31, deferred: 2, queued: 1, held: 1 },
@@ -53,7 +53,7 @@ describe('admin overview', () => {
       lastError: { at: NOW - 60_000 * (5 - i), reply: `451 from d${i}` },
       delivered: i,
     }));
-    const overview = await createOverview({ store: fakeStore(rows), clock, maxDestinations: 2 })();
+    const overview = await createOverview({ store: fakeStore(rows), clock, maxDestinations: 2, cacheMs: 0 })();
     assert.deepEqual(overview.destinations.map((d) => d.destination), ['d0.test', 'd1.test', OTHER_DESTINATIONS]);
     assert.deepEqual(overview.destinations[2], {
       destination: OTHER_DESTINATIONS,
@@ -67,6 +67,27 @@ describe('admin overview', () => {
 
   it('an empty queue is an empty overview', async () => {
     assert.deepEqual(await createOverview({ store: fakeStore([]), clock })(), { states: {}, destinations: [] });
+  });
+
+  it('reuses an answer for cacheMs, shares one read between concurrent callers, and keeps no failure', async () => {
+    let now = NOW;
+    const moving: Clock = { now: () => now, setTimer: clock.setTimer };
+    const store = fakeStore([{ domain: 'a.test', states: { queued: 1 }, delivered: 0 }]);
+    const overview = createOverview({ store, clock: moving, cacheMs: 5_000 });
+    const [one, two] = await Promise.all([overview(), overview()]);
+    assert.equal(one, two);
+    now += 4_999;
+    await overview();
+    assert.equal(store.asked.length, 1);
+    now += 1;
+    await overview();
+    assert.equal(store.asked.length, 2);
+    let fail = true;
+    const flaky = { countByState: async () => ({}), domainStats: async () => (fail ? Promise.reject(new QueueError('QUEUE_IO', 'disk')) : []) };
+    const again = createOverview({ store: flaky, clock: moving });
+    await assert.rejects(again());
+    fail = false;
+    assert.deepEqual(await again(), { states: {}, destinations: [] });
   });
 
   it('a store failure is UNAVAILABLE', async () => {

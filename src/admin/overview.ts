@@ -10,6 +10,10 @@
  * 10. The table is bounded: the busiest `maxDestinations` domains (most recipients still pending,
  * then most recipients, then by name), the rest folded into one '(other)' row.
  *
+ * Cost: domainStats reads the whole spool (about 15 ms of CPU per 1,000 messages on the test
+ * machine, on the event loop), so an answer is reused for `cacheMs` (default 5 s) and concurrent
+ * callers share one read: any number of open pages cost at most one read per 5 seconds.
+ *
  * Failure: a store error becomes ApiErrorV1 UNAVAILABLE (retry later), with the store's message.
  */
 import { ApiErrorV1 } from '../api/index.js';
@@ -22,6 +26,8 @@ import type { Clock } from '../util/index.js';
 export const RATE_WINDOW_MS = 10 * 60_000;
 /** Rows before the fold, unless the caller says otherwise. */
 export const DEFAULT_MAX_DESTINATIONS = 20;
+/** How long an answer is reused, unless the caller says otherwise. */
+export const DEFAULT_CACHE_MS = 5_000;
 /** The name of the folded row. */
 export const OTHER_DESTINATIONS = '(other)';
 
@@ -29,14 +35,29 @@ export interface OverviewDeps {
   readonly store: Pick<QueueStore, 'countByState' | 'domainStats'>;
   readonly clock: Clock;
   readonly maxDestinations?: number;
+  /** Reuse an answer this long (ms); 0 reads the store every time. */
+  readonly cacheMs?: number;
 }
 
 type Destination = OverviewV1['destinations'][number];
 
 export function createOverview(deps: OverviewDeps): () => Promise<OverviewV1> {
   const max = Math.max(1, deps.maxDestinations ?? DEFAULT_MAX_DESTINATIONS);
-  return async () => {
+  const cacheMs = deps.cacheMs ?? DEFAULT_CACHE_MS;
+  let last: { at: number; answer: Promise<OverviewV1> } | undefined;
+  return () => {
     const now = deps.clock.now();
+    if (last !== undefined && now - last.at < cacheMs) return last.answer;
+    const answer = read(now);
+    last = { at: now, answer };
+    // A failure is not kept: the next caller tries again.
+    answer.catch(() => {
+      if (last?.answer === answer) last = undefined;
+    });
+    return answer;
+  };
+
+  async function read(now: number): Promise<OverviewV1> {
     let states: Partial<Record<RecipientState, number>>;
     let rows: DomainStats[];
     try {
@@ -54,7 +75,7 @@ export function createOverview(deps: OverviewDeps): () => Promise<OverviewV1> {
       ...(oldest === undefined ? {} : { oldestReceivedAt: iso(oldest) }),
       destinations: [...shown.map(toDestination), ...(rest.length > 0 ? [toDestination(fold(rest))] : [])],
     };
-  };
+  }
 }
 
 function pending(row: DomainStats): number {

@@ -26,35 +26,43 @@ const OPERATOR_STEPS = ['hold', 'release', 'retry', 'delete', 'bounce'] as const
 
 const STATES: readonly RecipientState[] = ['queued', 'deferred', 'held', 'ambiguous', 'delivered', 'bounced', 'expired', 'deleted'];
 
-/** Exported so a test can read it; one row per domain, ordered by domain. */
+/**
+ * One row per domain, ordered by domain. Shaped for cost (measured on 10,000 messages with two
+ * recipients and one attempt each: about 150 ms, against 700 ms for the plain form):
+ * - counts: the recipients table alone, one scan; the oldest pending message is the smallest
+ *   pending message id (ids sort by arrival: queue/ids), so `messages` is read once per domain,
+ *   not once per recipient;
+ * - results: the history results that matter (errors, and deliveries since @since), each given
+ *   its recipient's domain by a keyed subquery (SQLite plans that on the full primary key; a join
+ *   here was planned on message_id alone and cost three times as much), MATERIALIZED once, then
+ *   read twice: the newest error per domain (SQLite takes the bare `reply` from the row of
+ *   MAX(at)) and the deliveries.
+ */
 export const DOMAIN_STATS_QUERY = `
-  WITH rcpt AS (
-    SELECT ${DOMAIN('r.address')} AS domain, r.state, m.received_at
-      FROM recipients r JOIN messages m ON m.id = r.message_id
-  ),
-  counts AS (
-    SELECT domain,
+  WITH counts AS (
+    SELECT ${DOMAIN('address')} AS domain,
            ${STATES.map((s) => `SUM(state = '${s}') AS "${s}"`).join(',\n           ')},
-           MIN(CASE WHEN state IN ('queued', 'deferred', 'held', 'ambiguous') THEN received_at END) AS oldest
-      FROM rcpt GROUP BY domain
+           MIN(CASE WHEN state IN ('queued', 'deferred', 'held', 'ambiguous') THEN message_id END) AS oldest_id
+      FROM recipients GROUP BY domain
   ),
-  results AS (
-    SELECT ${DOMAIN('r.address')} AS domain, a.at,
-           json_extract(j.value, '$.state') AS state, json_extract(j.value, '$.reply') AS reply
-      FROM attempts a, json_each(a.results) j
-      JOIN recipients r ON r.message_id = a.message_id AND r.idx = json_extract(j.value, '$.recipient')
-     WHERE a.note IS NULL OR a.note NOT IN (${OPERATOR_STEPS.map((n) => `'${n}'`).join(', ')})
+  results AS MATERIALIZED (
+    SELECT (SELECT ${DOMAIN('r.address')} FROM recipients r WHERE r.message_id = x.message_id AND r.idx = x.idx) AS domain,
+           x.at, x.state, x.reply
+      FROM (SELECT a.message_id, a.at, j.value ->> 'recipient' AS idx, j.value ->> 'state' AS state, j.value ->> 'reply' AS reply
+              FROM attempts a, json_each(a.results) j
+             WHERE a.note IS NULL OR a.note NOT IN (${OPERATOR_STEPS.map((n) => `'${n}'`).join(', ')})) x
+     WHERE x.state IN ('deferred', 'bounced', 'expired', 'ambiguous') OR (x.state = 'delivered' AND x.at >= @since)
   ),
   errors AS (
-    SELECT domain, at, reply, ROW_NUMBER() OVER (PARTITION BY domain ORDER BY at DESC) AS n
-      FROM results WHERE state IN ('deferred', 'bounced', 'expired', 'ambiguous')
+    SELECT domain, MAX(at) AS at, reply FROM results WHERE state <> 'delivered' GROUP BY domain
   ),
   delivered AS (
-    SELECT domain, COUNT(*) AS n FROM results WHERE state = 'delivered' AND at >= @since GROUP BY domain
+    SELECT domain, COUNT(*) AS n FROM results WHERE state = 'delivered' GROUP BY domain
   )
-  SELECT c.*, e.at AS error_at, e.reply AS error_reply, COALESCE(d.n, 0) AS delivered
+  SELECT c.*, m.received_at AS oldest, e.at AS error_at, e.reply AS error_reply, COALESCE(d.n, 0) AS delivered
     FROM counts c
-    LEFT JOIN errors e ON e.domain = c.domain AND e.n = 1
+    LEFT JOIN messages m ON m.id = c.oldest_id
+    LEFT JOIN errors e ON e.domain = c.domain
     LEFT JOIN delivered d ON d.domain = c.domain
    ORDER BY c.domain`;
 
