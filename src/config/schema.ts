@@ -161,7 +161,7 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
 const LIVE: ReadonlySet<string> = new Set([
   'relay-from', 'bare-newline', 'max-connections', 'max-connections-per-ip', 'max-recipients', 'max-message-size',
   'max-command-line', 'max-bad-commands', 'command-timeout', 'data-timeout', 'shutdown-grace',
-  'smarthost', 'dns', 'mx-port', 'log-level',
+  'smarthost', 'dns', 'mx-port',
 ]);
 
 const local = (port: number): HostPort => ({ host: '127.0.0.1', port });
