@@ -87,7 +87,7 @@ export interface StartOptions {
 }
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<Server> {
-  const log = options.log ?? createLogger({ level: config.logLevel });
+  const log = options.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const clock = options.clock ?? systemClock;
   await mkdir(config.spool, { recursive: true }).catch((err: unknown) => {
     throw new Error(`spool directory ${config.spool}: ${err instanceof Error ? err.message : String(err)}`);
@@ -107,6 +107,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
   let qmgr: QueueManager | undefined;
   let openSessions = (): number => 0;
+  let bytesReceived = (): number => 0;
   const metrics = createMetrics({
     countByState: () => store.countByState(),
     oldestReceivedAt: async () => {
@@ -115,7 +116,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       return times.length > 0 ? Math.min(...times) : undefined;
     },
     openSessions: () => openSessions(),
+    bytesReceived: () => bytesReceived(),
     now: () => clock.now(),
+    destinations: config.metricsDestinations,
   });
   const intake = createCleanup({
     store,
@@ -157,7 +160,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     clock,
     log,
     random,
-    onOutcome: (state, receivedAt, now) => metrics.recipientOutcome(state, receivedAt, now),
+    onOutcome: (state, receivedAt, now, destination) => metrics.recipientOutcome(state, receivedAt, now, destination),
   });
   const smtpd = new SmtpServer({
     options: { listen: config.listen, listenBacklog: config.limits.listenBacklog, ...smtpdOptions(config, relayNetworks) },
@@ -168,6 +171,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
 
   openSessions = () => smtpd.openConnections;
+  bytesReceived = () => smtpd.bytesReceived;
   let admin: AdminServer | undefined;
   let listeners: HostPort[];
   try {

@@ -110,8 +110,8 @@ export interface QmgrDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly random: () => number;
-  /** Told of every recorded recipient outcome (metrics). */
-  readonly onOutcome?: (state: string, receivedAt: number, now: number) => void;
+  /** Told of every recorded recipient outcome (metrics), with the recipient's destination. */
+  readonly onOutcome?: (state: string, receivedAt: number, now: number, destination: string) => void;
 }
 
 interface Group {
@@ -128,6 +128,8 @@ interface Decided {
   readonly outcomes: Map<number, Outcome>;
   /** Retry schedules of the routes that were used (a route may override --retry). */
   readonly retries: Array<readonly number[]>;
+  /** Destination per recipient index: the route's, or the domain when it could not be routed. */
+  readonly destinations: Map<number, string>;
 }
 
 export class QueueManager {
@@ -266,17 +268,35 @@ export class QueueManager {
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
       if (dsnNote) decided.notes.push(dsnNote);
+      const attemptAt = clock.now();
+      const nextHop = decided.nextHops.join(', ');
+      const note = decided.notes.length > 0 ? decided.notes.join('; ') : undefined;
       await this.recordWithRetry(() => lease, {
-        at: clock.now(),
-        nextHop: decided.nextHops.join(', '),
+        at: attemptAt,
+        nextHop,
         results: record.results,
         ...(record.nextAttemptAt !== undefined ? { nextAttemptAt: record.nextAttemptAt } : {}),
-        ...(decided.notes.length > 0 ? { note: decided.notes.join('; ') } : {}),
+        ...(note !== undefined ? { note } : {}),
       }, message.id);
       const recordedAt = clock.now();
+      // One log line per recipient, carrying the attempt record's own fields (queue/store
+      // AttemptRecord: at, nextHop, the result, nextAttemptAt, note), so the log and the
+      // message's history tell the same events.
       for (const r of record.results) {
-        this.deps.onOutcome?.(r.state, message.receivedAt, recordedAt);
-        log.info({ queueId: message.id, rcpt: message.recipients[r.recipient]?.address, state: r.state, reply: r.reply, nextHop: decided.nextHops.join(', ') }, 'attempt');
+        const destination = decided.destinations.get(r.recipient) ?? '';
+        this.deps.onOutcome?.(r.state, message.receivedAt, recordedAt, destination);
+        log.info({
+          queueId: message.id,
+          at: attemptAt,
+          nextHop,
+          recipient: r.recipient,
+          rcpt: message.recipients[r.recipient]?.address,
+          state: r.state,
+          reply: r.reply,
+          destination,
+          ...(record.nextAttemptAt !== undefined ? { nextAttemptAt: record.nextAttemptAt } : {}),
+          ...(note !== undefined ? { note } : {}),
+        }, 'attempt');
       }
     } finally {
       renew.cancel();
@@ -316,7 +336,7 @@ export class QueueManager {
 
   /** Route every due recipient and deliver each destination's group; one outcome per recipient. */
   private async attempt(message: StoredMessage, due: readonly number[], lease: () => Lease): Promise<Decided | 'backoff'> {
-    const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [] };
+    const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [], destinations: new Map() };
     const groups = new Map<string, Group>();
     const routes = new Map<string, RouteResult>();
     for (const index of due) {
@@ -327,6 +347,7 @@ export class QueueManager {
         route = await this.deps.routes.resolveRoute(domain);
         routes.set(domain.toLowerCase(), route);
       }
+      decided.destinations.set(index, route.ok ? route.destination : domain.toLowerCase());
       if (!route.ok) {
         const code = route.permanent ? 550 : 451;
         decided.outcomes.set(index, { recipient: index, kind: route.permanent ? 'bounced' : 'deferred', scope: 'destination', reply: `${code} ${route.status} ${route.reason}`, enhanced: route.status, local: true });

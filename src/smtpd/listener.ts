@@ -51,6 +51,8 @@ export class SmtpServer {
   private readonly connections = new Set<SmtpConnection>();
   private readonly perIp = new Map<string, number>();
   private closing = false;
+  private readonly sockets = new Set<Socket>();
+  private closedBytes = 0;
   /** What new connections get; reconfigure() replaces it, open sessions keep the one they began with. */
   private options: SmtpServerOptions;
   private policy: Policy;
@@ -72,6 +74,13 @@ export class SmtpServer {
 
   get openConnections(): number {
     return this.connections.size;
+  }
+
+  /** Octets read from clients of accepted connections, closed and open (metrics). */
+  get bytesReceived(): number {
+    let live = 0;
+    for (const socket of this.sockets) live += socket.bytesRead;
+    return this.closedBytes + live;
   }
 
   /** Bind every listener; resolves with the bound addresses (port 0 becomes the real port). */
@@ -131,9 +140,12 @@ export class SmtpServer {
       log: this.deps.log,
     });
     this.connections.add(connection);
+    this.sockets.add(socket);
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     void connection.closed.then(() => {
       this.connections.delete(connection);
+      this.sockets.delete(socket);
+      this.closedBytes += socket.bytesRead;
       const left = (this.perIp.get(ip) ?? 1) - 1;
       if (left > 0) this.perIp.set(ip, left);
       else this.perIp.delete(ip);
