@@ -51,8 +51,14 @@ const { values, positionals } = parseArgs({
     size: { type: 'string', default: '10240' },
     runs: { type: 'string', default: '3' },
     reuse: { type: 'boolean', default: false },
+    profile: { type: 'string' },
   },
 });
+
+/** `--profile DIR`: the relay runs with --cpu-prof and writes its profile there on exit. */
+function profileArgs(): string[] {
+  return values.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${values.profile}`];
+}
 
 function messageOf(size: number, n: number): Buffer {
   const head = `From: bench@load.test\r\nTo: sink@dest.test\r\nSubject: bench ${n}\r\n\r\n`;
@@ -127,7 +133,7 @@ async function inject(port: number, total: number, clients: number, size: number
 
 async function oneRun(total: number, clients: number, size: number, reuse: boolean): Promise<RunResult> {
   const spool = await mkdtemp(join(tmpdir(), 'postwire-bench-'));
-  const relay = await startServe(['--spool', spool, '--log-level', 'warn', '--max-message-size', String(Math.max(size * 2, 50 * 1024 * 1024))]);
+  const relay = await startServe(['--spool', spool, '--log-level', 'warn', '--max-message-size', String(Math.max(size * 2, 50 * 1024 * 1024))], { nodeArgs: profileArgs() });
   const pid = relay.child.pid as number;
   try {
     const before = await procStat(pid);
@@ -256,7 +262,7 @@ async function relayRun(total: number, clients: number, size: number): Promise<R
     '--smarthost', `127.0.0.1:${sink.port}`,
     '--log-level', 'warn',
     '--max-message-size', String(Math.max(size * 2, 50 * 1024 * 1024)),
-  ]);
+  ], { nodeArgs: profileArgs() });
   const pid = relay.child.pid as number;
   try {
     const before = await procStat(pid);
