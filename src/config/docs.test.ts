@@ -22,3 +22,11 @@ test('the generated reference lists every setting with its reload behaviour', ()
   assert.match(text, /\| `--max-message-size SIZE` \| `50MiB` \| live \|/);
   assert.match(text, /\| `--listen HOST:PORT` \| `127\.0\.0\.1:2525` \| restart \|/);
 });
+
+test('the example config file in contrib/ is valid', async () => {
+  const { loadConfig } = await import('./load.js');
+  const path = fileURLToPath(new URL('../../../contrib/postwire.toml', import.meta.url));
+  const r = loadConfig({ argv: ['--config', path], env: {}, hostname: 'mx.example.test' });
+  assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+  assert.equal(r.config.routes.length, 1);
+});
