@@ -51,8 +51,12 @@ describe('logs', () => {
     let out = '';
     script.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => script.once('exit', (code) => resolve(code)));
+    let child = 0;
     try {
       const port = Number((await until('listening', () => /listening on 127\.0\.0\.1:(\d+)/.exec(out) ?? undefined))[1]);
+      // The serve process itself (script's child, thanks to exec): signalled by its own pid, and
+      // killed in `finally` too, since closing the pty would only send it SIGHUP (a reload).
+      child = Number(execFileSync('ps', ['-o', 'pid=', '--ppid', String(script.pid)]).toString().trim());
       const id = await submitOne(port);
       await until('the queued line', () => out.includes(id) || undefined);
       const lines = out.replaceAll('\r', '').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('postwire:'));
@@ -64,11 +68,17 @@ describe('logs', () => {
       assert.ok(queued, out);
       assert.match(queued, new RegExp(`queued {2}queueId=${id} session=\\S+ client=127\\.0\\.0\\.1 .*from=a@client\\.test rcpts=1 size=\\d+`));
       assert.ok(lines.some((l) => l.includes('\x1b[32mINFO')), 'levels are coloured on a terminal');
-      const child = execFileSync('ps', ['-o', 'pid=', '--ppid', String(script.pid)]).toString().trim();
-      process.kill(Number(child), 'SIGTERM');
+      process.kill(child, 'SIGTERM');
       assert.equal(await exited, 0);
       assert.match(await readFile(transcript, 'utf8'), /INFO/);
     } finally {
+      if (child > 0) {
+        try {
+          process.kill(child, 'SIGKILL');
+        } catch {
+          // already gone: the normal case
+        }
+      }
       script.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true });
     }
