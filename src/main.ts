@@ -206,6 +206,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     (next) => {
       currentRoutes = routeTable(next);
     },
+    (next) =>
+      qmgr?.reconfigure({
+        retry: { retry: next.retry, maxAge: next.maxAge },
+        ambiguous: next.delivery.ambiguous,
+        delayWarning: next.delivery.delayWarning,
+        keepDone: next.delivery.keepDone,
+      }),
   ];
   return {
     listeners,

@@ -68,7 +68,8 @@ Errors name the file, the line when it is known, the key and what is wrong:
 \`kill -HUP <pid>\` (systemd: \`systemctl reload postwire\`) reads the configuration again, from the
 same flags, environment and file. Settings marked **live** below take effect without dropping
 anything: new SMTP sessions get the new limits while open sessions finish with the ones they
-started with; routes apply to the next delivery attempt. A changed setting marked **restart**
+started with; routes and the retry policy apply to the next delivery attempt. A changed setting
+marked **restart**
 keeps its running value, and the log says \`config reloaded\` with the settings that need a restart
 (\`restartNeeded\`). A file with errors changes nothing: every error is logged
 (\`config reload refused\`) and the running configuration stays.

@@ -155,13 +155,15 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
 
 /**
  * Settings SIGHUP applies to a running server (main.ts's reload). Everything else needs a restart:
- * listeners and the spool are open resources, and qmgr's windows are sized at start. TLS
+ * listeners and the spool are open resources, qmgr's windows and slots are sized at start, and
+ * the host name is in every component's greeting. `keep-done` applies from the next sweep (at
+ * the cadence set at start). TLS
  * certificates join this set when STARTTLS exists (the reload hook in main.ts is where).
  */
 const LIVE: ReadonlySet<string> = new Set([
   'relay-from', 'bare-newline', 'max-connections', 'max-connections-per-ip', 'max-recipients', 'max-message-size',
   'max-command-line', 'max-bad-commands', 'command-timeout', 'data-timeout', 'shutdown-grace',
-  'smarthost', 'dns', 'mx-port',
+  'smarthost', 'dns', 'mx-port', 'retry', 'max-age', 'ambiguous', 'delay-warning', 'keep-done',
 ]);
 
 const local = (port: number): HostPort => ({ host: '127.0.0.1', port });

@@ -84,6 +84,9 @@ export interface QmgrOptions {
   readonly keepDone: number;
 }
 
+/** The part of QmgrOptions a SIGHUP may change while deliveries run. */
+export type ReloadablePolicy = Pick<QmgrOptions, 'retry' | 'ambiguous' | 'delayWarning' | 'keepDone'>;
+
 /**
  * A destination whose window already has this many waiters per slot takes no more: further
  * claims for it are given back (not before BACKOFF_MS, no attempt counted), so a deep backlog for
@@ -145,9 +148,22 @@ export class QueueManager {
   private wakeUp: (() => void) | undefined;
   private readonly active = new Set<Promise<void>>();
 
+  /** The retry and retention policy: replaced by reconfigure() (SIGHUP), read at each use. */
+  private policy: ReloadablePolicy;
+
   constructor(private readonly deps: QmgrDeps) {
+    this.policy = { retry: deps.options.retry, ambiguous: deps.options.ambiguous, keepDone: deps.options.keepDone, ...(deps.options.delayWarning !== undefined ? { delayWarning: deps.options.delayWarning } : {}) };
     this.windows = new DestinationWindows(deps.options.destinationConcurrency);
     this.deliverySlots = new DestinationWindows(deps.options.maxInFlight);
+  }
+
+  /**
+   * SIGHUP's live reload: the next attempt decided uses the new retry schedule, max age,
+   * ambiguous policy and delay warning, and the next sweep the new --keep-done. Windows, slots
+   * and leases are sized at start and keep their values (those settings need a restart).
+   */
+  reconfigure(policy: ReloadablePolicy): void {
+    this.policy = policy;
   }
 
   start(): void {
@@ -169,8 +185,9 @@ export class QueueManager {
       });
       if (this.stopping) return;
       try {
-        const purged = await sweepFinished(store, clock.now() - options.keepDone);
-        if (purged > 0) log.info({ purged, keepDone: options.keepDone }, 'finished mail purged');
+        const keepDone = this.policy.keepDone;
+        const purged = await sweepFinished(store, clock.now() - keepDone);
+        if (purged > 0) log.info({ purged, keepDone }, 'finished mail purged');
       } catch (err) {
         log.error({ err: String(err) }, 'retention sweep failed');
       }
@@ -440,7 +457,8 @@ export class QueueManager {
 
   /** Outcomes → recipient states and the next attempt (or expiry), by the retry policy. */
   private schedule(message: StoredMessage, attemptsSoFar: number, decided: Decided): { results: AttemptResult[]; nextAttemptAt?: number } {
-    const { options, clock, random } = this.deps;
+    const { clock, random } = this.deps;
+    const options = this.policy;
     const results = decided.results.map((r): AttemptResult => (r.state === 'ambiguous' && options.ambiguous === 'hold' ? { ...r, state: 'held' } : r));
     if (!results.some((r) => r.state === 'deferred' || r.state === 'ambiguous')) return { results };
     // A route's own schedule replaces --retry; several routes in one message: the one that
@@ -470,7 +488,7 @@ export class QueueManager {
     const failed = results.filter((r) => r.state === 'bounced' || r.state === 'expired');
     if (failed.length > 0) await this.queueDsn(message, decided, failed, 'failed', now);
     const waiting = results.filter((r) => r.state === 'deferred' || r.state === 'ambiguous');
-    const warnAfter = this.deps.options.delayWarning;
+    const warnAfter = this.policy.delayWarning;
     if (waiting.length === 0 || warnAfter === undefined || now - message.receivedAt < warnAfter) return undefined;
     const history = await this.deps.store.history(message.id);
     if (history.some((h) => h.note?.includes(DELAY_NOTE))) return undefined;
@@ -502,7 +520,7 @@ export class QueueManager {
         ...(outcome && !outcome.local && decided.nextHops[0] ? { remoteMta: `dns; ${decided.nextHops[0].replace(/\[.*$/, '')}` } : {}),
         diagnosticCode: r.reply,
         lastAttemptDate: now,
-        ...(action === 'delayed' ? { willRetryUntil: message.receivedAt + this.deps.options.retry.maxAge } : {}),
+        ...(action === 'delayed' ? { willRetryUntil: message.receivedAt + this.policy.retry.maxAge } : {}),
       };
     });
     const env = message.envelope;

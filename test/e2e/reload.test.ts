@@ -52,10 +52,10 @@ describe('SIGHUP reload', () => {
       assert.match(open.ehlo, /SIZE 4000/);
 
       // Live: the size limit. Restart: the spool (named in the log, not applied).
-      await writeFile(file, `spool = "${join(dir, 'elsewhere')}"\nmax-message-size = 2000\n`);
+      await writeFile(file, `spool = "${join(dir, 'elsewhere')}"\nmax-message-size = 2000\nretry = "2m,1h"\n`);
       serve.kill('SIGHUP');
       const reloaded = await until('config reloaded', () => logs.find((l) => l.msg === 'config reloaded'));
-      assert.deepEqual(reloaded['live'], ['max-message-size']);
+      assert.deepEqual(reloaded['live'], ['retry', 'max-message-size']);
       assert.deepEqual(reloaded['restartNeeded'], ['spool']);
       assert.ok(logs.some((l) => l.msg === 'config reload: this setting changes only at a restart' && l['setting'] === 'spool'));
 
