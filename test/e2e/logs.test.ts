@@ -56,7 +56,8 @@ describe('logs', () => {
       const port = Number((await until('listening', () => /listening on 127\.0\.0\.1:(\d+)/.exec(out) ?? undefined))[1]);
       // The serve process itself (script's child, thanks to exec): signalled by its own pid, and
       // killed in `finally` too, since closing the pty would only send it SIGHUP (a reload).
-      child = Number(execFileSync('ps', ['-o', 'pid=', '--ppid', String(script.pid)]).toString().trim());
+      child = Number((await readFile(`/proc/${script.pid}/task/${script.pid}/children`, 'utf8')).trim().split(/\s+/)[0]);
+      assert.ok(child > 0, 'the serve process is found');
       const id = await submitOne(port);
       await until('the queued line', () => out.includes(id) || undefined);
       const lines = out.replaceAll('\r', '').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('postwire:'));
