@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeData, parseAddressList, parseSendArgs, readMessage, recipientsFromHeaders } from './send.js';
+import { encodeData, runSend, parseAddressList, parseSendArgs, readMessage, recipientsFromHeaders } from './send.js';
 
 test('sendmail argument spellings', () => {
   assert.deepEqual(parseSendArgs(['-fapp@x.test', '-oi', '-t', 'a@b.test', '--', '-odd@b.test']), {
@@ -26,4 +26,10 @@ test('end of input, header extraction and stuffing', () => {
   const t = recipientsFromHeaders(lines);
   assert.deepEqual(t.recipients, ['a@x.test', 'b@x.test', 'c@x.test']);
   assert.equal(encodeData(t.lines).toString(), 'To: a@x.test\r\n\r\n..x\r\n.\r\n');
+});
+
+test('send --help prints the usage on stdout and exits 0', async () => {
+  let out = '';
+  assert.equal(await runSend(['--help'], { stdout: (t) => (out += t), stderr: () => undefined }), 0);
+  assert.match(out, /^usage: postwire send /);
 });

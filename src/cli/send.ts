@@ -177,6 +177,10 @@ export function encodeData(lines: readonly Buffer[]): Buffer {
 }
 
 export async function runSend(args: readonly string[], io: CliIo): Promise<number> {
+  if (args[0] === '--help' || args[0] === '-h') {
+    io.stdout(`${USAGE}\n  -f, -r SENDER   envelope sender (<> for the null sender; default $USER@hostname)\n  -t              recipients from To, Cc and Bcc (Bcc is removed), added to those named\n  -i, -oi         a line holding only "." does not end the input\n  --server H:P    submit here instead of the configuration's first listen address\nExit codes: 0 queued, 75 temporary refusal (4xx), 1 permanent refusal (5xx) or no connection, 2 usage.\n`);
+    return EXIT_OK;
+  }
   const parsed = parseSendArgs(args);
   if ('error' in parsed) {
     io.stderr(`postwire send: ${parsed.error}\n${USAGE}\n`);
