@@ -8,7 +8,9 @@
  * indexed reads wrapped in promises. readBody() streams 64 KiB chunks from the segment range or
  * the body file. purge() is one synchronous SQLite transaction (one WAL fsync) plus an unlink of
  * the spill file or, when the segment it lived in is no longer active and now empty, of that
- * segment. Scheduling (schedule-db.ts): recordAttempt, hold and release are each one synchronous
+ * segment. searchMessages is one statement per page (index-db.ts: filters evaluated per message in
+ * sort order; case-insensitive matching through a registered JavaScript function). Scheduling
+ * (schedule-db.ts): recordAttempt, hold, release, retryNow, operatorDelete and operatorBounce are each one synchronous
  * transaction with one WAL fsync (≈ 1.2 ms measured, event loop blocked); claimDue, renewLease
  * and releaseLease are one synchronous transaction without an fsync (lease columns only), and so
  * is markInWindow (the RFC 1047 window mark: kept by a SIGKILL, possibly lost by a power cut, and
@@ -35,7 +37,7 @@ import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, StoredMessage,
+  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, SearchPage, SearchQuery, StoredMessage,
 } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
@@ -179,6 +181,26 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
   async release(id: QueueId): Promise<boolean> {
     this.assertOpen();
     return this.parts.index.schedule.release(id, this.parts.now());
+  }
+
+  async searchMessages(query: SearchQuery): Promise<SearchPage> {
+    this.assertOpen();
+    return this.parts.index.search(query);
+  }
+
+  async retryNow(id: QueueId): Promise<boolean> {
+    this.assertOpen();
+    return this.parts.index.schedule.retryNow(id, this.parts.now());
+  }
+
+  async operatorDelete(id: QueueId, reason: string): Promise<number[]> {
+    this.assertOpen();
+    return this.parts.index.schedule.operatorFinal(id, 'deleted', reason, this.parts.now());
+  }
+
+  async operatorBounce(id: QueueId, reason: string, recipients: readonly number[]): Promise<number[]> {
+    this.assertOpen();
+    return this.parts.index.schedule.operatorFinal(id, 'bounced', reason, this.parts.now(), recipients);
   }
 
   close(): Promise<void> {
