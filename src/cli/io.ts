@@ -19,12 +19,15 @@ export interface CliIo {
   env?: Readonly<Record<string, string | undefined>>;
   /** The system host name (default for --hostname); os.hostname() when absent. */
   hostname?: string;
+  /** stderr is a terminal: long operations report progress there. */
+  stderrIsTTY?: boolean;
 }
 
 export const processIo: CliIo = {
   stdout: (text) => void process.stdout.write(text),
   stderr: (text) => void process.stderr.write(text),
   env: process.env,
+  stderrIsTTY: process.stderr.isTTY === true,
 };
 
 export function systemHostname(io: CliIo): string {
