@@ -78,7 +78,7 @@ export function showPage(d: MessageDetailV1, now: number): string {
     if (h.note !== undefined && h.nextHop !== '') out.push(`    note: ${h.note}`);
     if (h.nextAttemptAt !== undefined) out.push(`    next attempt ${h.nextAttemptAt}`);
   }
-  out.push(`Next: ${d.next.why}${d.next.at !== undefined ? ` [${d.next.at}]` : ''}`);
+  out.push(`Next: ${d.next.why}`);
   return out.join('\n') + '\n';
 }
 
@@ -104,7 +104,7 @@ export function explainPage(e: ExplainV1): string {
     out.push(`  tls      ${d.tls.policy}: ${d.tls.why}`);
     out.push(`  window   ${d.window.active} delivering, ${d.window.waiting} waiting, limit ${d.window.concurrency}`);
     if (d.lastReply !== undefined) out.push(`  reply    ${indent(d.lastReply, '           ').trimStart()}`);
-    out.push(`  next     ${d.why}${d.nextAttemptAt !== undefined ? ` [${d.nextAttemptAt}]` : ''}`);
+    out.push(`  next     ${d.why}`);
   }
   return out.join('\n') + '\n';
 }
