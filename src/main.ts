@@ -228,7 +228,8 @@ export interface OfflineAdmin {
  * resolves routes with the configured DNS; the windows are empty (nothing is delivering).
  */
 export async function openOfflineAdmin(config: Config, options: { readonly log?: Logger; readonly clock?: Clock } = {}): Promise<OfflineAdmin> {
-  const log = options.log ?? createLogger({ level: 'warn' });
+  // stderr: stdout carries the command's result (--json) and must stay parseable.
+  const log = options.log ?? createLogger({ level: 'warn', destination: process.stderr });
   const clock = options.clock ?? systemClock;
   if (!existsSync(join(config.spool, 'index.sqlite'))) throw new Error(`no spool at ${config.spool} (no index.sqlite there)`);
   let store: QueueStore;

@@ -69,7 +69,8 @@ export const NO_FIELDS: Schema = {};
 /** Checks `value` against `schema`; returns it typed, or throws ApiErrorV1 naming the field. */
 export function check<T>(value: unknown, schema: Schema, prefix = ''): T {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ApiErrorV1('BAD_REQUEST', prefix === '' ? 'the request must be a JSON object' : `${prefix} must be an object`, prefix === '' ? undefined : prefix);
+    const field = prefix.replace(/\.$/, '');
+    throw new ApiErrorV1('BAD_REQUEST', field === '' ? 'the request must be a JSON object' : `${field} must be an object`, field === '' ? undefined : field);
   }
   const record = value as Record<string, unknown>;
   for (const name of Object.keys(record)) {

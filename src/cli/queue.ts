@@ -22,6 +22,7 @@
  * id, confirmation needed).
  */
 import type { ActionRequestV1, ActionResultV1, ActionV1, AdminApiV1, ListRequestV1, MessageFilterV1, SortV1 } from '../api/index.js';
+import { ApiErrorV1 } from '../api/index.js';
 import { parseDuration } from '../util/index.js';
 import { openTarget, parseCommand, reportFailure, UsageError } from './admin-target.js';
 import type { OptionSpec } from './admin-target.js';
@@ -140,7 +141,15 @@ async function inBatches(api: AdminApiV1, io: CliIo, base: Pick<ActionRequestV1,
   const results: Array<ActionResultV1['results'][number]> = [];
   const progress = io.stderrIsTTY === true && ids.length > BATCH;
   for (let at = 0; at < ids.length; at += BATCH) {
-    const batch = await api.act({ ...base, ids: ids.slice(at, at + BATCH) });
+    const chunk = ids.slice(at, at + BATCH);
+    let batch: ActionResultV1;
+    try {
+      batch = await api.act({ ...base, ids: chunk });
+    } catch (err) {
+      // Every message of this batch left the queue since the dry run (retention, another operator).
+      if (!(err instanceof ApiErrorV1 && err.code === 'NOT_FOUND')) throw err;
+      batch = { action: base.action, dryRun: false, matched: 0, results: chunk.map((id) => ({ id, changed: false, detail: 'not in the queue' })) };
+    }
     results.push(...batch.results);
     if (progress) io.stderr(`\r${base.action}: ${results.length}/${ids.length}`);
   }

@@ -180,7 +180,14 @@ async function queueOperatorDsn(deps: QueueControlDeps, message: StoredMessage, 
     boundarySeed: String(deps.random()),
   });
   if (!dsn) return 'no DSN: NOTIFY asked for none';
-  const incoming = deps.intake.openGenerated({ recipient: dsn.recipient, body: dsn.body, smtputf8: dsn.smtputf8, origin: `dsn:${message.id}` });
+  let incoming;
+  try {
+    incoming = deps.intake.openGenerated({ recipient: dsn.recipient, body: dsn.body, smtputf8: dsn.smtputf8, origin: `dsn:${message.id}` });
+  } catch (err) {
+    // As the runner does: a sender we cannot write to does not stop the bounce.
+    deps.log.warn({ queueId: message.id, sender: dsn.recipient, err: String(err) }, 'cannot return a DSN to this sender');
+    return `no DSN: cannot return one to ${dsn.recipient} (${err instanceof Error ? err.message : String(err)})`;
+  }
   try {
     for await (const chunk of streamDsn(dsn, originalOf(deps, message.id))) await incoming.write(chunk);
     const id = await incoming.commit();
