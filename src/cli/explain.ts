@@ -13,14 +13,14 @@
  */
 import { openTarget, parseCommand, reportFailure, UsageError } from './admin-target.js';
 import { explainPage } from './format.js';
-import { EXIT_OK, EXIT_USAGE } from './io.js';
+import { EXIT_OK, EXIT_USAGE, wantsHelp } from './io.js';
 import type { CliIo } from './io.js';
 
 export const EXPLAIN_USAGE = `Usage: postwire explain ADDRESS|ID [--json] [--admin HOST:PORT | --spool DIR] [--admin-token TOKEN]
 `;
 
 export async function runExplain(args: readonly string[], io: CliIo): Promise<number> {
-  if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
+  if (args.length === 0 || wantsHelp(args)) {
     (args.length === 0 ? io.stderr : io.stdout)(EXPLAIN_USAGE);
     return args.length === 0 ? EXIT_USAGE : EXIT_OK;
   }

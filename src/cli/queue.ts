@@ -27,7 +27,7 @@ import { parseDuration } from '../util/index.js';
 import { openTarget, parseCommand, reportFailure, UsageError } from './admin-target.js';
 import type { OptionSpec } from './admin-target.js';
 import { actionLines, listTable, showPage } from './format.js';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, wantsHelp } from './io.js';
 import type { CliIo } from './io.js';
 
 /** Messages per act request when a filter's matches are worked through. */
@@ -61,7 +61,7 @@ Target:  --admin HOST:PORT (a running server; default the configured --admin) [-
 `;
 
 export async function runQueue(args: readonly string[], io: CliIo): Promise<number> {
-  if (args.length === 0 || args[0] === '--help' || args[0] === '-h' || args[0] === 'help') {
+  if (args.length === 0 || args[0] === 'help' || wantsHelp(args)) {
     (args.length === 0 ? io.stderr : io.stdout)(QUEUE_USAGE);
     return args.length === 0 ? EXIT_USAGE : EXIT_OK;
   }
