@@ -14,13 +14,17 @@
  * Token: with `token` set, every /api/v1 request must carry `Authorization: Bearer <token>`
  * (compared in constant time over SHA-256 digests, so neither content nor length leaks), else 401
  * UNAUTHORIZED before any routing (an unauthenticated caller learns nothing about the routes).
- * config/load refuses a non-loopback --admin without a token, so "no token" means loopback only.
+ * config/load refuses a non-loopback --admin without a token, so "no token" means loopback only;
+ * then a request whose Host is a DNS name (not an address or localhost) is refused too, so a web
+ * page whose name was made to resolve to 127.0.0.1 (DNS rebinding) cannot drive the API, and a
+ * POST must say content-type application/json, which a cross-site form or simple fetch cannot.
  *
  * Failure: an exception that is not ApiErrorV1 is a bug: logged with the stack, answered 500
  * INTERNAL without details. A client that disconnects mid-request is simply dropped.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
+import { isIP } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { API_V1_PREFIX, ApiErrorV1, ERROR_STATUS_V1, ROUTES_V1 } from '../api/index.js';
 import type { AdminApiV1, ApiErrorBodyV1, ApiErrorCodeV1 } from '../api/index.js';
@@ -127,6 +131,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AdminServ
       res.setHeader('www-authenticate', 'Bearer realm="postwire admin"');
       throw new ApiErrorV1('UNAUTHORIZED', 'this admin API needs Authorization: Bearer <token> (--admin-token)');
     }
+    if (token === undefined && !literalHost(req.headers.host)) {
+      // Without a token only this machine can reach us, unless a web page's own name resolves
+      // here (DNS rebinding): such a page sends its name as Host, which no local tool does.
+      drain(req);
+      throw new ApiErrorV1('UNAUTHORIZED', `Host ${JSON.stringify(req.headers.host ?? '')} is not an address or localhost: without --admin-token the API answers only requests made to an address`);
+    }
     await handleApi(req, res, deps.api, url);
     return;
   }
@@ -195,10 +205,12 @@ async function readJson(req: IncomingMessage, url: URL): Promise<Record<string, 
     drain(req);
     throw new ApiErrorV1('BAD_REQUEST', 'a POST takes its fields in the JSON body, not the query string', [...url.searchParams.keys()][0]);
   }
+  // Required, not assumed: a browser sends a cross-site POST without a preflight only with no
+  // content type or a form/text one, so insisting on JSON keeps other sites' pages out.
   const type = req.headers['content-type'];
-  if (type !== undefined && !/^application\/json\b/i.test(type)) {
+  if (type === undefined || !/^application\/json\s*(;|$)/i.test(type)) {
     drain(req);
-    throw new ApiErrorV1('BAD_REQUEST', `the body must be application/json, not ${type}`);
+    throw new ApiErrorV1('BAD_REQUEST', `the body must be sent as content-type application/json${type === undefined ? '' : `, not ${type}`}`);
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -222,6 +234,13 @@ async function readJson(req: IncomingMessage, url: URL): Promise<Record<string, 
 /** Let the request body go (we answer without reading it). */
 function drain(req: IncomingMessage): void {
   req.resume();
+}
+
+/** `127.0.0.1:8025`, `[::1]:8025`, `localhost:8025`: a Host a local tool sends; a DNS name is not. */
+function literalHost(host: string | undefined): boolean {
+  if (host === undefined) return true; // HTTP/1.0 tools; browsers always send Host
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return name.toLowerCase() === 'localhost' || isIP(name) !== 0;
 }
 
 function authorized(req: IncomingMessage, expected: Buffer): boolean {

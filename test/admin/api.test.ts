@@ -218,6 +218,7 @@ describe('admin API v1 over HTTP', () => {
     assertError(await call('POST', '/api/v1/actions', { action: 'hold', ids: ['01AAAAAAAAAAAAAAAA'] }), 404, 'NOT_FOUND');
     assertError(await call('POST', '/api/v1/actions', { action: 'hold', ids: [first] }, { 'content-type': 'text/plain' }), 400, 'BAD_REQUEST');
     assertError(await call('POST', '/api/v1/actions?action=hold', { action: 'hold', ids: [first] }), 400, 'BAD_REQUEST');
+    assertError(await call('POST', '/api/v1/actions', { action: 'hold', ids: [first] }, { 'content-type': 'application/x-www-form-urlencoded' }), 400, 'BAD_REQUEST');
     const huge = JSON.stringify({ action: 'hold', ids: [first], reason: 'x'.repeat(2 * 1024 * 1024) });
     assertError(await call('POST', '/api/v1/actions', huge), 400, 'BAD_REQUEST');
     assert.deepEqual(await server.store.history(first as never).then((h) => h.filter((e) => e.note === 'hold').length), 1, 'none of them changed anything');
@@ -284,6 +285,30 @@ describe('admin API v1 over HTTP', () => {
     const metrics = await call<string>('GET', '/metrics');
     assert.equal(metrics.status, 200);
     assert.match(metrics.body, /postwire_/);
+  });
+
+  it('without a token, a request to a DNS name is refused (DNS rebinding), and a body must be JSON', async () => {
+    const admin = server.server.admin;
+    assert.ok(admin);
+    const { request } = await import('node:http');
+    const raw = (headers: Record<string, string>, body?: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: admin.port, path: body === undefined ? '/api/v1/overview' : '/api/v1/actions', method: body === undefined ? 'GET' : 'POST', headers }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const rebound = await raw({ host: `evil.example:${admin.port}` });
+    assert.equal(rebound.status, 401, rebound.body);
+    assert.match(rebound.body, /UNAUTHORIZED/);
+    assert.equal((await raw({ host: `localhost:${admin.port}` })).status, 200);
+    assert.equal((await raw({ host: `127.0.0.1:${admin.port}` })).status, 200);
+    const untyped = await raw({ host: `127.0.0.1:${admin.port}` }, JSON.stringify({ action: 'hold', ids: [first] }));
+    assert.equal(untyped.status, 400, untyped.body);
+    assert.match(untyped.body, /content-type application\/json/);
   });
 
   it('ROUTES_V1 is what the server serves', () => {
