@@ -18,7 +18,7 @@ import type { HostPort } from './config/index.js';
 import type { RouteTable } from './delivery/index.js';
 import type { QueueStore } from './queue/index.js';
 
-export function explainRoutes(table: RouteTable, smarthost: HostPort | undefined): (domain: string) => Promise<RouteExplanation> {
+export function explainRoutes(table: RouteTable, smarthost: HostPort | undefined, mxPort: number): (domain: string) => Promise<RouteExplanation> {
   return async (domain) => {
     const r = await table.resolveRoute(domain);
     const steps = r.explain.join('; ');
@@ -41,6 +41,20 @@ export function explainRoutes(table: RouteTable, smarthost: HostPort | undefined
         continue;
       }
       hosts.push({ host: h.name, port: h.port, ...(kind === 'mx' ? { preference: h.preference } : {}), addresses: [h.address] });
+    }
+    // MX hosts whose names did not resolve are skipped by delivery: listed last, with the reason.
+    if (kind === 'mx') {
+      const preference = new Map<string, number>();
+      for (const m of r.explain.find((line) => line.startsWith('MX order: '))?.slice('MX order: '.length).split(', ') ?? []) {
+        const hit = /^(\S+) \((\d+)\)$/.exec(m);
+        if (hit) preference.set(hit[1] ?? '', Number(hit[2]));
+      }
+      for (const line of r.explain) {
+        const skipped = /^(\S+): (.*): skipped$/.exec(line);
+        if (!skipped) continue;
+        const name = skipped[1] ?? '';
+        hosts.push({ host: name, port: mxPort, ...(preference.has(name) ? { preference: preference.get(name) ?? 0 } : {}), error: skipped[2] ?? '' });
+      }
     }
     return { destination: r.destination, route: { kind, detail: steps }, hosts, tls, ...concurrency };
   };

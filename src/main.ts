@@ -162,7 +162,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     clock,
     retry: config.retry,
     explain: {
-      explainRoute: explainRoutes(routes, config.smarthost),
+      explainRoute: explainRoutes(routes, config.smarthost, config.delivery.mxPort),
       window: (destination, concurrency) => manager.window(destination, concurrency),
     },
     overview: interimOverview(store),
@@ -249,7 +249,7 @@ export async function openOfflineAdmin(config: Config, options: { readonly log?:
     mxPort: config.delivery.mxPort,
   });
   const explain: ExplainPorts = {
-    explainRoute: explainRoutes(routes, config.smarthost),
+    explainRoute: explainRoutes(routes, config.smarthost, config.delivery.mxPort),
     window: (_destination, concurrency) => ({ concurrency: Math.max(1, concurrency ?? config.delivery.destinationConcurrency), active: 0, waiting: 0 }),
   };
   const api = createAdminApi({ store, control, clock, retry: config.retry, explain, overview: interimOverview(store), timeseries: interimTimeseries() });

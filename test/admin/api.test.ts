@@ -59,7 +59,7 @@ describe('admin API v1 over HTTP', () => {
 
   before(async () => {
     dns = await startFakeDns({
-      'example.net': { mx: [[10, 'mx1.example.net'], [20, 'mx2.example.net']] },
+      'example.net': { mx: [[10, 'mx1.example.net'], [20, 'mx2.example.net'], [30, 'mx3.example.net']] },
       'mx1.example.net': { a: ['192.0.2.1'] },
       'mx2.example.net': { a: ['192.0.2.2', '192.0.2.3'] },
       'nomx.test': { a: ['192.0.2.9'] },
@@ -234,7 +234,10 @@ describe('admin API v1 over HTTP', () => {
     assert.deepEqual(d?.hosts.map((h) => [h.host, h.preference, h.addresses]), [
       ['mx1.example.net', 10, ['192.0.2.1']],
       ['mx2.example.net', 20, ['192.0.2.2', '192.0.2.3']],
+      ['mx3.example.net', 30, undefined],
     ]);
+    assert.match(d?.hosts[2]?.error ?? '', /NXDOMAIN|NOTFOUND|not/i, 'a host without an address is shown, with why it is skipped');
+    assert.match(d?.route.detail ?? '', /MX example\.net: 10 mx1\.example\.net, 20 mx2\.example\.net, 30 mx3\.example\.net/);
     assert.equal(d?.tls.policy, 'none');
     assert.match(d?.tls.why ?? '', /no outbound STARTTLS/);
     assert.deepEqual(d?.window, { concurrency: 20, active: 0, waiting: 0 });
