@@ -140,6 +140,10 @@ describe('postwire queue and explain, offline (--spool)', () => {
     const again = await q('hold', '--recipient', 'erin@');
     assert.equal(again.code, 0, described(again));
     assert.match(again.stdout, /hold: 1 matched, 1 changed/);
+    const before = await states();
+    const dryDel = await json<ActionResultV1>('delete', ids[2] ?? '', '--dry-run');
+    assert.deepEqual(dryDel, { action: 'delete', dryRun: true, matched: 1, results: [{ id: ids[2], changed: true }] });
+    assert.deepEqual(await states(), before, 'dry run by id: nothing changed');
     const del = await q('delete', ids[2] ?? '', '--reason', 'spam');
     assert.equal(del.code, 0, described(del));
     assert.deepEqual((await states())[ids[2] ?? ''], ['deleted']);
