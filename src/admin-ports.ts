@@ -14,12 +14,14 @@
 import { ApiErrorV1 } from './api/index.js';
 import type { ExplainHostV1, OverviewV1, TimeseriesV1 } from './api/index.js';
 import type { RouteExplanation } from './admin/index.js';
-import type { HostPort } from './config/index.js';
+import type { Config } from './config/index.js';
 import type { RouteTable } from './delivery/index.js';
 import type { QueueStore } from './queue/index.js';
 
-export function explainRoutes(table: RouteTable, smarthost: HostPort | undefined, mxPort: number): (domain: string) => Promise<RouteExplanation> {
+/** `settings` is read at each call: the configuration in force after SIGHUP reloads. */
+export function explainRoutes(table: Pick<RouteTable, 'resolveRoute'>, settings: () => Pick<Config, 'smarthost' | 'delivery'>): (domain: string) => Promise<RouteExplanation> {
   return async (domain) => {
+    const { smarthost, delivery: { mxPort } } = settings();
     const r = await table.resolveRoute(domain);
     const steps = r.explain.join('; ');
     const route = r.route;

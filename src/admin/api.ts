@@ -23,8 +23,8 @@ export interface AdminApiDeps {
   readonly control: QueueControl;
   readonly explain: ExplainPorts;
   readonly clock: Clock;
-  /** The --retry schedule, for "what happens next" in words. */
-  readonly retry?: readonly number[];
+  /** The --retry schedule in force (it changes on reload), for "what happens next" in words. */
+  readonly retry?: () => readonly number[];
   readonly overview: () => Promise<OverviewV1>;
   readonly timeseries: () => Promise<TimeseriesV1>;
 }

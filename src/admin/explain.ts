@@ -46,7 +46,8 @@ export interface ExplainDeps {
   readonly store: QueueStore;
   readonly ports: ExplainPorts;
   readonly clock: Clock;
-  readonly retry?: readonly number[];
+  /** The --retry schedule in force (it changes on reload). */
+  readonly retry?: () => readonly number[];
 }
 
 export function createExplain(deps: ExplainDeps): (request: ExplainRequestV1) => Promise<ExplainV1> {
@@ -97,7 +98,7 @@ async function explainMessage(deps: ExplainDeps, target: string, id: NonNullable
     groups.set(route.destination, group);
   }
   const now = deps.clock.now();
-  const overall = nextStep(message, history, now, deps.retry);
+  const overall = nextStep(message, history, now, deps.retry?.());
   const destinations = [...groups.values()].map(({ route, indices }) => {
     const states = indices.map((i) => message.recipients[i]?.state ?? 'deleted');
     const lastReply = [...indices].reverse().map((i) => last[i]).find((x) => x !== undefined);

@@ -42,8 +42,8 @@ export interface MessagesDeps {
   readonly store: QueueStore;
   readonly control: QueueControl;
   readonly clock: Clock;
-  /** The --retry schedule, for "what happens next" in words. */
-  readonly retry?: readonly number[];
+  /** The --retry schedule in force (it changes on reload), for "what happens next" in words. */
+  readonly retry?: () => readonly number[];
 }
 
 export interface MessagesApi {
@@ -94,7 +94,7 @@ export function createMessagesApi(deps: MessagesDeps): MessagesApi {
         dsn: { ...(env.dsnRet ? { ret: env.dsnRet } : {}), ...(env.dsnEnvid !== undefined ? { envid: env.dsnEnvid } : {}) },
         headers: await storeCall(() => readHeaders(store, id)),
         history: history.map((h) => attemptV1(h, m)),
-        next: nextStep(m, history, clock.now(), deps.retry),
+        next: nextStep(m, history, clock.now(), deps.retry?.()),
       };
     },
 

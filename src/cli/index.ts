@@ -4,9 +4,9 @@
  * and sets process.exitCode from the result; nothing here calls process.exit, so every
  * subcommand runs in-process in tests with an injected CliIo.
  *
- * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, help,
- * queue and explain (admin API clients, cli/queue.ts and cli/explain.ts, which print their own
- * usage), and the designed-but-unbuilt send, user, migrate, which refuse with exit 2.
+ * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, send,
+ * help, queue and explain (admin API clients, cli/queue.ts and cli/explain.ts, which print their
+ * own usage), and the designed-but-unbuilt ones, which refuse with exit 2.
  * Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 usage or configuration error; errors go to
  * stderr one per line, prefixed `postwire: `. The CLI may import config/, api/, util/ and main.ts
  * (serve only, lazily).
@@ -19,6 +19,7 @@ import { runNotYet } from './not-yet.js';
 import { runExplain } from './explain.js';
 import { runQueue } from './queue.js';
 import { runServe } from './serve.js';
+import { runSend } from './send.js';
 
 interface Command {
   readonly name: string;
@@ -41,7 +42,7 @@ const COMMANDS: readonly Command[] = [
   { name: 'help', summary: 'show this help', takesFlags: false, run: (_args, io) => runHelp(io, COMMANDS) },
   { name: 'queue', summary: 'list, show, retry, hold, release, delete or bounce queued mail', takesFlags: false, run: runQueue },
   { name: 'explain', summary: 'the decision path for a recipient or a queued message', takesFlags: false, run: runExplain },
-  notYet('send', 'submit a message read from stdin (sendmail-like)'),
+  { name: 'send', summary: 'submit a message read from stdin (sendmail-like: -f, -t, -i)', takesFlags: false, run: runSend },
   notYet('user', 'manage the AUTH user file'),
   notYet('migrate', 'create or upgrade the PostgreSQL schema'),
 ];

@@ -21,6 +21,8 @@ export interface CliIo {
   hostname?: string;
   /** stderr is a terminal: long operations report progress there. */
   stderrIsTTY?: boolean;
+  /** All of standard input (`send` reads the message from it). */
+  readStdin?: () => Promise<Buffer>;
 }
 
 export const processIo: CliIo = {
@@ -28,6 +30,11 @@ export const processIo: CliIo = {
   stderr: (text) => void process.stderr.write(text),
   env: process.env,
   stderrIsTTY: process.stderr.isTTY === true,
+  readStdin: async () => {
+    const parts: Buffer[] = [];
+    for await (const chunk of process.stdin) parts.push(Buffer.from(chunk as Uint8Array));
+    return Buffer.concat(parts);
+  },
 };
 
 export function systemHostname(io: CliIo): string {
