@@ -89,7 +89,7 @@ describe('postwire queue and explain, online (--admin)', () => {
     assert.deepEqual(none.messages, []);
     const table = await q('list', '--recipient', 'always-451');
     assert.equal(table.code, 0, described(table));
-    assert.match(table.stdout, new RegExp(`^${stuck}\\s.*always-451-b@dest\\.test:deferred\\s+in \\d+h?\\d*m\\s+451`, 'm'));
+    assert.match(table.stdout, new RegExp(`^${stuck}\\s.*always-451-b@dest\\.test:deferred\\s+in (\\d+h)?(\\d+m)?\\s+451`, 'm'));
   });
 
   it('show: every attempt with its next hop and the reply verbatim, and why the next attempt', async () => {
