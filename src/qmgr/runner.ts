@@ -194,6 +194,18 @@ export class QueueManager {
     }
   }
 
+  /**
+   * One destination's delivery window now (for `explain`): its limit (the route's own, else
+   * --destination-concurrency), deliveries in progress, and deliveries waiting for a slot.
+   */
+  window(destination: string, routeConcurrency?: number): { concurrency: number; active: number; waiting: number } {
+    return {
+      concurrency: Math.max(1, routeConcurrency ?? this.deps.options.destinationConcurrency),
+      active: this.windows.activeFor(destination),
+      waiting: this.windows.waitingFor(destination),
+    };
+  }
+
   /** New mail was queued: look for due work now instead of at the next poll. */
   wake(): void {
     this.wakeUp?.();
