@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { AdminApiV1 } from '../api/index.js';
 import { silentLogger } from '../obs/index.js';
 import type { Metrics } from '../obs/index.js';
 import { startAdminServer } from './server.js';
@@ -17,6 +18,9 @@ const metrics: Metrics = {
   contentType: 'text/plain',
   close() {},
 };
+
+/** These tests never reach the API. */
+const unused = new Proxy({} as AdminApiV1, { get: () => () => Promise.reject(new Error('not used here')) });
 
 /** A raw request, so the path goes out exactly as written (no URL normalisation). */
 function get(port: number, path: string, method = 'GET'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
@@ -34,7 +38,8 @@ function get(port: number, path: string, method = 'GET'): Promise<{ status: numb
 describe('admin web page files', () => {
   let admin: AdminServer;
   before(async () => {
-    admin = await startAdminServer({ host: '127.0.0.1', port: 0 }, { metrics, log: silentLogger });
+    const web = await loadWebFiles();
+    admin = await startAdminServer({ host: '127.0.0.1', port: 0 }, { metrics, log: silentLogger, api: unused, web: web.serve });
   });
   after(() => admin.close());
 

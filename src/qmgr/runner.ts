@@ -194,6 +194,18 @@ export class QueueManager {
     }
   }
 
+  /**
+   * One destination's delivery window now (for `explain`): its limit (the route's own, else
+   * --destination-concurrency), deliveries in progress, and deliveries waiting for a slot.
+   */
+  window(destination: string, routeConcurrency?: number): { concurrency: number; active: number; waiting: number } {
+    return {
+      concurrency: Math.max(1, routeConcurrency ?? this.deps.options.destinationConcurrency),
+      active: this.windows.activeFor(destination),
+      waiting: this.windows.waitingFor(destination),
+    };
+  }
+
   /** New mail was queued: look for due work now instead of at the next poll. */
   wake(): void {
     this.wakeUp?.();
@@ -378,7 +390,8 @@ export class QueueManager {
       groups.set(route.destination, group);
     }
     if (decided.outcomes.size === 0 && groups.size > 0 && [...groups.values()].every((g) => this.backlogged(g))) return 'backoff';
-    await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided, lease)));
+    const alone = groups.size === 1;
+    await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided, lease, alone)));
     for (const index of due) {
       const outcome = decided.outcomes.get(index);
       if (outcome) decided.results.push({ recipient: index, state: outcome.kind as AttemptState, reply: outcome.reply });
@@ -392,7 +405,7 @@ export class QueueManager {
   }
 
   /** `lease` reads the current lease (renewals replace it) when the window is marked. */
-  private async deliverGroup(message: StoredMessage, group: Group, decided: Decided, lease: () => Lease): Promise<void> {
+  private async deliverGroup(message: StoredMessage, group: Group, decided: Decided, lease: () => Lease, alone: boolean): Promise<void> {
     // The destination's window first, then a global slot: a message waiting on a busy
     // destination holds no slot another destination could use.
     const releaseWindow = await this.windows.acquire(group.route.destination, group.route.route.concurrency);
@@ -439,8 +452,11 @@ export class QueueManager {
         if (o.kind === 'delivered') delivered.push(index);
       }
       // Settle deliveries now: other destinations of this message (or its DSNs) may take long,
-      // and a crash meanwhile must neither redeliver these nor call them ambiguous.
-      if (delivered.length > 0) {
+      // and a crash meanwhile must neither redeliver these nor call them ambiguous. A message's
+      // only group, wholly delivered with no success DSN owed, owes no DSN at all and goes
+      // straight on to its record (no I/O in between), so there the extra transaction buys nothing.
+      const recordFollows = alone && delivered.length === group.indices.length && delivered.every((i) => !wantsSuccessDsn(message.recipients[i]));
+      if (delivered.length > 0 && !recordFollows) {
         await this.deps.store.settleDelivered(lease(), delivered).catch((err: unknown) => {
           this.deps.log.warn({ queueId: message.id, err: String(err) }, 'settling delivered recipients failed; the attempt record will');
         });
@@ -553,4 +569,10 @@ export class QueueManager {
     }
   }
 
+}
+
+/** NOTIFY=SUCCESS (RFC 3461): a delivery of this recipient owes the sender a DSN before the record. */
+function wantsSuccessDsn(recipient: RecipientRecord | undefined): boolean {
+  const notify = recipient?.notify;
+  return Array.isArray(notify) && notify.includes('SUCCESS');
 }

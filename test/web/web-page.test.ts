@@ -10,11 +10,14 @@
  * there); retry it, confirming; see it delivered (the page refreshes by itself). Screenshots go
  * to a fresh folder under the OS temp dir, whose path the test prints (console.log and a test
  * diagnostic): `<tmpdir>/postwire-web-XXXXXX/{overview,message-deferred,message-delivered}.png`.
- * Without /usr/bin/chromium it skips with the reason, as the interop tests do, except under CI=true.
+ * A second scenario runs with --admin-token: the page asks for the token, asks again when it is
+ * refused, and keeps it for the tab (a reload does not ask).
+ * Without /usr/bin/chromium it skips with the reason (peerGate, as the interop tests), except
+ * under CI=true, where that is a failing test.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,15 +30,16 @@ import type { TestServer } from '../support/server.js';
 import type { QueueId } from '../../src/queue/index.js';
 import { allInState, submit } from '../support/submit.js';
 import { until } from '../support/wait.js';
+import { peerGate } from '../support/interop.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const DEFERRED_RCPT = 'tempfail-rcpt-once-web@dest.test';
 
-/** Like the interop tests: without the browser the test skips with the reason, except on CI (CI=true), where it must run. */
-const SKIP = existsSync(CHROMIUM) || process.env['CI'] === 'true' ? undefined : `${CHROMIUM} is not installed (scripts/ci-deps.sh installs it: apt-get install chromium)`;
+/** The interop tests' one skip rule: without the browser these skip with the reason; under CI=true that is a failing test instead. */
+const SKIP = peerGate('chromium', existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed (scripts/ci-deps.sh: apt-get install chromium)`).skip;
 
-describe('the web page in chromium', { skip: SKIP ?? false }, () => {
+describe('the web page in chromium', { skip: SKIP }, () => {
   let sink: FakeSmtpServer;
   let server: TestServer;
   let profile: string;
@@ -45,9 +49,6 @@ describe('the web page in chromium', { skip: SKIP ?? false }, () => {
   let deferredId: QueueId;
 
   before(async () => {
-    await access(CHROMIUM).catch(() => {
-      throw new Error(`${CHROMIUM} is missing on CI: scripts/ci-deps.sh should have installed it`);
-    });
     sink = await startFakeSmtp();
     server = await startTestServer([
       '--delivery', 'on', '--retry', '1h', '--max-age', '1d', '--smarthost', `127.0.0.1:${sink.port}`, '--admin', '127.0.0.1:0',
@@ -111,11 +112,6 @@ describe('the web page in chromium', { skip: SKIP ?? false }, () => {
   });
 
   it('finds the deferred message by recipient, shows its history, retries it on confirmation, and shows it delivered', async (t) => {
-    // TEMPORARY, until the issue4-api router (list/show/act) is merged: remove with it.
-    if ((await fetch(`${base}/api/v1/messages?limit=1`)).status === 404) {
-      t.skip('GET /api/v1/messages, /messages/:id and POST /actions are not served on this branch yet (issue4-api)');
-      return;
-    }
     const { page, problems } = await open('/#/messages');
     await page.locator('form#search input[name="recipient"]').fill('tempfail-rcpt-once');
     await page.locator('form#search button[type="submit"]').click();
@@ -148,6 +144,41 @@ describe('the web page in chromium', { skip: SKIP ?? false }, () => {
     report(t, `message screenshot: ${path}`);
     assert.deepEqual(problems, []);
     await page.close();
+  });
+});
+
+describe('the web page with --admin-token', { skip: SKIP }, () => {
+  it('asks for the token once, asks again when it is refused, and keeps it for the tab', async () => {
+    const server = await startTestServer(['--admin', '127.0.0.1:0', '--admin-token', 'correct-horse-battery']);
+    const profile = await mkdtemp(join(tmpdir(), 'postwire-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    try {
+      const admin = server.server.admin;
+      assert.ok(admin);
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (err) => errors.push(err.message));
+      await page.goto(`http://127.0.0.1:${admin.port}/`);
+      const form = page.locator('#token-form');
+      await form.waitFor({ state: 'visible' });
+      await page.locator('#token-input').fill('wrong');
+      await page.locator('#token-form button[type="submit"]').click();
+      await page.locator('#token-error', { hasText: 'refused' }).waitFor();
+      await page.locator('#token-input').fill('correct-horse-battery');
+      await page.locator('#token-form button[type="submit"]').click();
+      await page.locator('#pending-count').waitFor();
+      assert.equal(await form.isHidden(), true);
+      assert.equal(await page.evaluate('sessionStorage.getItem("postwire.adminToken")'), 'correct-horse-battery');
+      // A reload in the same tab does not ask again.
+      await page.reload();
+      await page.locator('#pending-count').waitFor();
+      assert.equal(await form.isHidden(), true);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+      await server.stop();
+    }
   });
 });
 

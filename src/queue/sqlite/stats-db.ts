@@ -15,14 +15,12 @@
  */
 import type Database from 'better-sqlite3';
 import type { DomainStats, DomainStatsQuery, RecipientState } from '../store.js';
+import { OPERATOR_NOTES } from '../store.js';
 import { guard } from './sql-guard.js';
 
 /** The address's domain: after the last '@' (rtrim strips every trailing non-'@'), lower-cased. */
 const DOMAIN = (address: string): string =>
   `lower(substr(${address}, length(rtrim(${address}, replace(${address}, '@', ''))) + 1))`;
-
-/** History notes of operator steps: their results are not a destination's errors (nor deliveries). */
-const OPERATOR_STEPS = ['hold', 'release', 'retry', 'delete', 'bounce'] as const;
 
 const STATES: readonly RecipientState[] = ['queued', 'deferred', 'held', 'ambiguous', 'delivered', 'bounced', 'expired', 'deleted'];
 
@@ -50,7 +48,7 @@ export const DOMAIN_STATS_QUERY = `
            x.at, x.state, x.reply
       FROM (SELECT a.message_id, a.at, j.value ->> 'recipient' AS idx, j.value ->> 'state' AS state, j.value ->> 'reply' AS reply
               FROM attempts a, json_each(a.results) j
-             WHERE a.note IS NULL OR a.note NOT IN (${OPERATOR_STEPS.map((n) => `'${n}'`).join(', ')})) x
+             WHERE a.note IS NULL OR a.note NOT IN (${OPERATOR_NOTES.map((n) => `'${n}'`).join(', ')})) x
      WHERE x.state IN ('deferred', 'bounced', 'expired', 'ambiguous') OR (x.state = 'delivered' AND x.at >= @since)
   ),
   errors AS (
