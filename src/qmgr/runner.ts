@@ -88,12 +88,23 @@ export interface QmgrOptions {
 export type ReloadablePolicy = Pick<QmgrOptions, 'retry' | 'ambiguous' | 'delayWarning' | 'keepDone'>;
 
 /**
- * A destination whose window already has this many waiters per slot takes no more: further
- * claims for it are given back (not before BACKOFF_MS, no attempt counted), so a deep backlog for
- * one slow destination cannot fill every claim and starve the others.
+ * A destination whose window already has this many messages waiting takes no more: further
+ * claims for it are given back (not before BACKOFF_MS, no attempt counted, so they go behind
+ * the mail that is due now), and a deep backlog for one destination cannot fill every claim and
+ * starve the others. The bound is the larger of WAITING_PER_SLOT per window slot and
+ * DESTINATION_SHARE of the claim capacity: a destination that keeps up (the usual smart host)
+ * keeps a deep enough local queue to stay busy between claims, and the others keep the rest.
  */
 const WAITING_PER_SLOT = 2;
+const DESTINATION_SHARE = 0.5;
 const BACKOFF_MS = 1_000;
+/**
+ * Giving claims back is churn (a claim and a release each). Per poll interval the loop walks the
+ * due queue freely until this many claims were given back (so mail for other destinations
+ * behind a backlog is reached within about backlog / WALK_BUDGET polls); past it, it claims only
+ * as many as deliveries ended since its last claim, and waits for the next one to end.
+ */
+const WALK_BUDGET_SHARE = 1;
 
 /** How many times a failed recordAttempt is tried before the run gives up (and its lease expires). */
 const RECORD_TRIES = 5;
@@ -147,6 +158,10 @@ export class QueueManager {
   private stopSweep: (() => void) | undefined;
   private wakeUp: (() => void) | undefined;
   private readonly active = new Set<Promise<void>>();
+  /** Claims given back (destination full) in the current poll interval: the churn budget. */
+  private walk = { since: 0, givenBack: 0 };
+  /** Runs that ended (not given back) since the last claim: the claim size while churning. */
+  private endedSinceClaim = 0;
 
   /** The retry and retention policy: replaced by reconfigure() (SIGHUP), read at each use. */
   private policy: ReloadablePolicy;
@@ -223,29 +238,44 @@ export class QueueManager {
 
   private async loop(): Promise<void> {
     const { store, options, clock, log } = this.deps;
+    const capacity = options.maxInFlight * CLAIMED_PER_DELIVERY;
     while (!this.stopping) {
-      const room = options.maxInFlight * CLAIMED_PER_DELIVERY - this.inFlight;
+      const room = capacity - this.inFlight;
+      const now = clock.now();
+      if (now - this.walk.since >= options.pollMs) this.walk = { since: now, givenBack: 0 };
+      const churning = this.walk.givenBack >= capacity * WALK_BUDGET_SHARE;
+      let limit = Math.min(room, 100);
+      if (churning) limit = Math.min(limit, Math.max(2, this.endedSinceClaim));
+      this.endedSinceClaim = 0;
       let claimed: ClaimedMessage[] = [];
       if (room >= 2) {
         try {
-          claimed = await store.claimDue({ now: clock.now(), limit: Math.min(room, 100), leaseMs: options.leaseMs, owner: options.owner });
+          claimed = await store.claimDue({ now, limit, leaseMs: options.leaseMs, owner: options.owner });
         } catch (err) {
           log.error({ err: String(err) }, 'claiming due work failed');
         }
       }
       for (const c of claimed) this.launch(c);
-      if (claimed.length === 0 || room < 2) await this.sleep(options.pollMs);
+      if (claimed.length === 0 || room < 2 || churning) await this.sleep(options.pollMs);
     }
   }
 
   private launch(claim: ClaimedMessage): void {
     this.inFlight++;
     const run = this.process(claim)
-      .catch((err: unknown) => this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), queueId: claim.message.id }, 'delivery run failed'))
-      .finally(() => {
+      .catch((err: unknown) => {
+        this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), queueId: claim.message.id }, 'delivery run failed');
+        return 'done' as const;
+      })
+      .then((ended) => {
         this.inFlight--;
         this.active.delete(run);
-        this.wake();
+        // A claim given back frees nothing a new claim could use: only a run that ended wakes the loop.
+        if (ended === 'given-back') this.walk.givenBack++;
+        else {
+          this.endedSinceClaim++;
+          this.wake();
+        }
       });
     this.active.add(run);
   }
@@ -266,8 +296,8 @@ export class QueueManager {
     });
   }
 
-  /** One claimed message: route, deliver per destination, decide, owe DSNs, record. */
-  private async process(claim: ClaimedMessage): Promise<void> {
+  /** One claimed message: route, deliver per destination, decide, owe DSNs, record; or give it back. */
+  private async process(claim: ClaimedMessage): Promise<'done' | 'given-back'> {
     const { store, clock, options, log } = this.deps;
     let lease = claim.lease;
     const renew = clock.setTimer(Math.max(1, Math.floor(options.leaseMs / 3)), () => void renewLoop());
@@ -289,12 +319,12 @@ export class QueueManager {
       const due = message.recipients.flatMap((r, i) => (isDue(r.state) ? [i] : []));
       if (due.length === 0) {
         await store.releaseLease(lease);
-        return;
+        return 'done';
       }
       const decided = await this.attempt(message, due, () => lease);
       if (decided === 'backoff') {
         await store.releaseLease(lease, clock.now() + BACKOFF_MS);
-        return;
+        return 'given-back';
       }
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
@@ -329,6 +359,7 @@ export class QueueManager {
           ...(note !== undefined ? { note } : {}),
         }, 'attempt');
       }
+      return 'done';
     } finally {
       renew.cancel();
     }
@@ -400,8 +431,10 @@ export class QueueManager {
   }
 
   private backlogged(group: Group): boolean {
-    const limit = Math.max(1, group.route.route.concurrency ?? this.deps.options.destinationConcurrency);
-    return this.windows.waitingFor(group.route.destination) >= WAITING_PER_SLOT * limit;
+    const { options } = this.deps;
+    const limit = Math.max(1, group.route.route.concurrency ?? options.destinationConcurrency);
+    const share = Math.floor(options.maxInFlight * CLAIMED_PER_DELIVERY * DESTINATION_SHARE);
+    return this.windows.waitingFor(group.route.destination) >= Math.max(WAITING_PER_SLOT * limit, share);
   }
 
   /** `lease` reads the current lease (renewals replace it) when the window is marked. */

@@ -9,18 +9,30 @@ import { BIN } from './process.js';
 
 export interface CliRun {
   readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
 }
 
-export function runPostwire(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliRun> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('POSTWIRE_')));
+export interface CliOptions {
+  /** Written to the command's stdin, which is then closed; without it stdin is /dev/null. */
+  readonly stdin?: Buffer | string;
+  /** Only PATH and these reach the command (instead of the test's environment minus POSTWIRE_*). */
+  readonly bareEnv?: boolean;
+}
+
+export function runPostwire(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 30_000, options: CliOptions = {}): Promise<CliRun> {
+  const base = options.bareEnv
+    ? { PATH: process.env['PATH'] ?? '' }
+    : Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('POSTWIRE_')));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
+    const stdin = options.stdin === undefined ? 'ignore' : 'pipe';
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: [stdin, 'pipe', 'pipe'], env: { ...base, ...env } });
+    if (options.stdin !== undefined) child.stdin?.end(options.stdin);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`postwire ${args.join(' ')} still running after ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
@@ -29,14 +41,14 @@ export function runPostwire(args: readonly string[], env: Record<string, string>
       clearTimeout(timer);
       reject(err);
     });
-    child.once('close', (code) => {
+    child.once('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      resolve({ code, signal, stdout, stderr });
     });
   });
 }
 
 /** For assertion messages. */
 export function described(r: CliRun): string {
-  return `exit ${r.code}\nstdout: ${r.stdout.slice(0, 3000)}\nstderr: ${r.stderr.slice(0, 3000)}`;
+  return `exit ${r.code ?? r.signal}\nstdout: ${r.stdout.slice(0, 3000)}\nstderr: ${r.stderr.slice(0, 3000)}`;
 }

@@ -103,6 +103,7 @@ const LAST_REPLY_MATCHES = `EXISTS (SELECT 1 FROM (
    WHERE x.rn = 1 AND postwire_contains(x.reply, @reply))`;
 
 const LIST_DEFAULT = 100;
+const WAL_CHECKPOINT_PAGES = 10_000;
 const LIST_CAP = 10_000;
 const MESSAGE_COLUMNS =
   'id, received_at, envelope, size, body_kind, segment, body_offset, next_attempt_at, attempts, lease_owner, lease_until';
@@ -339,7 +340,13 @@ export class IndexDb {
    * stable on the threadpool (wal-sync.ts). Called once recovery is done.
    */
   startWalBarrier(): void {
-    guard(this.path, () => this.db.pragma('synchronous = NORMAL'));
+    guard(this.path, () => {
+      this.db.pragma('synchronous = NORMAL');
+      // A checkpoint runs inside the commit that crosses this many WAL pages and fsyncs the WAL
+      // and the database on the event loop: the one fsync left there. 10,000 pages (40 MiB of
+      // WAL) instead of SQLite's 1,000 makes it ten times rarer for about the same work each.
+      this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+    });
     this.wal = new WalSync(`${this.path}-wal`);
   }
 
