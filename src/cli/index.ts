@@ -5,15 +5,16 @@
  * subcommand runs in-process in tests with an injected CliIo.
  *
  * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, help,
- * and the designed-but-unbuilt queue, explain, send, user, migrate, which refuse with exit 2.
+ * migrate, and the designed-but-unbuilt queue, explain, send, user, which refuse with exit 2.
  * Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 usage or configuration error; errors go to
  * stderr one per line, prefixed `postwire: `. The CLI may import config/, api/, util/ and main.ts
- * (serve only, lazily).
+ * (serve and migrate only, lazily).
  */
 import { didYouMean } from '../config/index.js';
 import { runCheckConfig } from './check-config.js';
 import { runHelp, runNoCommand } from './help.js';
 import { EXIT_USAGE, processIo, wantsHelp, type CliIo } from './io.js';
+import { runMigrate } from './migrate.js';
 import { runNotYet } from './not-yet.js';
 import { runServe } from './serve.js';
 
@@ -40,7 +41,7 @@ const COMMANDS: readonly Command[] = [
   notYet('explain', 'the decision path for a recipient or a queued message'),
   notYet('send', 'submit a message read from stdin (sendmail-like)'),
   notYet('user', 'manage the AUTH user file'),
-  notYet('migrate', 'create or upgrade the PostgreSQL schema'),
+  { name: 'migrate', summary: 'create or upgrade the shared PostgreSQL queue schema (--queue URL)', takesFlags: true, run: (args, io) => runMigrate(args, io) },
 ];
 
 export type { CliIo } from './io.js';
