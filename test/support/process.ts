@@ -22,10 +22,12 @@ export interface ServeProcess {
 export interface ServeOptions {
   /** Every whole stdout line (the JSON log), from the first byte on: nothing logged at startup is missed. */
   readonly onStdoutLine?: (line: string) => void;
+  /** Extra node options before the script (the bench's --cpu-prof). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export async function startServe(flags: readonly string[], options: ServeOptions = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--hostname', 'mx.postwire.test', ...withDefaults(flags)], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, 'serve', '--listen', '127.0.0.1:0', '--hostname', 'mx.postwire.test', ...withDefaults(flags)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

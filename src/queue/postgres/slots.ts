@@ -10,8 +10,9 @@
  * Why advisory locks (docs/queue.md has the measurements): no table, no WAL, no fsync per
  * take/give (a slots table with leases writes two rows per delivery); and the server drops a dead
  * node's locks with its connection, at once, with no lease to wait out. The price: a node waiting
- * for a slot polls (backoff 10 → 100 ms), and session locks are re-entrant, so this node never
- * tries a slot it already holds (it keeps its own list).
+ * for a slot sleeps until a release is announced (pg_notify on the schema's channel, which every
+ * node LISTENs to, so a freed slot is retried at once) or a backoff (10 → 250 ms) passes; session
+ * locks are re-entrant, so this node never tries a slot it already holds (it keeps its own list).
  *
  * Failure: when the dedicated connection dies, the server has already dropped every lock this
  * node held. Deliveries holding them run on (a short overshoot of N is possible while others take
@@ -35,6 +36,8 @@ export class PgDestinationSlots {
   private generation = 0;
   private held = new Map<string, Set<number>>();
   private closed = false;
+  /** Woken when a slot of the destination may have come free (our release, or a NOTIFY from another node). */
+  private readonly waiters = new Map<string, Set<() => void>>();
   /** Tries run one at a time: each must see the slots the previous one took (locks are re-entrant). */
   private turn: Promise<unknown> = Promise.resolve();
   /** Queries made (tries + releases), for the docs' cost figures and tests. */
@@ -56,9 +59,29 @@ export class PgDestinationSlots {
         return undefined;
       });
       if (taken !== undefined) return taken;
-      await new Promise((resolve) => setTimeout(resolve, wait + Math.floor(Math.random() * wait)));
-      wait = Math.min(wait * 2, this.options.maxPollMs ?? 100);
+      await this.waitForFree(destination, wait + Math.floor(Math.random() * wait));
+      wait = Math.min(wait * 2, this.options.maxPollMs ?? 250);
     }
+  }
+
+  /** Until a release of `destination` is heard of (here or by NOTIFY), or `ms` passed. */
+  private waitForFree(destination: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.waiters.get(destination) ?? new Set<() => void>();
+      this.waiters.set(destination, set);
+      const done = (): void => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0 && this.waiters.get(destination) === set) this.waiters.delete(destination);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+    });
+  }
+
+  private wake(destination: string): void {
+    for (const w of [...(this.waiters.get(destination) ?? [])]) w();
   }
 
   /** Slots this node holds for `destination` now. */
@@ -99,7 +122,8 @@ export class PgDestinationSlots {
       this.queries++;
       // Forget the slot only once the server has unlocked it: until then no local try may take
       // it again (a second lock on the same session would only raise its count).
-      client.query('SELECT pg_advisory_unlock(hashtext($1), $2)', [`${this.options.schema}:${destination}`, slot]).then(
+      // The NOTIFY wakes the other nodes' waiters for this destination at once (no polling lag).
+      client.query('SELECT pg_advisory_unlock(hashtext($1), $2), pg_notify($3, $4)', [`${this.options.schema}:${destination}`, slot, this.channel, destination]).then(
         () => this.drop(generation, destination, slot),
         () => this.drop(generation, destination, slot),
       );
@@ -111,6 +135,11 @@ export class PgDestinationSlots {
     const mine = this.held.get(destination);
     mine?.delete(slot);
     if (mine?.size === 0) this.held.delete(destination);
+    this.wake(destination);
+  }
+
+  private get channel(): string {
+    return `postwire_slots_${this.options.schema}`.slice(0, 63);
   }
 
   private connect(): Promise<pg.Client> {
@@ -131,7 +160,10 @@ export class PgDestinationSlots {
     };
     client.on('error', (err) => lost(err));
     client.on('end', () => lost());
-    const connecting = client.connect().then(() => client, (err: unknown) => {
+    client.on('notification', (msg) => {
+      if (msg.payload !== undefined) this.wake(msg.payload);
+    });
+    const connecting = client.connect().then(() => client.query(`LISTEN ${this.channel}`)).then(() => client, (err: unknown) => {
       lost(err instanceof Error ? err : new Error(String(err)));
       throw err;
     });
