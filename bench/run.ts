@@ -1,74 +1,74 @@
 /**
- * `npm run bench -- accept [--messages N] [--clients C] [--size BYTES] [--runs R] [--reuse]`
- * `npm run bench -- relay  [--messages N] [--clients C] [--size BYTES] [--runs R]`
+ * `npm run bench -- <case> [options]` (docs/benchmarks.md):
+ *   relay  [--messages N] [--clients C] [--size BYTES] [--runs R] [--targets postwire,postfix]
+ *          end to end through each target into a counting sink, side by side (Postfix when it
+ *          can run here), plus a baseline row (the clients straight into the sink)
+ *   big    [--size BYTES] [--runs R] [--targets …]   one large message: the relay's peak RSS
+ *   codec  [--mib M] [--runs R]                      the wire codec alone, MB/s
+ *   accept [--messages N] [--clients C] [--size BYTES] [--runs R] [--reuse]   Postwire's accept path only
+ *   suite  [--runs R]    every case of the benchmark issue, one table each
+ * Any case: --profile DIR runs Postwire under --cpu-prof and writes its profiles there.
  *
- * The accept benchmark: starts the real `postwire serve` on a fresh spool (durable: every 250
- * waits for the group-committed flush), injects N messages of a given size from C concurrent
- * clients, and reports messages/s, the latency of the 250 after end-of-data (p50/p99), the
- * relay's CPU seconds per 1,000 messages (from /proc) and its peak RSS (VmHWM). Several runs;
- * the table shows medians with the min–max spread. Loopback only, port 0.
- *
- * By default every message uses a new connection (as the Postfix comparison in the benchmark
- * issue does); --reuse sends all of a client's messages over one connection.
- *
- * The relay benchmark proves the end-to-end figure: the same injection into `postwire serve
- * --delivery on --smarthost` a counting sink in this process, timed from the first connect to
- * the last message's end-of-data at the sink; the relay's CPU is counted over that whole span (it
- * accepts and delivers). A baseline row sends the same load straight into the sink: the ceiling
- * of this harness on this machine.
+ * Method: each run starts every target fresh (a new spool or queue directory), on loopback
+ * (port 0 for Postwire and the sink; a free port for Postfix), relaying to a sink in this process
+ * (bench/sink.ts). A short warm-up (a tenth of N, at most 200 messages) goes through first and is
+ * not counted, so neither Postfix's process spawning nor V8's compilation is timed. Then N
+ * messages from C concurrent clients, a new connection per message (MAIL, RCPT, DATA pipelined,
+ * the body, the 250, QUIT), and the run waits until the sink has counted every one. Targets
+ * take turns within each run, so a noisy minute hurts all of them alike. Reported: medians with
+ * the min–max spread; ratios are of medians. CPU is the whole process tree of the target (bench/
+ * proc.ts), so Postfix's forked daemons count. All figures share the machine with the load
+ * generator and the sink.
  */
-import { mkdtemp, rm, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import type { Socket } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RawClient } from '../test/support/raw-client.js';
 import { startServe } from '../test/support/process.js';
-
-interface RunResult {
-  readonly rate: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly cpuPer1000: number;
-  readonly peakRssMiB: number;
-}
-
-interface RelayRunResult extends RunResult {
-  /** Injection rate: first connect to the last 250. */
-  readonly injectRate: number;
-  /** End-to-end rate: first connect to the last message's end-of-data at the sink. */
-  readonly e2eRate: number;
-  /** CPU seconds of this process (clients + sink) per 1,000 messages: the harness's own share. */
-  readonly harnessCpuPer1000: number;
-}
+import { codecRun, dotCorpus } from './codec.js';
+import type { CodecResult } from './codec.js';
+import { sampleTree } from './proc.js';
+import { startCountingSink } from './sink.js';
+import type { CountingSink } from './sink.js';
+import { startTarget, targetUnavailable } from './targets.js';
+import type { TargetName } from './targets.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     messages: { type: 'string', default: '5000' },
     clients: { type: 'string', default: '20' },
-    size: { type: 'string', default: '10240' },
+    size: { type: 'string' },
     runs: { type: 'string', default: '3' },
     reuse: { type: 'boolean', default: false },
+    targets: { type: 'string', default: 'postwire,postfix' },
+    mib: { type: 'string', default: '256' },
+    profile: { type: 'string' },
   },
 });
 
-function messageOf(size: number, n: number): Buffer {
-  const head = `From: bench@load.test\r\nTo: sink@dest.test\r\nSubject: bench ${n}\r\n\r\n`;
-  const line = 'The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\r\n';
-  let body = head;
-  while (body.length + line.length <= size) body += line;
-  body += 'x'.repeat(Math.max(0, size - body.length - 2)) + '\r\n';
-  return Buffer.from(`${body}.\r\n`);
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** `--profile DIR`: Postwire runs with --cpu-prof and writes its profile there on exit. */
+function profileArgs(): string[] {
+  return values.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${values.profile}`];
 }
 
-async function procStat(pid: number): Promise<{ cpuSeconds: number; peakRssKiB: number }> {
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
-  const ticks = Number(stat[11]) + Number(stat[12]);
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { cpuSeconds: ticks / 100, peakRssKiB: hwm };
+const bodies = new Map<number, string>();
+/** A message of about `size` bytes (+ terminator); the body text is built once per size. */
+function messageOf(size: number, n: number): Buffer {
+  const head = `From: bench@load.test\r\nTo: sink@dest.test\r\nSubject: bench ${n}\r\n\r\n`;
+  let body = bodies.get(size);
+  if (body === undefined) {
+    const line = 'The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\r\n';
+    const room = Math.max(0, size - head.length);
+    body = line.repeat(Math.floor(room / line.length));
+    body += 'x'.repeat(Math.max(0, room - body.length - 2)) + '\r\n';
+    bodies.set(size, body);
+  }
+  return Buffer.from(`${head}${body}.\r\n`);
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -83,7 +83,7 @@ interface Injection {
 }
 
 /** N messages from C concurrent clients into `port`: MAIL, RCPT, DATA pipelined, then the body. */
-async function inject(port: number, total: number, clients: number, size: number, reuse: boolean): Promise<Injection> {
+async function inject(port: number, total: number, clients: number, size: number, reuse: boolean, first = 0): Promise<Injection> {
   const latencies: number[] = [];
   let next = 0;
   const started = process.hrtime.bigint();
@@ -91,17 +91,18 @@ async function inject(port: number, total: number, clients: number, size: number
     await c.write(`MAIL FROM:<bench@load.test>\r\nRCPT TO:<sink${n}@dest.test>\r\nDATA\r\n`);
     const replies = await c.replies_(3);
     if (replies[2]?.code !== 354) throw new Error(`unexpected ${JSON.stringify(replies)}`);
+    const message = messageOf(size, n);
     const t0 = process.hrtime.bigint();
-    await c.write(messageOf(size, n));
+    await c.write(message);
     const done = await c.reply();
     latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
     if (done.code !== 250) throw new Error(`message ${n}: ${done.code} ${done.text}`);
   };
   await Promise.all(
-    Array.from({ length: clients }, async () => {
+    Array.from({ length: Math.min(clients, total) }, async () => {
       let c: RawClient | undefined;
       while (next < total) {
-        const n = next++;
+        const n = first + next++;
         if (!c) {
           c = await RawClient.connect(port);
           await c.reply();
@@ -125,121 +126,7 @@ async function inject(port: number, total: number, clients: number, size: number
   return { latencies, started, finished };
 }
 
-async function oneRun(total: number, clients: number, size: number, reuse: boolean): Promise<RunResult> {
-  const spool = await mkdtemp(join(tmpdir(), 'postwire-bench-'));
-  const relay = await startServe(['--spool', spool, '--log-level', 'warn', '--max-message-size', String(Math.max(size * 2, 50 * 1024 * 1024))]);
-  const pid = relay.child.pid as number;
-  try {
-    const before = await procStat(pid);
-    const { latencies, started, finished } = await inject(relay.port, total, clients, size, reuse);
-    const seconds = Number(finished - started) / 1e9;
-    const after = await procStat(pid);
-    return {
-      rate: total / seconds,
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
-      cpuPer1000: ((after.cpuSeconds - before.cpuSeconds) / total) * 1000,
-      peakRssMiB: after.peakRssKiB / 1024,
-    };
-  } finally {
-    relay.kill('SIGTERM');
-    await relay.exited;
-    await rm(spool, { recursive: true, force: true });
-  }
-}
-
-/**
- * A lean SMTP sink for the relay benchmark: PIPELINING, 250 to everything, DATA bodies scanned
- * for the terminator and counted, never stored (the test fake keeps every transaction and
- * re-concatenates its buffer per chunk: right for tests, not for measuring the relay).
- */
-interface CountingSink {
-  readonly port: number;
-  /** Messages whose end-of-data got a 250. */
-  readonly count: number;
-  readonly bytes: number;
-  /** hrtime of the last end-of-data. */
-  readonly lastAt: bigint;
-  close(): Promise<void>;
-}
-
-const TERMINATOR = Buffer.from('\r\n.\r\n');
-
-async function startCountingSink(): Promise<CountingSink> {
-  const sockets = new Set<Socket>();
-  const state = { count: 0, bytes: 0, lastAt: 0n };
-  const server = createServer((socket) => {
-    socket.setNoDelay(true);
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    let buffer: Buffer = Buffer.alloc(0);
-    let inData = false;
-    let tail: Buffer = Buffer.from('\r\n');
-    socket.write('220 sink.bench ESMTP\r\n');
-    socket.on('data', (chunk: Buffer) => {
-      let out = '';
-      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
-      for (;;) {
-        if (inData) {
-          // The terminator may straddle chunks: first look across the edge (the last 4 bytes seen
-          // and the first 4 of this buffer; any match there ends inside this buffer), then inside.
-          const edge = Buffer.concat([tail, buffer.subarray(0, 4)]).indexOf(TERMINATOR);
-          const inside = edge >= 0 ? -1 : buffer.indexOf(TERMINATOR);
-          const end = edge >= 0 ? edge + TERMINATOR.length - tail.length : inside >= 0 ? inside + TERMINATOR.length : -1;
-          if (end < 0) {
-            state.bytes += buffer.length;
-            tail = buffer.length >= 4 ? Buffer.from(buffer.subarray(-4)) : Buffer.concat([tail, buffer]).subarray(-4);
-            buffer = Buffer.alloc(0);
-            break;
-          }
-          state.bytes += end;
-          buffer = buffer.subarray(end);
-          inData = false;
-          state.count++;
-          state.lastAt = process.hrtime.bigint();
-          out += '250 2.0.0 ok\r\n';
-          continue;
-        }
-        const eol = buffer.indexOf('\r\n');
-        if (eol < 0) break;
-        const verb = buffer.subarray(0, Math.min(eol, 4)).toString('latin1').toUpperCase();
-        buffer = buffer.subarray(eol + 2);
-        if (verb === 'EHLO') out += '250-sink.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 104857600\r\n';
-        else if (verb === 'DATA') {
-          out += '354 go ahead\r\n';
-          inData = true;
-          tail = Buffer.from('\r\n');
-        } else if (verb === 'QUIT') {
-          socket.end(`${out}221 bye\r\n`);
-          return;
-        } else out += '250 ok\r\n';
-      }
-      if (out) socket.write(out);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  return {
-    port: typeof address === 'object' && address ? address.port : 0,
-    get count() {
-      return state.count;
-    },
-    get bytes() {
-      return state.bytes;
-    },
-    get lastAt() {
-      return state.lastAt;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-async function untilDelivered(sink: CountingSink, total: number, ms: number): Promise<void> {
+async function untilCounted(sink: CountingSink, total: number, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (sink.count < total) {
     if (Date.now() > deadline) throw new Error(`only ${sink.count} of ${total} messages reached the sink within ${ms / 1000} s`);
@@ -247,63 +134,51 @@ async function untilDelivered(sink: CountingSink, total: number, ms: number): Pr
   }
 }
 
-async function relayRun(total: number, clients: number, size: number): Promise<RelayRunResult> {
-  const sink = await startCountingSink();
-  const spool = await mkdtemp(join(tmpdir(), 'postwire-bench-'));
-  const relay = await startServe([
-    '--spool', spool,
-    '--delivery', 'on',
-    '--smarthost', `127.0.0.1:${sink.port}`,
-    '--log-level', 'warn',
-    '--max-message-size', String(Math.max(size * 2, 50 * 1024 * 1024)),
-  ]);
-  const pid = relay.child.pid as number;
-  try {
-    const before = await procStat(pid);
-    const harnessBefore = process.cpuUsage();
-    const { latencies, started, finished } = await inject(relay.port, total, clients, size, false);
-    await untilDelivered(sink, total, 600_000);
-    const after = await procStat(pid);
-    const harness = process.cpuUsage(harnessBefore);
-    if (sink.count !== total) throw new Error(`the sink got ${sink.count} messages, ${total} were sent`);
-    return {
-      rate: total / (Number(finished - started) / 1e9),
-      injectRate: total / (Number(finished - started) / 1e9),
-      e2eRate: total / (Number(sink.lastAt - started) / 1e9),
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
-      cpuPer1000: ((after.cpuSeconds - before.cpuSeconds) / total) * 1000,
-      harnessCpuPer1000: ((harness.user + harness.system) / 1e6 / total) * 1000,
-      peakRssMiB: after.peakRssKiB / 1024,
-    };
-  } finally {
-    relay.kill('SIGTERM');
-    await relay.exited;
-    await rm(spool, { recursive: true, force: true });
-    await sink.close();
-  }
+interface RelayResult {
+  /** First connect to the last message's end-of-data at the sink. */
+  readonly e2eRate: number;
+  /** First connect to the last 250. */
+  readonly injectRate: number;
+  readonly p50: number;
+  readonly p99: number;
+  /** The target's process tree, CPU seconds per 1,000 messages; NaN for the baseline. */
+  readonly cpuPer1000: number;
+  /** The largest peak RSS of any process of the target, MiB; NaN for the baseline. */
+  readonly peakMiB: number;
+  /** That process's peak minus its RSS before the measured messages, MiB. */
+  readonly growthMiB: number;
 }
 
-/** The same clients straight into the sink: what this harness can do at all. */
-async function baselineRun(total: number, clients: number, size: number): Promise<RelayRunResult> {
+type RowName = TargetName | 'baseline';
+
+/** One target, fresh: warm-up, then N messages timed to the sink. */
+async function relayRun(name: RowName, total: number, clients: number, size: number): Promise<RelayResult> {
   const sink = await startCountingSink();
+  const maxSize = Math.max(size * 2, 50 * MiB);
+  const target = name === 'baseline' ? undefined : await startTarget(name, sink.port, maxSize, profileArgs());
   try {
-    const harnessBefore = process.cpuUsage();
-    const { latencies, started, finished } = await inject(sink.port, total, clients, size, false);
-    const harness = process.cpuUsage(harnessBefore);
-    if (sink.count !== total) throw new Error(`the sink got ${sink.count} messages, ${total} were sent`);
-    const rate = total / (Number(finished - started) / 1e9);
+    const port = target?.port ?? sink.port;
+    const warm = Math.min(200, Math.floor(total / 10));
+    if (warm > 0) {
+      await inject(port, warm, clients, size, false, 1_000_000);
+      await untilCounted(sink, warm, 120_000);
+    }
+    const before = target ? await sampleTree(target.root) : undefined;
+    const run = await inject(port, total, clients, size, false);
+    await untilCounted(sink, warm + total, 900_000);
+    const after = target ? await sampleTree(target.root) : undefined;
+    if (sink.count !== warm + total) throw new Error(`${name}: the sink got ${sink.count - warm} messages, ${total} were sent`);
     return {
-      rate,
-      injectRate: rate,
-      e2eRate: total / (Number(sink.lastAt - started) / 1e9),
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
-      cpuPer1000: NaN,
-      harnessCpuPer1000: ((harness.user + harness.system) / 1e6 / total) * 1000,
-      peakRssMiB: NaN,
+      e2eRate: total / (Number(sink.lastAt - run.started) / 1e9),
+      injectRate: total / (Number(run.finished - run.started) / 1e9),
+      p50: percentile(run.latencies, 50),
+      p99: percentile(run.latencies, 99),
+      cpuPer1000: before && after ? ((after.cpuSeconds - before.cpuSeconds) / total) * 1000 : NaN,
+      peakMiB: after ? after.peakKiB / KiB : NaN,
+      growthMiB: before && after ? (after.peakKiB - before.rssKiB) / KiB : NaN,
     };
   } finally {
+    await target?.stop();
     await sink.close();
   }
 }
@@ -315,61 +190,190 @@ function median(xs: readonly number[]): number {
 }
 
 function cell(xs: readonly number[], digits: number): string {
-  if (xs.some((x) => Number.isNaN(x))) return '—';
+  if (xs.length === 0 || xs.some((x) => Number.isNaN(x))) return '—';
+  if (xs.length === 1) return (xs[0] as number).toFixed(digits);
   return `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 }
 
-async function acceptBench(total: number, clients: number, size: number, runs: number, reuse: boolean): Promise<void> {
-  const results: RunResult[] = [];
-  for (let i = 0; i < runs; i++) {
-    const r = await oneRun(total, clients, size, reuse);
-    results.push(r);
-    console.error(`run ${i + 1}/${runs}: ${r.rate.toFixed(0)} msg/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.cpuPer1000.toFixed(2)} CPU-s/1000, peak RSS ${r.peakRssMiB.toFixed(1)} MiB`);
-  }
-  console.log(`\naccept: ${total} × ${size} B from ${clients} clients, ${reuse ? 'connections reused' : 'new connection per message'}, ${runs} runs, median (min–max)`);
-  console.log('| target | accepted msg/s | 250 latency p50 ms | p99 ms | relay CPU s / 1000 msg | peak RSS MiB |');
-  console.log('|---|---|---|---|---|---|');
-  console.log(
-    `| postwire | ${cell(results.map((r) => r.rate), 0)} | ${cell(results.map((r) => r.p50), 2)} | ${cell(results.map((r) => r.p99), 2)} | ${cell(results.map((r) => r.cpuPer1000), 2)} | ${cell(results.map((r) => r.peakRssMiB), 1)} |`,
-  );
+function ratio(a: readonly number[], b: readonly number[] | undefined): string {
+  if (b === undefined || a.length === 0 || b.length === 0) return '—';
+  const r = median(a) / median(b);
+  return Number.isFinite(r) ? `${r.toFixed(2)}×` : '—';
 }
 
-async function relayBench(total: number, clients: number, size: number, runs: number): Promise<void> {
-  const relay: RelayRunResult[] = [];
-  const baseline: RelayRunResult[] = [];
-  const show = (what: string, i: number, r: RelayRunResult): void =>
-    console.error(
-      `${what} run ${i + 1}/${runs}: end-to-end ${r.e2eRate.toFixed(0)} msg/s, injected ${r.injectRate.toFixed(0)} msg/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ` +
-        `relay ${r.cpuPer1000.toFixed(2)} CPU-s/1000, harness ${r.harnessCpuPer1000.toFixed(2)} CPU-s/1000, peak RSS ${r.peakRssMiB.toFixed(1)} MiB`,
-    );
-  for (let i = 0; i < runs; i++) {
-    const b = await baselineRun(total, clients, size);
-    baseline.push(b);
-    show('baseline', i, b);
-    const r = await relayRun(total, clients, size);
-    relay.push(r);
-    show('relay', i, r);
+/** The targets asked for that can run here; the others are named on stderr. */
+function availableTargets(): TargetName[] {
+  const asked = String(values.targets).split(',').map((t) => t.trim()).filter(Boolean);
+  const out: TargetName[] = [];
+  for (const t of asked) {
+    if (t !== 'postwire' && t !== 'postfix') throw new Error(`unknown target "${t}" (available: postwire, postfix)`);
+    const why = targetUnavailable(t);
+    if (why === undefined) out.push(t);
+    else console.error(`bench: ${t} skipped: ${why}`);
   }
-  console.log(`\nrelay: ${total} × ${size} B from ${clients} clients, new connection per message, to a counting sink on loopback, ${runs} runs, median (min–max)`);
-  console.log('| target | end-to-end msg/s | injected msg/s | 250 latency p50 ms | p99 ms | relay CPU s / 1000 msg | harness CPU s / 1000 msg | peak RSS MiB |');
-  console.log('|---|---|---|---|---|---|---|---|');
-  const row = (name: string, rs: readonly RelayRunResult[]): string =>
-    `| ${name} | ${cell(rs.map((r) => r.e2eRate), 0)} | ${cell(rs.map((r) => r.injectRate), 0)} | ${cell(rs.map((r) => r.p50), 2)} | ${cell(rs.map((r) => r.p99), 2)} | ${cell(rs.map((r) => r.cpuPer1000), 2)} | ${cell(rs.map((r) => r.harnessCpuPer1000), 2)} | ${cell(rs.map((r) => r.peakRssMiB), 1)} |`;
-  console.log(row('postwire → sink', relay));
-  console.log(row('baseline: clients → sink', baseline));
+  return out;
+}
+
+async function relayCase(total: number, clients: number, size: number, runs: number, targets: readonly TargetName[]): Promise<string> {
+  const rows: RowName[] = [...targets, 'baseline'];
+  const results = new Map<RowName, RelayResult[]>(rows.map((r) => [r, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const name of rows) {
+      const r = await relayRun(name, total, clients, size);
+      results.get(name)?.push(r);
+      console.error(
+        `${name} run ${i + 1}/${runs}: e2e ${r.e2eRate.toFixed(0)} msg/s, injected ${r.injectRate.toFixed(0)} msg/s, p50 ${r.p50.toFixed(2)} ms, ` +
+          `p99 ${r.p99.toFixed(2)} ms, ${r.cpuPer1000.toFixed(2)} CPU-s/1000, peak RSS ${r.peakMiB.toFixed(1)} MiB`,
+      );
+    }
+  }
+  const postfix = results.get('postfix');
+  const pf = postfix && postfix.length > 0 ? postfix : undefined;
+  const lines = [
+    `relay: ${total} × ${formatSize(size)} from ${clients} clients, new connection per message, ${runs} runs, median (min–max)`,
+    '',
+    '| target | end-to-end msg/s | × Postfix | injected msg/s | 250 p50 ms | 250 p99 ms | CPU s / 1000 msg | CPU ÷ Postfix | peak RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const name of rows) {
+    const rs = results.get(name) ?? [];
+    const e2e = rs.map((r) => r.e2eRate);
+    const cpu = rs.map((r) => r.cpuPer1000);
+    lines.push(
+      `| ${name === 'baseline' ? 'baseline: clients → sink' : `${name} → sink`} | ${cell(e2e, 0)} | ${name === 'postwire' ? ratio(e2e, pf?.map((r) => r.e2eRate)) : '—'} | ` +
+        `${cell(rs.map((r) => r.injectRate), 0)} | ${cell(rs.map((r) => r.p50), 2)} | ${cell(rs.map((r) => r.p99), 2)} | ${cell(cpu, 2)} | ` +
+        `${name === 'postwire' ? ratio(cpu, pf?.map((r) => r.cpuPer1000)) : '—'} | ${cell(rs.map((r) => r.peakMiB), 1)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+async function bigCase(size: number, runs: number, targets: readonly TargetName[]): Promise<string> {
+  const results = new Map<TargetName, RelayResult[]>(targets.map((t) => [t, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const name of targets) {
+      const r = await relayRun(name, 1, 1, size);
+      results.get(name)?.push(r);
+      console.error(`${name} run ${i + 1}/${runs}: one ${formatSize(size)} message end to end in ${(1000 / r.e2eRate).toFixed(0)} ms, peak RSS ${r.peakMiB.toFixed(1)} MiB (+${r.growthMiB.toFixed(1)})`);
+    }
+  }
+  const lines = [
+    `big: one ${formatSize(size)} message end to end, ${runs} runs, median (min–max)`,
+    '',
+    '| target | end to end s | peak RSS MiB (largest process) | growth during the message MiB |',
+    '|---|---|---|---|',
+  ];
+  for (const name of targets) {
+    const rs = results.get(name) ?? [];
+    lines.push(`| ${name} | ${cell(rs.map((r) => 1 / r.e2eRate), 2)} | ${cell(rs.map((r) => r.peakMiB), 1)} | ${cell(rs.map((r) => r.growthMiB), 1)} |`);
+  }
+  return lines.join('\n');
+}
+
+function codecCase(mib: number, runs: number): string {
+  const corpus = dotCorpus(mib * MiB);
+  const results: CodecResult[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = codecRun(corpus);
+    results.push(r);
+    console.error(`codec run ${i + 1}/${runs}: unstuff ${r.unstuff.toFixed(0)} MB/s, stuff ${r.stuff.toFixed(0)} MB/s, indexOf scan ${r.scan.toFixed(0)} MB/s`);
+  }
+  const scan = results.map((r) => r.scan);
+  const row = (what: string, xs: number[]): string => `| ${what} | ${cell(xs, 0)} | ${ratio(xs, scan)} |`;
+  return [
+    `codec: ${formatSize(corpus.wire.length)} dot-heavy corpus (every other line begins with a period), 64 KiB chunks, ${runs} runs, median (min–max)`,
+    '',
+    '| operation | MB/s (10^6 B/s of wire bytes) | ÷ indexOf scan |',
+    '|---|---|---|',
+    row('un-stuff (DataDecoder: end-of-data, dots, bare-newline policy)', results.map((r) => r.unstuff)),
+    row('stuff (DotEncoder)', results.map((r) => r.stuff)),
+    row('Buffer.indexOf scan for CRLF.CRLF (ceiling)', scan),
+  ].join('\n');
+}
+
+function formatSize(bytes: number): string {
+  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
+  if (bytes >= KiB && bytes % KiB === 0) return `${bytes / KiB} KiB`;
+  return `${bytes} B`;
+}
+
+interface AcceptResult {
+  readonly rate: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly cpuPer1000: number;
+  readonly peakMiB: number;
+}
+
+/** Postwire's accept path alone (delivery off): durable 250s per second. */
+async function acceptRun(total: number, clients: number, size: number, reuse: boolean): Promise<AcceptResult> {
+  const spool = await mkdtemp(join(tmpdir(), 'postwire-bench-'));
+  const relay = await startServe(['--spool', spool, '--log-level', 'warn', '--max-message-size', String(Math.max(size * 2, 50 * MiB))], { nodeArgs: profileArgs() });
+  const pid = relay.child.pid as number;
+  try {
+    const before = await sampleTree(pid);
+    const { latencies, started, finished } = await inject(relay.port, total, clients, size, reuse);
+    const after = await sampleTree(pid);
+    return {
+      rate: total / (Number(finished - started) / 1e9),
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      cpuPer1000: ((after.cpuSeconds - before.cpuSeconds) / total) * 1000,
+      peakMiB: after.peakKiB / KiB,
+    };
+  } finally {
+    relay.kill('SIGTERM');
+    await relay.exited;
+    await rm(spool, { recursive: true, force: true });
+  }
+}
+
+async function acceptCase(total: number, clients: number, size: number, runs: number, reuse: boolean): Promise<string> {
+  const results: AcceptResult[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = await acceptRun(total, clients, size, reuse);
+    results.push(r);
+    console.error(`run ${i + 1}/${runs}: ${r.rate.toFixed(0)} msg/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.cpuPer1000.toFixed(2)} CPU-s/1000, peak RSS ${r.peakMiB.toFixed(1)} MiB`);
+  }
+  return [
+    `accept: ${total} × ${formatSize(size)} from ${clients} clients, ${reuse ? 'connections reused' : 'new connection per message'}, ${runs} runs, median (min–max)`,
+    '',
+    '| target | accepted msg/s | 250 p50 ms | 250 p99 ms | CPU s / 1000 msg | peak RSS MiB |',
+    '|---|---|---|---|---|---|',
+    `| postwire | ${cell(results.map((r) => r.rate), 0)} | ${cell(results.map((r) => r.p50), 2)} | ${cell(results.map((r) => r.p99), 2)} | ${cell(results.map((r) => r.cpuPer1000), 2)} | ${cell(results.map((r) => r.peakMiB), 1)} |`,
+  ].join('\n');
+}
+
+function positiveInt(name: string, text: string | undefined, fallback: number): number {
+  const n = text === undefined ? fallback : Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, not "${text}"`);
+  return n;
 }
 
 async function main(): Promise<void> {
-  const which = positionals[0] ?? 'accept';
-  const total = Number(values.messages);
-  const clients = Number(values.clients);
-  const size = Number(values.size);
-  const runs = Number(values.runs);
-  if (which === 'accept') await acceptBench(total, clients, size, runs, values.reuse === true);
-  else if (which === 'relay') {
-    if (values.reuse) throw new Error('relay: --reuse is not supported (every message uses a new connection)');
-    await relayBench(total, clients, size, runs);
-  } else throw new Error(`unknown benchmark "${which}" (available: accept, relay)`);
+  const which = positionals[0] ?? 'relay';
+  const runs = positiveInt('runs', values.runs, 3);
+  const total = positiveInt('messages', values.messages, 5000);
+  const clients = positiveInt('clients', values.clients, 20);
+  const out: string[] = [];
+  const print = (table: string): void => {
+    out.push(table);
+    console.log(`\n${table}\n`);
+  };
+  if (which === 'relay') print(await relayCase(total, clients, positiveInt('size', values.size, 10 * KiB), runs, availableTargets()));
+  else if (which === 'big') print(await bigCase(positiveInt('size', values.size, 100 * MiB), runs, availableTargets()));
+  else if (which === 'codec') print(codecCase(positiveInt('mib', values.mib, 256), runs));
+  else if (which === 'accept') print(await acceptCase(total, clients, positiveInt('size', values.size, 10 * KiB), runs, values.reuse === true));
+  else if (which === 'suite') {
+    const targets = availableTargets();
+    console.log(`suite: ${new Date().toISOString()}, node ${process.version}, ${runs} runs per case`);
+    print(await relayCase(5000, 20, KiB, runs, targets));
+    print(await relayCase(5000, 20, 10 * KiB, runs, targets));
+    print(await relayCase(3000, 20, 100 * KiB, runs, targets));
+    print(await relayCase(5000, 200, 10 * KiB, runs, targets));
+    print(await bigCase(100 * MiB, runs, targets));
+    print(codecCase(256, runs));
+  } else throw new Error(`unknown benchmark "${which}" (available: relay, big, codec, accept, suite)`);
 }
 
 main().catch((err: unknown) => {

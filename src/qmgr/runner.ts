@@ -234,10 +234,12 @@ export class QueueManager {
         this.wakeUp = undefined;
         resolve();
       });
+      // Wakes come in bursts (a commit batch, many deliveries ending in one turn): they share
+      // one claim at the end of this event-loop turn instead of one small claim each.
       this.wakeUp = () => {
         this.wakeUp = undefined;
         timer.cancel();
-        resolve();
+        setImmediate(resolve);
       };
     });
   }

@@ -10,6 +10,12 @@
  * gives a skip reason when the binary, the `postfix` user or root is missing. `stop()` stops the
  * instance and removes the temp directory; an exit hook stops it too if a test run dies first.
  *
+ * Relay mode (`startPostfix({ relayTo })`): instead of a maildir, every message from loopback is
+ * relayed by smtp(8) to that host and port (relayhost), as a smart-host relay would: the
+ * Postfix → Postwire interop test and the benchmark's Postfix row use it. Postfix then adds only
+ * its `Received:` header. Its defaults are kept where they matter for a fair comparison: the queue
+ * file is fsynced before the 250, 20 deliveries per destination, connection caching on demand.
+ *
  * What Postfix does to a message on the way into a maildir file (the tests undo exactly this):
  * CRLF line ends become LF (the UNIX form of every Postfix mailbox), and four header lines are
  * prepended: virtual(8)'s `Return-Path:`, `X-Original-To:`, `Delivered-To:`, and smtpd's `Received:`.
@@ -53,6 +59,8 @@ export interface PostfixPeer {
   readonly maildir: string;
   /** The instance's log (postlogd's maillog_file), for failure messages. */
   log(): Promise<string>;
+  /** The master daemon's pid (the root of the instance's process tree: CPU accounting). */
+  masterPid(): Promise<number>;
   /** Every message delivered so far, oldest first. */
   messages(): Promise<PostfixMessage[]>;
   /** Resolves with the first `n` delivered messages, oldest first, or rejects after `ms`. */
@@ -102,6 +110,47 @@ function run(cmd: string, args: readonly string[]): Promise<{ status: number | n
     child.on('error', (err) => resolve({ status: -1, output: String(err) }));
     child.on('close', (status) => resolve({ status, output }));
   });
+}
+
+export interface PostfixOptions {
+  /** Relay mode: every message goes to this next hop (no maildir). */
+  readonly relayTo?: { readonly host: string; readonly port: number };
+}
+
+function relayMainCf(dir: string, relayTo: NonNullable<PostfixOptions['relayTo']>): string {
+  return `# Written by test/support/postfix.ts: a private relay on loopback, smart host ${relayTo.host}:${relayTo.port}.
+compatibility_level = 3.6
+queue_directory = ${dir}/queue
+data_directory = ${dir}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = ${PEER_HOSTNAME}
+mydomain = ${PEER_DOMAIN}
+myorigin = $myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mynetworks_style = host
+mydestination =
+relay_domains =
+relayhost = [${relayTo.host}]:${relayTo.port}
+local_transport = error:5.1.1 no local delivery in this test instance
+alias_maps =
+alias_database =
+local_header_rewrite_clients =
+remote_header_rewrite_domain =
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+smtputf8_enable = yes
+message_size_limit = 209715200
+biff = no
+delay_warning_time = 0
+notify_classes =
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+maillog_file = ${dir}/log/maillog
+maillog_file_prefixes = ${dir}/log
+`;
 }
 
 function mainCf(dir: string, user: PostfixUser): string {
@@ -156,8 +205,10 @@ maillog_file_prefixes = ${dir}/log
 
 function masterCf(port: number): string {
   // service type private unpriv chroot wakeup maxproc command
-  return `# Written by test/support/postfix.ts: only the services a next hop with virtual delivery needs.
+  return `# Written by test/support/postfix.ts: only the services a next hop (virtual delivery) or a relay (smtp) needs.
 127.0.0.1:${port} inet n - n - - smtpd
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
 cleanup   unix  n - n - 0 cleanup
 qmgr      unix  n - n 300 1 qmgr
 rewrite   unix  - - n - - trivial-rewrite
@@ -190,7 +241,7 @@ function installExitHook(): void {
 }
 
 /** Starts a private Postfix. Throws (with its log) when it cannot; call `postfixUnavailable()` first. */
-export async function startPostfix(): Promise<PostfixPeer> {
+export async function startPostfix(options: PostfixOptions = {}): Promise<PostfixPeer> {
   const user = postfixUser();
   if (user === undefined) throw new Error('no postfix user');
   const dir = await mkdtemp(join(tmpdir(), 'postwire-postfix-'));
@@ -205,7 +256,7 @@ export async function startPostfix(): Promise<PostfixPeer> {
     await chown(join(dir, 'data'), user.uid, user.gid);
     await mkdir(join(dir, 'mail'), { mode: 0o700 });
     await chown(join(dir, 'mail'), user.uid, user.gid);
-    await writeFile(join(conf, 'main.cf'), mainCf(dir, user));
+    await writeFile(join(conf, 'main.cf'), options.relayTo ? relayMainCf(dir, options.relayTo) : mainCf(dir, user));
 
     let port = 0;
     let started = { status: null as number | null, output: '' };
@@ -235,6 +286,7 @@ export async function startPostfix(): Promise<PostfixPeer> {
       dir,
       maildir,
       log,
+      masterPid: async () => Number((await readFile(join(dir, 'queue', 'pid', 'master.pid'), 'utf8')).trim()),
       messages,
       async waitForMessages(n, ms = 30_000) {
         const deadline = Date.now() + ms;

@@ -22,7 +22,7 @@ export interface ServeProcess {
 export interface ServeOptions {
   /** Every whole stdout line (the JSON log), from the first byte on: nothing logged at startup is missed. */
   readonly onStdoutLine?: (line: string) => void;
-  /** Extra node options before the script (the bench's --cpu-prof). */
+  /** Extra node flags for the child, before the script (the benchmark's `--profile` passes --cpu-prof). */
   readonly nodeArgs?: readonly string[];
 }
 

@@ -1,13 +1,15 @@
 /**
  * @module queue/sqlite/index-db
- * The SQLite index: one connection, WAL, synchronous=FULL, prepared statements. It knows rows, not
+ * The SQLite index: one connection, WAL, prepared statements; synchronous=FULL while migrations
+ * and recovery run, then NORMAL with durable() (wal-sync.ts) as the fsync, off the event loop. It knows rows, not
  * files: where a body lives is a BodyLocation it stores and hands back. Scheduling (claims,
  * leases, history, hold/release) is `schedule` (schedule-db.ts), on the same connection.
  *
- * Cost: every method is a synchronous call on the event loop. insertBatch() is one transaction and
- * one WAL fsync for the whole batch (the only per-batch synchronous disk work of a commit); a new
- * message is due at once (next_attempt_at = received_at). deleteMessage() is one transaction and
- * one WAL fsync (rows, recipients and history go together); reads are indexed and touch no fsync.
+ * Cost: every method is a synchronous call on the event loop, and none of them fsyncs once the
+ * barrier is on: insertBatch() is one transaction for the whole batch; a new message is due at
+ * once (next_attempt_at = received_at). deleteMessage() is one transaction (rows, recipients and
+ * history go together). Callers that promise durability await durable(): one fdatasync of the
+ * WAL on the threadpool, shared by every commit of the turn. Reads are indexed.
  *
  * Locking: locking_mode=EXCLUSIVE, so a second process opening the same spool waits busy_timeout
  * and then fails (QUEUE_IO "in use") instead of racing recovery, which deletes files. With WAL
@@ -23,6 +25,8 @@ import type { QueueId } from '../ids.js';
 import { migrate } from './migrations.js';
 import { ScheduleDb } from './schedule-db.js';
 import { guard } from './sql-guard.js';
+import { WalSync } from './wal-sync.js';
+import { ioError } from './fs-util.js';
 
 export type BodyLocation =
   | { readonly kind: 'segment'; readonly segment: number; readonly offset: number }
@@ -83,6 +87,7 @@ const MESSAGE_COLUMNS =
 export class IndexDb {
   private readonly db: Database.Database;
   private readonly st;
+  private wal: WalSync | undefined;
   /** Claims, leases, attempts, history, hold and release. */
   readonly schedule: ScheduleDb;
 
@@ -140,7 +145,8 @@ export class IndexDb {
       try {
         db.pragma('locking_mode = EXCLUSIVE');
         db.pragma('journal_mode = WAL');
-        // FULL: the WAL is fsynced at every commit. NORMAL would lose the last transactions on power loss.
+        // FULL while migrations and recovery run (each of their commits fsynced in place);
+        // startWalBarrier() then switches to NORMAL plus an fdatasync off the event loop.
         db.pragma('synchronous = FULL');
         db.pragma('foreign_keys = ON');
         migrate(db, path);
@@ -152,7 +158,7 @@ export class IndexDb {
     });
   }
 
-  /** All rows of a batch in one transaction: one WAL fsync for the batch. */
+  /** All rows of a batch in one transaction (the caller awaits durable() before acknowledging). */
   insertBatch(rows: readonly NewRow[]): void {
     guard(this.path, () =>
       this.db.transaction(() => {
@@ -236,7 +242,32 @@ export class IndexDb {
     return guard(this.path, () => this.st.countMessages.get()?.n ?? 0);
   }
 
-  close(): void {
+  /**
+   * From now on commits return without an fsync (synchronous=NORMAL) and durable() makes them
+   * stable on the threadpool (wal-sync.ts). Called once recovery is done.
+   */
+  startWalBarrier(): void {
+    guard(this.path, () => this.db.pragma('synchronous = NORMAL'));
+    this.wal = new WalSync(`${this.path}-wal`);
+  }
+
+  /**
+   * Resolves once every transaction committed before the call is on stable storage. Before
+   * startWalBarrier() every commit is fsynced in place, so it resolves at once.
+   */
+  durable(): Promise<void> {
+    return this.wal === undefined ? Promise.resolve() : this.wal.barrier().catch((err: unknown) => {
+      throw ioError('fdatasync', `${this.path}-wal`, err);
+    });
+  }
+
+  /** WAL fdatasyncs so far (each covering every commit before it). */
+  get walFlushes(): number {
+    return this.wal?.flushes ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.wal?.close();
     guard(this.path, () => this.db.close());
   }
 

@@ -63,6 +63,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   let bodiesHandle: FileHandle | undefined;
   try {
     const { report, live } = await recover(index, segmentsDir, bodiesDir, now);
+    index.startWalBarrier();
     segments = await SegmentLog.start(segmentsDir, options.segmentSize ?? DEFAULT_SEGMENT_SIZE, live, report.nextSegment);
     bodiesHandle = await open(bodiesDir, 'r').catch((err: unknown) => {
       throw ioError('open', bodiesDir, err);
@@ -79,7 +80,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   } catch (err) {
     await segments?.close();
     await bodiesHandle?.close().catch(() => undefined);
-    index.close();
+    await index.close();
     throw err;
   }
 }

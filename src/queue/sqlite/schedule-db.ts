@@ -6,21 +6,20 @@
  * shared with every backend; this file is the SQL around them.
  *
  * Cost: every method is one synchronous transaction on the event loop (BEGIN IMMEDIATE; one
- * connection, so claims are atomic by construction: no other statement can run in between).
- * recordAttempt, hold and release run with synchronous=FULL: one WAL fsync each (measured
- * ≈ 1.2 ms per recordAttempt on this machine, the event loop blocked meanwhile; so about 800
- * records/s at most, not grouped yet), because a recipient marked delivered must stay delivered
- * after a crash. claimDue, renewLease and
- * releaseLease touch only lease columns, which open() clears anyway (clearLeases: this store's
- * crash recovery for leases), so they run with synchronous=NORMAL: no fsync; a power loss may
- * forget them, which is exactly what open() does on purpose. The next FULL commit makes them
- * durable with it (measured ≈ 50 µs per claimed message in claims of 100, ≈ 60 µs per renewal).
+ * connection, so claims are atomic by construction: no other statement can run in between), and
+ * none fsyncs on the event loop. recordAttempt, hold and release are `durable`: the store awaits
+ * IndexDb.durable() (one WAL fdatasync on the threadpool, shared by every commit of the turn)
+ * before it resolves, because a recipient marked delivered must stay delivered after a crash.
+ * claimDue, renewLease and releaseLease touch only lease columns, which open() clears anyway
+ * (clearLeases: this store's crash recovery for leases), so nobody waits for their flush; a power
+ * loss may forget them, which is exactly what open() does on purpose (measured ≈ 50 µs per
+ * claimed message in claims of 100, ≈ 60 µs per renewal).
  * claimDue scans the covering partial indexes messages_due_fresh / messages_due_retry (at most
  * `limit` rows each, plus the live-leased rows it skips without reading them: 1,000 cost ≈ 1 ms)
  * and reads each claimed message (two indexed reads).
  *
  * The RFC 1047 window (migration 003, recipients.window_at): markInWindow sets the mark under the
- * lease token with synchronous=NORMAL like a claim: no fsync, so a SIGKILL (the page cache and
+ * lease token like a claim: nobody waits for its fsync, so a SIGKILL (the page cache and
  * the WAL survive) keeps it, but a power loss can lose a mark; a recipient delivered in that
  * window is then delivered again after the restart, and nothing logged it as ambiguous (the one
  * case invariant 3's "logged" does not cover; making marks durable would cost an fsync per
@@ -303,21 +302,17 @@ export class ScheduleDb {
     this.st.append.run(id, seq, record.at, record.nextHop, JSON.stringify(results), record.nextAttemptAt ?? null, record.note ?? null);
   }
 
-  /** A transaction whose commit is fsynced (synchronous=FULL, the connection's default). */
+  /**
+   * A transaction that must be durable before its caller reports success: the store awaits
+   * IndexDb.durable() after it (one shared WAL fdatasync off the event loop, wal-sync.ts).
+   */
   private durable<T>(fn: () => T): T {
     return guard(this.path, () => this.db.transaction(fn).immediate());
   }
 
-  /** A transaction over lease columns only: committed without an fsync (see the module header). */
+  /** A transaction over lease columns or window marks only: nobody waits for its flush (see the module header). */
   private relaxed<T>(fn: () => T): T {
-    return guard(this.path, () => {
-      this.db.pragma('synchronous = NORMAL');
-      try {
-        return this.db.transaction(fn).immediate();
-      } finally {
-        this.db.pragma('synchronous = FULL');
-      }
-    });
+    return guard(this.path, () => this.db.transaction(fn).immediate());
   }
 }
 

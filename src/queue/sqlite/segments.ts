@@ -20,6 +20,7 @@
 import { open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { QueueError } from '../store.js';
 import { fsyncDir, ioError, removeFile, writeAll } from './fs-util.js';
 
 const NAME_RE = /^(\d{8})\.seg$/;
@@ -36,8 +37,15 @@ export function parseSegmentName(name: string): number | undefined {
 
 interface Active {
   readonly no: number;
+  /** Opened read-write: deliveries read fresh bodies through it without an open per message. */
   readonly fh: FileHandle;
   size: number;
+}
+
+/** A handle readers are using; closed when the last reader ends, unless it is the active one. */
+interface Reading {
+  readonly fh: FileHandle;
+  users: number;
 }
 
 export interface Placement {
@@ -47,6 +55,8 @@ export interface Placement {
 
 export class SegmentLog {
   private poisoned = false;
+  /** Segments being read now, by number (the active segment's entry shares its write handle). */
+  private readonly reading = new Map<number, Reading>();
 
   private constructor(
     private readonly dir: string,
@@ -97,6 +107,74 @@ export class SegmentLog {
   }
 
   /**
+   * The `size` bytes at `offset` of segment `no`, in chunks of at most `chunk` bytes, by
+   * positional reads. The active segment is read through its open handle (the common case: a
+   * delivery right behind its commit costs one pread, no open or close); an older segment is
+   * opened once for all its concurrent readers. Each chunk is a fresh buffer the caller may keep.
+   * A file shorter than the range rejects QUEUE_CORRUPT; I/O errors QUEUE_IO (ENOENT included:
+   * the caller tells a purge from corruption).
+   */
+  async *read(no: number, offset: number, size: number, chunk: number): AsyncGenerator<Uint8Array, void, undefined> {
+    const path = this.path(no);
+    const reading = await this.acquire(no, path);
+    try {
+      let done = 0;
+      while (done < size) {
+        const want = Math.min(chunk, size - done);
+        const buffer = Buffer.allocUnsafe(want);
+        let got = 0;
+        while (got < want) {
+          const { bytesRead } = await reading.fh.read(buffer, got, want - got, offset + done + got).catch((err: unknown) => {
+            throw ioError('read', path, err);
+          });
+          if (bytesRead === 0) throw new QueueError('QUEUE_CORRUPT', `${path} ends at ${offset + done + got}, before ${offset + size}`);
+          got += bytesRead;
+        }
+        done += want;
+        yield buffer;
+      }
+    } finally {
+      await this.releaseReader(no, reading);
+    }
+  }
+
+  private async acquire(no: number, path: string): Promise<Reading> {
+    const existing = this.reading.get(no) ?? (no === this.active.no ? this.track(no, this.active.fh) : undefined);
+    if (existing !== undefined) {
+      existing.users++;
+      return existing;
+    }
+    const fh = await open(path, 'r').catch((err: unknown) => {
+      throw ioError('open', path, err);
+    });
+    // Another reader may have opened it meanwhile: share theirs.
+    const raced = this.reading.get(no);
+    if (raced !== undefined) {
+      raced.users++; // before any await: the other reader may end meanwhile and close its handle
+      await fh.close().catch(() => undefined);
+      return raced;
+    }
+    const entry = this.track(no, fh);
+    entry.users++;
+    return entry;
+  }
+
+  private track(no: number, fh: FileHandle): Reading {
+    const entry: Reading = { fh, users: 0 };
+    this.reading.set(no, entry);
+    return entry;
+  }
+
+  private async releaseReader(no: number, entry: Reading): Promise<void> {
+    entry.users--;
+    if (entry.users > 0 || this.reading.get(no) !== entry) return;
+    this.reading.delete(no);
+    // The active segment's handle is the writer's; rotate() closes it once nobody reads it.
+    if (no === this.active.no && entry.fh === this.active.fh) return;
+    await entry.fh.close().catch(() => undefined);
+  }
+
+  /**
    * `n` records of segment `no` lost their rows (purged, or their batch never committed). When a
    * non-active segment holds none, delete it. A failed unlink is not the caller's failure (the
    * rows are gone): recovery reclaims the file at the next open.
@@ -113,6 +191,9 @@ export class SegmentLog {
 
   async close(): Promise<void> {
     await this.active.fh.close().catch(() => undefined);
+    // Readers still open (a store closing under a delivery) end with QUEUE_IO on their next read.
+    for (const entry of this.reading.values()) if (entry.fh !== this.active.fh) await entry.fh.close().catch(() => undefined);
+    this.reading.clear();
   }
 
   private async rotate(): Promise<void> {
@@ -122,7 +203,9 @@ export class SegmentLog {
     const old = this.active;
     this.active = next;
     this.poisoned = false;
-    await old.fh.close().catch(() => undefined);
+    // Readers of the old segment keep its handle; the last of them closes it (releaseReader).
+    const readers = this.reading.get(old.no);
+    if (readers === undefined || readers.fh !== old.fh) await old.fh.close().catch(() => undefined);
     if ((this.live.get(old.no) ?? 0) === 0) await removeFile(this.path(old.no)).catch(() => undefined);
   }
 }
@@ -131,8 +214,9 @@ async function createSegment(dir: string, no: number): Promise<Active> {
   const path = join(dir, segmentName(no));
   let fh: FileHandle;
   try {
-    // 'wx': a segment is never reused; an existing file with this number is someone else's.
-    fh = await open(path, 'wx');
+    // 'wx+': a segment is never reused (an existing file with this number is someone else's);
+    // readable too, so deliveries of fresh bodies read through this handle (read()).
+    fh = await open(path, 'wx+');
   } catch (err) {
     throw ioError('create segment', path, err);
   }

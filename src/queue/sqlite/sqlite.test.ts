@@ -212,6 +212,32 @@ describe('sqlite store: segment GC', () => {
     }
   });
 
+  it('reads bodies through the active handle and across a rotation, and leaves no descriptor open', async () => {
+    const openFds = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+    const h = await harness({ segmentSize: 16 * KiB, inlineLimit: 64 * KiB });
+    try {
+      const fdsBefore = await openFds();
+      const bodies = Array.from({ length: 6 }, (_, i) => patternBytes(5 * KiB + i, i));
+      const stored = [];
+      for (const b of bodies) stored.push(await writeAndCommit(h.store, b));
+      // A reader holds an older segment open while later commits rotate past it.
+      const first = stored[0];
+      assert.ok(first);
+      const reader = h.store.readBody(first.id)[Symbol.asyncIterator]();
+      const head = await reader.next();
+      for (let i = 0; i < 6; i++) await writeAndCommit(h.store, patternBytes(6 * KiB, 100 + i));
+      const rest: Uint8Array[] = [];
+      for (let r = await reader.next(); !r.done; r = await reader.next()) rest.push(r.value);
+      assert.deepEqual(Buffer.concat([head.value as Uint8Array, ...rest]), Buffer.from(bodies[0] as Uint8Array));
+      // Concurrent readers of every body, old segments and the active one alike.
+      const all = await Promise.all(stored.map((m) => readAll(h.store, m.id)));
+      all.forEach((got, i) => assert.deepEqual(Buffer.from(got), Buffer.from(bodies[i] as Uint8Array), `body ${i}`));
+      assert.ok((await openFds()) <= fdsBefore + 1, 'only the new active segment may add a descriptor');
+    } finally {
+      await h.cleanup();
+    }
+  });
+
   it('deletes the spill file on purge', async () => {
     const h = await harness();
     try {

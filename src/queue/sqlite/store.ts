@@ -5,14 +5,17 @@
  * back), `bodies/<id>` (bodies larger than inlineLimit, one file each).
  *
  * Costs: createMessage() does no I/O. getMessage/listMessages/countByState/history are synchronous
- * indexed reads wrapped in promises. readBody() streams 64 KiB chunks from the segment range or
- * the body file. purge() is one synchronous SQLite transaction (one WAL fsync) plus an unlink of
- * the spill file or, when the segment it lived in is no longer active and now empty, of that
- * segment. Scheduling (schedule-db.ts): recordAttempt, hold and release are each one synchronous
- * transaction with one WAL fsync (≈ 1.2 ms measured, event loop blocked); claimDue, renewLease
- * and releaseLease are one synchronous transaction without an fsync (lease columns only), and so
- * is markInWindow (the RFC 1047 window mark: kept by a SIGKILL, possibly lost by a power cut, and
- * then a duplicate is possible but not logged as ambiguous).
+ * indexed reads wrapped in promises. readBody() reads a segment body by positional reads through
+ * a shared handle (the active segment's own, so a fresh delivery costs one pread and no open),
+ * and a spilled body as a 64 KiB-chunk stream. purge() is one synchronous SQLite transaction plus
+ * the WAL barrier, then an unlink of the spill file or, when the segment it lived in is no longer
+ * active and now empty, of that segment. Scheduling (schedule-db.ts): recordAttempt, hold and
+ * release are each one synchronous transaction, then the WAL barrier (IndexDb.durable: one
+ * fdatasync on the threadpool shared by every commit of the event-loop turn, so no fsync ever
+ * holds the loop); claimDue, renewLease, releaseLease, markInWindow and settleDelivered are one
+ * synchronous transaction nobody waits to flush (lease columns and window marks: kept by a
+ * SIGKILL, possibly lost by a power cut, and then a duplicate is possible but not logged as
+ * ambiguous).
  *
  * Leases and crashes: this store is single-process (SQLite's exclusive lock), so no lease can be
  * live when it opens. open() clears every lease (recovery.releasedLeases counts them): work in
@@ -113,12 +116,15 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     const { path, start } = this.bodyRange(row);
     let got = 0;
     try {
-      const stream = createReadStream(path, { start, end: start + row.size - 1, highWaterMark: READ_CHUNK });
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
+      const chunks = row.location.kind === 'segment'
+        ? this.parts.segments.read(row.location.segment, start, row.size, READ_CHUNK)
+        : (createReadStream(path, { start, end: start + row.size - 1, highWaterMark: READ_CHUNK }) as AsyncIterable<Buffer>);
+      for await (const chunk of chunks) {
         got += chunk.byteLength;
         yield chunk;
       }
     } catch (err) {
+      if (err instanceof QueueError && err.code === 'QUEUE_CORRUPT') throw err;
       throw this.readFailure(id, path, err);
     }
     if (got !== row.size) {
@@ -130,6 +136,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     this.assertOpen();
     const row = this.parts.index.deleteMessage(id);
     if (row === undefined) return false;
+    await this.parts.index.durable();
     // The rows are gone durably; freeing the bytes can lag (or fail): recovery reclaims leftovers.
     if (row.location.kind === 'file') await removeFile(this.bodyPath(id)).catch(() => undefined);
     else await this.parts.segments.forget(row.location.segment);
@@ -149,6 +156,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
   async recordAttempt(lease: Lease, record: AttemptRecord): Promise<void> {
     this.assertOpen();
     this.parts.index.schedule.recordAttempt(lease, record);
+    await this.parts.index.durable();
   }
 
   async markInWindow(lease: Lease, recipients: readonly number[], at: number): Promise<void> {
@@ -173,12 +181,16 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
 
   async hold(id: QueueId, reason: string): Promise<boolean> {
     this.assertOpen();
-    return this.parts.index.schedule.hold(id, reason, this.parts.now());
+    const held = this.parts.index.schedule.hold(id, reason, this.parts.now());
+    if (held) await this.parts.index.durable();
+    return held;
   }
 
   async release(id: QueueId): Promise<boolean> {
     this.assertOpen();
-    return this.parts.index.schedule.release(id, this.parts.now());
+    const released = this.parts.index.schedule.release(id, this.parts.now());
+    if (released) await this.parts.index.durable();
+    return released;
   }
 
   close(): Promise<void> {
@@ -211,7 +223,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     await this.parts.committer.drain();
     await this.parts.segments.close();
     await this.parts.bodiesHandle.close().catch(() => undefined);
-    this.parts.index.close();
+    await this.parts.index.close();
     this.lifecycle = 'closed';
   }
 
