@@ -143,6 +143,8 @@ export class PgSchedule {
       const after = apply(states, recipients.map((recipient) => ({ recipient, state: 'delivered' as const, reply: '' })), applyResult);
       await writeStates(db, lease.id, states, after);
       await db.query('UPDATE recipients SET window_at = NULL WHERE message_id = $1 AND idx = ANY($2::int[])', [lease.id, [...recipients]]);
+      // Nothing left to try: not due any more, even if the run dies before it records.
+      if (!after.some(isDue)) await db.query('UPDATE messages SET next_attempt_at = NULL WHERE id = $1', [lease.id]);
     });
   }
 
