@@ -87,6 +87,8 @@ export interface Submission {
   readonly tempfailed: Map<number, number>;
   /** Other end-of-data replies (never expected). */
   readonly other: string[];
+  /** The text of every 4xx end-of-data reply. */
+  readonly tempfailReplies: string[];
 }
 
 export interface SubmitOptions {
@@ -106,7 +108,7 @@ export interface SubmitOptions {
 
 /** Send messages first..first+total-1 round-robin over the nodes; resolves when all are sent (or stopped). */
 export async function submit(o: SubmitOptions): Promise<Submission> {
-  const result: Submission = { acked: new Map(), tempfailed: new Map(), other: [] };
+  const result: Submission = { acked: new Map(), tempfailed: new Map(), other: [], tempfailReplies: [] };
   const first = o.first ?? 0;
   let next = first;
   const queue: number[] = [];
@@ -138,6 +140,7 @@ export async function submit(o: SubmitOptions): Promise<Submission> {
         if (r.code === 250) {
           result.acked.set(n, /queued as (\S+)/.exec(r.text)?.[1] ?? '');
         } else if (r.code >= 400 && r.code < 500) {
+          result.tempfailReplies.push(`${r.code} ${r.text}`);
           const tries = (result.tempfailed.get(n) ?? 0) + 1;
           result.tempfailed.set(n, tries);
           if (tries <= (o.retries ?? 50)) {
