@@ -26,8 +26,9 @@
  * repeated delivery (at-least-once), the same class as the embedded store's unsynced writes; a
  * node's crash costs nothing, since the server keeps them.
  *
- * Cost (round trips): claimDue 5 (+2 when it resolves marks) for the whole claim;
- * renewLease and releaseLease 1; markInWindow 2; recordAttempt 7; hold/release 6.
+ * Cost (round trips): claimDue 5 (+2 per message whose marks it resolves) for the whole claim;
+ * renewLease and releaseLease 1; markInWindow 2; settleDelivered and recordAttempt 4 each
+ * (BEGIN, lock + read states, one statement that writes everything, COMMIT); hold/release 7.
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
@@ -137,31 +138,47 @@ export class PgSchedule {
 
   async settleDelivered(lease: Lease, recipients: readonly number[]): Promise<void> {
     await tx(this.pool, `settle delivered recipients of ${lease.id}`, false, async (db) => {
-      await lockUnderLease(db, lease);
-      const states = await statesOf(db, lease.id);
+      const states = await lockStates(db, lease);
       checkIndices('settleDelivered', lease.id, recipients, states.length);
       const after = apply(states, recipients.map((recipient) => ({ recipient, state: 'delivered' as const, reply: '' })), applyResult);
-      await writeStates(db, lease.id, states, after);
-      await db.query('UPDATE recipients SET window_at = NULL WHERE message_id = $1 AND idx = ANY($2::int[])', [lease.id, [...recipients]]);
-      // Nothing left to try: not due any more, even if the run dies before it records.
-      if (!after.some(isDue)) await db.query('UPDATE messages SET next_attempt_at = NULL WHERE id = $1', [lease.id]);
+      const changed = changes(states, after);
+      // One statement: the new states, the settled recipients' marks cleared, and (nothing left to
+      // try) no next attempt time, so a run that dies before recording leaves nothing due.
+      await db.query(
+        `WITH r AS (
+           UPDATE recipients SET window_at = NULL,
+             state = COALESCE((SELECT t.state FROM unnest($2::int[], $3::text[]) AS t(idx, state) WHERE t.idx = recipients.idx), state)
+           WHERE message_id = $1 AND idx = ANY($4::int[]))
+         UPDATE messages SET next_attempt_at = CASE WHEN $5::boolean THEN next_attempt_at END WHERE id = $1`,
+        [lease.id, changed.idx, changed.states, [...recipients], after.some(isDue)],
+      );
     });
   }
 
   async recordAttempt(lease: Lease, record: AttemptRecord): Promise<void> {
     await tx(this.pool, `record an attempt of ${lease.id}`, true, async (db) => {
-      await lockUnderLease(db, lease);
-      const states = await statesOf(db, lease.id);
+      const states = await lockStates(db, lease);
       checkRecord(record, states.length, `recordAttempt ${lease.id}`);
       const after = apply(states, record.results, applyResult);
-      await writeStates(db, lease.id, states, after);
+      const changed = changes(states, after);
+      const results = record.results.map((r) => ({ recipient: r.recipient, state: r.state, reply: r.reply }));
+      // One statement: states and marks, the message (attempt counted, next time, lease ended),
+      // and the history entry.
       await db.query(
-        `UPDATE messages SET attempts = attempts + 1, next_attempt_at = $2,
-           lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = $1`,
-        [lease.id, nextAttemptAfter(after, record.nextAttemptAt, record.at) ?? null],
+        `WITH r AS (
+           UPDATE recipients SET window_at = NULL,
+             state = COALESCE((SELECT t.state FROM unnest($2::int[], $3::text[]) AS t(idx, state) WHERE t.idx = recipients.idx), state)
+           WHERE message_id = $1 AND (window_at IS NOT NULL OR idx = ANY($2::int[]))),
+         m AS (
+           UPDATE messages SET attempts = attempts + 1, next_attempt_at = $4::bigint,
+             lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = $1)
+         INSERT INTO attempts (message_id, seq, at, next_hop, results, next_attempt_at, note)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $5::bigint, $6::text, $7::text, $8::bigint, $9::text FROM attempts WHERE message_id = $1`,
+        [
+          lease.id, changed.idx, changed.states, nextAttemptAfter(after, record.nextAttemptAt, record.at) ?? null,
+          record.at, record.nextHop, JSON.stringify(results), record.nextAttemptAt ?? null, record.note ?? null,
+        ],
       );
-      await db.query('UPDATE recipients SET window_at = NULL WHERE message_id = $1 AND window_at IS NOT NULL', [lease.id]);
-      await appendHistory(db, lease.id, record);
     });
   }
 
@@ -238,10 +255,30 @@ async function resolveMarks(db: Queryable, taken: ReadonlyArray<{ id: string; le
   return out;
 }
 
-/** Lock the message row and check the lease token: QUEUE_LEASE_LOST unless it is still this lease. */
-async function lockUnderLease(db: Queryable, lease: Lease): Promise<void> {
-  const r = await db.query<{ lease_token: string | null }>('SELECT lease_token FROM messages WHERE id = $1 FOR UPDATE', [lease.id]);
+/**
+ * Lock the message row, check the lease token (QUEUE_LEASE_LOST unless it is still this lease) and
+ * read every recipient's state, by index: one round trip.
+ */
+async function lockStates(db: Queryable, lease: Lease): Promise<RecipientState[]> {
+  const r = await db.query<{ lease_token: string | null; states: RecipientState[] }>(
+    'SELECT lease_token, ARRAY(SELECT state FROM recipients WHERE message_id = $1 ORDER BY idx) AS states FROM messages WHERE id = $1 FOR UPDATE',
+    [lease.id],
+  );
   checkToken(lease, r.rows[0]?.lease_token);
+  return r.rows[0]?.states ?? [];
+}
+
+/** The recipients whose state differs, as parallel arrays for unnest(). */
+function changes(before: readonly RecipientState[], after: readonly RecipientState[]): { idx: number[]; states: string[] } {
+  const idx: number[] = [];
+  const states: string[] = [];
+  after.forEach((s, i) => {
+    if (s !== before[i]) {
+      idx.push(i);
+      states.push(s);
+    }
+  });
+  return { idx, states };
 }
 
 function checkToken(lease: Lease, token: string | null | undefined): void {
