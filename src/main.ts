@@ -13,7 +13,8 @@
  * finish and record, then flush and close the queue.
  */
 import { mkdir } from 'node:fs/promises';
-import type { Config, HostPort } from './config/index.js';
+import { planReload } from './config/index.js';
+import type { Config, HostPort, LoadResult } from './config/index.js';
 import { hostname as osHostname } from 'node:os';
 import { createCleanup } from './cleanup/index.js';
 import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
@@ -39,10 +40,43 @@ export interface Server {
   readonly store: QueueStore;
   /** Operator actions on queued mail (hold, release): what the admin API will expose. */
   readonly control: QueueControl;
+  /**
+   * SIGHUP: apply a freshly loaded configuration. Live settings (schema `reload`) take effect for
+   * new sessions and the next delivery attempts; the others are logged as needing a restart; a
+   * failed load changes nothing and every error is logged.
+   */
+  reload(loaded: LoadResult): ReloadResult;
+  /** The configuration in force (after reloads). */
+  readonly config: Config;
   /** Graceful stop; idempotent. */
   close(reason: string): Promise<void>;
   /** Settles once the server has fully stopped. */
   readonly closed: Promise<void>;
+}
+
+export type ReloadResult =
+  | { readonly ok: true; readonly live: readonly string[]; readonly restart: readonly string[] }
+  | { readonly ok: false; readonly errors: readonly string[] };
+
+/** The smtpd options a Config gives (at start, and again on each reload). */
+function smtpdOptions(config: Config, relayNetworks: ReturnType<typeof compileCidrList>) {
+  return {
+    maxConnections: config.limits.maxConnections,
+    maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
+    perIpExempt: (ip: string) => cidrContains(relayNetworks, ip),
+    connection: {
+      session: {
+        hostname: config.hostname,
+        maxRecipients: config.limits.maxRecipients,
+        maxMessageSize: config.limits.maxMessageSize,
+        maxBadCommands: config.limits.maxBadCommands,
+      },
+      maxCommandLine: config.limits.maxCommandLine,
+      bareNewline: config.bareNewline,
+      commandTimeout: config.timeouts.command,
+      dataTimeout: config.timeouts.data,
+    },
+  };
 }
 
 export interface StartOptions {
@@ -110,7 +144,7 @@ async function openBackend(config: Config, clock: Clock, log: Logger, node: stri
 }
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<Server> {
-  const log = options.log ?? createLogger({ level: config.logLevel });
+  const log = options.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const clock = options.clock ?? systemClock;
   const node = config.nodeName ?? `${osHostname()}:${process.pid}`;
   const { store, slots } = await openBackend(config, clock, log, node);
@@ -120,6 +154,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
   let qmgr: QueueManager | undefined;
   let openSessions = (): number => 0;
+  let bytesReceived = (): number => 0;
   const metrics = createMetrics({
     countByState: () => store.countByState(),
     oldestReceivedAt: async () => {
@@ -128,7 +163,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       return times.length > 0 ? Math.min(...times) : undefined;
     },
     openSessions: () => openSessions(),
+    bytesReceived: () => bytesReceived(),
     now: () => clock.now(),
+    destinations: config.metricsDestinations,
   });
   const intake = createCleanup({
     store,
@@ -140,11 +177,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       qmgr?.wake();
     },
   });
-  const routes = new RouteTable(withSmarthost(config.routes, config.smarthost), {
-    resolver: createDnsResolver(config.dns ? { server: config.dns } : {}),
-    random,
-    mxPort: config.delivery.mxPort,
-  });
+  const routeTable = (c: Config): RouteTable =>
+    new RouteTable(withSmarthost(c.routes, c.smarthost), {
+      resolver: createDnsResolver(c.dns ? { server: c.dns } : {}),
+      random,
+      mxPort: c.delivery.mxPort,
+    });
+  // Reload swaps the table; a delivery already routed keeps the route it got.
+  let currentRoutes = routeTable(config);
+  const routes = { resolveRoute: (domain: string) => currentRoutes.resolveRoute(domain) };
   const agent = createDeliveryAgent({ hostname: config.hostname, clock, log, longLines: config.delivery.longLines });
   qmgr = new QueueManager({
     options: {
@@ -166,29 +207,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     clock,
     log,
     random,
-    onOutcome: (state, receivedAt, now) => metrics.recipientOutcome(state, receivedAt, now),
+    onOutcome: (state, receivedAt, now, destination) => metrics.recipientOutcome(state, receivedAt, now, destination),
     ...(slots ? { slots } : {}),
   });
   const smtpd = new SmtpServer({
-    options: {
-      listen: config.listen,
-      listenBacklog: config.limits.listenBacklog,
-      maxConnections: config.limits.maxConnections,
-      maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-      perIpExempt: (ip) => cidrContains(relayNetworks, ip),
-      connection: {
-        session: {
-          hostname: config.hostname,
-          maxRecipients: config.limits.maxRecipients,
-          maxMessageSize: config.limits.maxMessageSize,
-          maxBadCommands: config.limits.maxBadCommands,
-        },
-        maxCommandLine: config.limits.maxCommandLine,
-        bareNewline: config.bareNewline,
-        commandTimeout: config.timeouts.command,
-        dataTimeout: config.timeouts.data,
-      },
-    },
+    options: { listen: config.listen, listenBacklog: config.limits.listenBacklog, ...smtpdOptions(config, relayNetworks) },
     policy: relayPolicy({ relayFrom: config.relayFrom }),
     intake,
     clock,
@@ -196,6 +219,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
 
   openSessions = () => smtpd.openConnections;
+  bytesReceived = () => smtpd.bytesReceived;
   let admin: AdminServer | undefined;
   let listeners: HostPort[];
   try {
@@ -220,16 +244,60 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   let closing: Promise<void> | undefined;
   const control = createQueueControl({ store, wake: () => qmgr?.wake() });
+  let current = config;
+  /**
+   * What a reload applies, in order, to the new configuration's live settings. TLS certificates
+   * add theirs here when STARTTLS exists (re-read the files, swap the secure context: sessions
+   * already in TLS keep theirs), so SIGHUP renews certificates without a restart.
+   */
+  const reloaders: Array<(next: Config) => void> = [
+    (next) => smtpd.reconfigure({ options: smtpdOptions(next, compileCidrList(next.relayFrom)), policy: relayPolicy({ relayFrom: next.relayFrom }) }),
+    (next) => {
+      currentRoutes = routeTable(next);
+    },
+    (next) =>
+      qmgr?.reconfigure({
+        retry: { retry: next.retry, maxAge: next.maxAge },
+        ambiguous: next.delivery.ambiguous,
+        delayWarning: next.delivery.delayWarning,
+        keepDone: next.delivery.keepDone,
+      }),
+  ];
   return {
     listeners,
     admin: admin?.address,
     store,
     control,
     closed,
+    get config() {
+      return current;
+    },
+    reload(loaded) {
+      if (!loaded.ok) {
+        for (const error of loaded.errors) log.error({ error }, 'config reload: error');
+        log.error({ errors: loaded.errors.length }, 'config reload refused: the running configuration stays');
+        return { ok: false, errors: loaded.errors };
+      }
+      let plan;
+      try {
+        plan = planReload(current, loaded.config);
+        if (plan.live.length > 0) for (const apply of reloaders) apply(plan.config);
+      } catch (err) {
+        // e.g. a route table the loader let through but delivery refuses: keep what runs.
+        const error = err instanceof Error ? err.message : String(err);
+        log.error({ error }, 'config reload refused: the running configuration stays');
+        for (const apply of reloaders) apply(current);
+        return { ok: false, errors: [error] };
+      }
+      current = plan.config;
+      for (const setting of plan.restart) log.warn({ setting }, 'config reload: this setting changes only at a restart');
+      log.info({ live: plan.live, restartNeeded: plan.restart }, 'config reloaded');
+      return { ok: true, live: plan.live, restart: plan.restart };
+    },
     close(reason) {
       closing ??= (async () => {
         log.info({ reason, sessions: smtpd.openConnections }, 'shutting down');
-        await smtpd.close(config.timeouts.shutdownGrace);
+        await smtpd.close(current.timeouts.shutdownGrace);
         await admin?.close();
         metrics.close();
         await qmgr?.stop();

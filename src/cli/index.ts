@@ -4,8 +4,8 @@
  * and sets process.exitCode from the result; nothing here calls process.exit, so every
  * subcommand runs in-process in tests with an injected CliIo.
  *
- * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, help,
- * migrate, and the designed-but-unbuilt queue, explain, send, user, which refuse with exit 2.
+ * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, send,
+ * migrate, help, and the designed-but-unbuilt ones (queue, explain, user), which refuse with exit 2.
  * Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 usage or configuration error; errors go to
  * stderr one per line, prefixed `postwire: `. The CLI may import config/, api/, util/ and main.ts
  * (serve and migrate only, lazily).
@@ -17,6 +17,7 @@ import { EXIT_USAGE, processIo, wantsHelp, type CliIo } from './io.js';
 import { runMigrate } from './migrate.js';
 import { runNotYet } from './not-yet.js';
 import { runServe } from './serve.js';
+import { runSend } from './send.js';
 
 interface Command {
   readonly name: string;
@@ -39,7 +40,7 @@ const COMMANDS: readonly Command[] = [
   { name: 'help', summary: 'show this help', takesFlags: false, run: (_args, io) => runHelp(io, COMMANDS) },
   notYet('queue', 'list, show, retry, hold, release, delete or bounce queued mail'),
   notYet('explain', 'the decision path for a recipient or a queued message'),
-  notYet('send', 'submit a message read from stdin (sendmail-like)'),
+  { name: 'send', summary: 'submit a message read from stdin (sendmail-like: -f, -t, -i)', takesFlags: false, run: runSend },
   notYet('user', 'manage the AUTH user file'),
   { name: 'migrate', summary: 'create or upgrade the shared PostgreSQL queue schema (--queue URL)', takesFlags: true, run: (args, io) => runMigrate(args, io) },
 ];

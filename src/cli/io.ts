@@ -19,12 +19,19 @@ export interface CliIo {
   env?: Readonly<Record<string, string | undefined>>;
   /** The system host name (default for --hostname); os.hostname() when absent. */
   hostname?: string;
+  /** All of standard input (`send` reads the message from it). */
+  readStdin?: () => Promise<Buffer>;
 }
 
 export const processIo: CliIo = {
   stdout: (text) => void process.stdout.write(text),
   stderr: (text) => void process.stderr.write(text),
   env: process.env,
+  readStdin: async () => {
+    const parts: Buffer[] = [];
+    for await (const chunk of process.stdin) parts.push(Buffer.from(chunk as Uint8Array));
+    return Buffer.concat(parts);
+  },
 };
 
 export function systemHostname(io: CliIo): string {

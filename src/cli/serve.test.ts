@@ -92,7 +92,7 @@ test('serve: starts with the loaded config, announces listeners, SIGTERM closes 
   const run = runServe(['--listen', '127.0.0.1:0'], c.io, d);
   await tick();
   assert.equal(seenPort, 0);
-  assert.equal(d.signals.count(), 2, 'SIGTERM and SIGINT handled');
+  assert.equal(d.signals.count(), 3, 'SIGTERM and SIGINT stop, SIGHUP reloads');
   assert.match(c.err(), /^postwire: listening on 127\.0\.0\.1:40000, \[::1\]:40001\n/);
   d.signals.emit('SIGTERM');
   assert.deepEqual(f.reasons, ['shutdown']);

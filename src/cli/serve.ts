@@ -12,16 +12,20 @@
  * Signals: the first SIGTERM or SIGINT calls server.close('shutdown') once (stop accepting,
  * finish or 421 the sessions, let deliveries end). A second one returns 1 at once without
  * waiting; the handlers are removed then, so a third falls through to the default action.
+ * SIGHUP loads the configuration again (same flags, environment and file) and hands it to the
+ * server's reload, which applies what can change live and logs the rest (main.ts).
  * This module never calls process.exit: the bin turns the returned code into the exit status.
  * Signals and the main module are injected (ServeDeps) so tests drive both in-process.
  */
-import { formatHostPort, loadConfig, type Config } from '../config/index.js';
+import { formatHostPort, loadConfig, type Config, type LoadResult } from '../config/index.js';
 import { EXIT_FAILURE, EXIT_OK, explainError, reportErrors, systemHostname, type CliIo } from './io.js';
 
 /** What serve needs of a running server (main.ts's Server). */
 export interface RunningServer {
   close(reason: string): Promise<void>;
   readonly closed: Promise<void>;
+  /** SIGHUP: apply a configuration loaded again (main logs what changed, or every error). */
+  reload?(loaded: LoadResult): { readonly ok: boolean };
 }
 
 export interface ReadyInfo {
@@ -33,10 +37,11 @@ export interface MainModule {
 }
 
 type StopSignal = 'SIGTERM' | 'SIGINT';
+type Signal = StopSignal | 'SIGHUP';
 
 export interface SignalSource {
-  on(signal: StopSignal, listener: (signal: StopSignal) => void): void;
-  off(signal: StopSignal, listener: (signal: StopSignal) => void): void;
+  on(signal: Signal, listener: (signal: Signal) => void): void;
+  off(signal: Signal, listener: (signal: Signal) => void): void;
 }
 
 export interface ServeDeps {
@@ -77,7 +82,19 @@ export async function runServe(args: readonly string[], io: CliIo, deps: ServeDe
     io.stderr(`postwire: ${explainError(err)}\n`);
     return EXIT_FAILURE;
   }
-  return supervise(server, io, deps.signals);
+  const reload = (): void => {
+    // The same flags and environment as at start: the file is what an operator edits.
+    const again = loadConfig({ argv: args, env: io.env ?? {}, hostname: deps.hostname });
+    const result = server.reload?.(again);
+    if (!again.ok) io.stderr(`postwire: SIGHUP: configuration has ${again.errors.length} error(s); the running configuration stays (see the log)\n`);
+    else if (result?.ok === true) io.stderr('postwire: SIGHUP: configuration reloaded\n');
+  };
+  deps.signals.on('SIGHUP', reload);
+  try {
+    return await supervise(server, io, deps.signals);
+  } finally {
+    deps.signals.off('SIGHUP', reload);
+  }
 }
 
 /** One stable line when listening: with port 0, the only way a caller learns the real port. */
@@ -97,7 +114,7 @@ function supervise(server: RunningServer, io: CliIo, signals: SignalSource): Pro
       if (message !== undefined) io.stderr(`postwire: ${message}\n`);
       resolve(code);
     };
-    const onSignal = (signal: StopSignal): void => {
+    const onSignal = (signal: Signal): void => {
       signalled += 1;
       if (signalled > 1) return finish(EXIT_FAILURE, `${signal} again: stopping without waiting for shutdown`);
       io.stderr(`postwire: ${signal}: shutting down (send it again to stop at once)\n`);

@@ -13,7 +13,9 @@
  */
 export { loadConfig, type LoadInput, type LoadResult } from './load.js';
 export { describeConfig } from './describe.js';
-export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, LOG_LEVELS, type Setting, type Kind, type ValueOf } from './schema.js';
+export { planReload, type ReloadPlan } from './reload.js';
+export { configurationReference } from './reference.js';
+export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, LOG_LEVELS, LOG_FORMATS, SECTIONS, type Section, type Setting, type Kind, type ValueOf } from './schema.js';
 export { formatHostPort, formatValue, parseHostPort } from './parse.js';
 export { didYouMean } from './suggest.js';
 export type { Config, DeliverySettings, HostPort, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';

@@ -64,6 +64,8 @@ test('defaults match DESIGN §3 and types.ts', () => {
     delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
     routes: [],
     logLevel: 'info',
+    logFormat: 'auto',
+    metricsDestinations: 20,
   });
 });
 
@@ -358,4 +360,66 @@ test('routes come from the config file, each error naming the route and field', 
   assert.match(text, /routes\[4\]: needs a next hop/);
   assert.match(text, /routes\[6\]: the same pattern as routes\[5\]/);
   assert.deepEqual(load([]).ok && (load([]) as { config: { routes: unknown } }).config.routes, []);
+});
+
+function toml(text: string, ext = 'toml'): string {
+  const path = join(dir, `c${files++}.${ext}`);
+  writeFileSync(path, text);
+  return path;
+}
+
+test('TOML config file: settings, lists, numbers and [[route]] tables', () => {
+  const path = toml([
+    '# a comment',
+    'listen = ["127.0.0.1:2600", "[::1]:2600"]',
+    'max-recipients = 30',
+    'max-message-size = "10MiB"',
+    'retry = "1m,10m"',
+    'relay-from = []',
+    '',
+    '[[route]]',
+    'pattern = "example.com"',
+    'smarthost = "relay.example.net:587"',
+    'concurrency = 5',
+    '',
+    '[[route]]',
+    'pattern = "*"',
+    'mx = true',
+  ].join('\n'));
+  const c = good(['--config', path]);
+  assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 2600 }, { host: '::1', port: 2600 }]);
+  assert.equal(c.limits.maxRecipients, 30);
+  assert.equal(c.limits.maxMessageSize, 10 * 1024 * 1024);
+  assert.deepEqual(c.retry, [60_000, 600_000]);
+  assert.deepEqual(c.relayFrom, []);
+  assert.deepEqual(c.routes, [
+    { pattern: 'example.com', nextHop: { kind: 'smarthost', host: 'relay.example.net', port: 587 }, concurrency: 5 },
+    { pattern: '*', nextHop: { kind: 'mx' } },
+  ]);
+  assert.equal(good(['--config', path, '--max-recipients', '40']).limits.maxRecipients, 40, 'flags override the file');
+});
+
+test('TOML config file: every error names the file, the line and the key', () => {
+  const typo = toml('spool = "/x"\n\nmax-recipents = 5\n');
+  assert.deepEqual(bad(['--config', typo]), [`${typo}:3: key "max-recipents" is unknown (did you mean "max-recipients"?)`]);
+  const value = toml('max-recipients = "lots"\n');
+  assert.deepEqual(bad(['--config', value]), [`${value}:1: key "max-recipients": "lots" is not a whole number (expected 1..100000)`]);
+  const syntax = toml('spool = "/x"\nmax-age = 5d\n');
+  assert.match(bad(['--config', syntax])[0] ?? '', new RegExp(`^${syntax}:2:\\d+: not valid TOML: `));
+  const routes = toml('routes = []\n');
+  assert.deepEqual(bad(['--config', routes]), [`${routes}:1: key "routes" is unknown (did you mean "route"?) (routes are [[route]] tables)`]);
+  const route = toml('[[route]]\npattern = "*"\n\n[[route]]\npattern = "x.test"\nsmarthost = 7\n');
+  assert.deepEqual(bad(['--config', route]), [
+    `${route}:1: route[0]: needs a next hop: "smarthost": "HOST:PORT" or "mx": true`,
+    `${route}:4: route[1]: "smarthost" must be "HOST:PORT"`,
+  ]);
+  const unitless = toml('max-age = 5\n');
+  assert.deepEqual(bad(['--config', unitless]), [`${unitless}:1: key "max-age": 5 has no unit (write a string such as "5s" or "5ms")`]);
+});
+
+test('config file type is chosen by extension: .toml, .json, anything else refused', () => {
+  assert.equal(good(['--config', toml('{"spool": "/j"}', 'json')]).spool, '/j');
+  assert.equal(good(['--config', toml('spool = "/t"', 'TOML')]).spool, '/t');
+  const yaml = toml('spool: /y', 'yaml');
+  assert.deepEqual(bad(['--config', yaml]), [`${yaml}: unknown config file type: name it *.toml (TOML, the documented format) or *.json (JSON)`]);
 });

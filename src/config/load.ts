@@ -3,8 +3,8 @@
  * loadConfig: argv + environment + (optional) config file → one deeply frozen Config, or every
  * error found, each naming the setting as the operator wrote it and what would fix it.
  *
- * Precedence, lowest first: schema defaults ← POSTWIRE_* environment ← the --config file (JSON
- * for now; keys are flag names) ← command-line flags. A later source replaces a value whole;
+ * Precedence, lowest first: schema defaults ← POSTWIRE_* environment ← the --config file (TOML,
+ * or JSON by its .json extension: config/file.ts; keys are flag names) ← command-line flags. A later source replaces a value whole;
  * lists are not merged. Every source is validated, including values a later source overrides:
  * a bad value lying in the environment is a bug waiting for the day the flag is dropped.
  *
@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { formatHostPort, parseSetting, type Raw, type SettingValue } from './parse.js';
 import {
   BARE_NEWLINE_POLICIES,
-  LOG_LEVELS, AMBIGUOUS_POLICIES, DELIVERY_MODES, LONG_LINE_POLICIES,
+  LOG_LEVELS, LOG_FORMATS, AMBIGUOUS_POLICIES, DELIVERY_MODES, LONG_LINE_POLICIES,
   SCHEMA,
   settingByEnv,
   settingByName,
@@ -32,7 +32,7 @@ import {
 } from './schema.js';
 import { didYouMean } from './suggest.js';
 import type { Config, RouteSetting } from './types.js';
-import { parseRoutes } from './routes.js';
+import { parseConfigText } from './file.js';
 
 export interface LoadInput {
   readonly argv: readonly string[];
@@ -139,8 +139,10 @@ function readConfigFile(named: readonly Layer[], errors: string[], routes: Route
   const { path, label } = found;
   const text = readText(path, label, errors);
   if (text === undefined) return undefined;
-  const raws = parseConfigFile(path, text, errors, routes);
-  return raws === undefined ? undefined : { raws, label: (s) => `${path}: key ${JSON.stringify(s.name)}` };
+  const file = parseConfigText(path, text, errors);
+  if (file === undefined) return undefined;
+  routes.push(...file.routes);
+  return { raws: file.raws, label: file.label };
 }
 
 function readText(path: string, label: string, errors: string[]): string | undefined {
@@ -150,36 +152,6 @@ function readText(path: string, label: string, errors: string[]): string | undef
     errors.push(`${label}: cannot read ${JSON.stringify(path)}: ${err instanceof Error ? err.message : String(err)}`);
     return undefined;
   }
-}
-
-function parseConfigFile(path: string, text: string, errors: string[], routes: RouteSetting[]): Map<Setting, Raw> | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    errors.push(`${path}: not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
-    return undefined;
-  }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    errors.push(`${path}: expected a JSON object of settings, e.g. {"listen": ["127.0.0.1:2525"], "max-recipients": 100}`);
-    return undefined;
-  }
-  const raws = new Map<Setting, Raw>();
-  for (const [key, value] of Object.entries(data)) {
-    const setting = settingByName(key);
-    if (key === 'routes') {
-      // Structured, so file-only: not a Setting of the flag/env table.
-      routes.push(...(parseRoutes(path, value, errors) ?? []));
-    } else if (setting === undefined) {
-      const near = didYouMean(key, SCHEMA.map((s) => s.name));
-      errors.push(`${path}: key ${JSON.stringify(key)} is unknown${near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`);
-    } else if (setting.name === 'config') {
-      errors.push(`${path}: key "config" is not allowed in a config file (files do not include other files)`);
-    } else {
-      raws.set(setting, { from: 'json', value });
-    }
-  }
-  return raws;
 }
 
 interface Resolved {
@@ -315,6 +287,8 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
       leaseTime: typed(v, 'lease-time', 'duration'),
     },
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
+    logFormat: oneOf(LOG_FORMATS, typed(v, 'log-format', 'enum')),
+    metricsDestinations: typed(v, 'metrics-destinations', 'integer'),
   };
 }
 

@@ -26,20 +26,27 @@ const PATTERN = /^(?:\*|(?:\*\.)?(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\
 const TLS_NOW = ['none', 'may'];
 const TLS_LATER = ['encrypt', 'verify'];
 
-export function parseRoutes(path: string, value: unknown, errors: string[]): RouteSetting[] | undefined {
+/**
+ * `key` is how the file spells the list (`routes` in JSON, `route` for TOML's `[[route]]`);
+ * `lines[i]`, when known, is the line where route i starts.
+ */
+export function parseRoutes(path: string, value: unknown, errors: string[], key = 'routes', lines: readonly number[] = []): RouteSetting[] | undefined {
   if (!Array.isArray(value)) {
-    errors.push(`${path}: key "routes" must be a list of routes, e.g. [{"pattern": "*", "smarthost": "relay.example.net:25"}]`);
+    errors.push(key === 'route'
+      ? `${path}: key "route" must be [[route]] tables, e.g. [[route]] pattern = "*" smarthost = "relay.example.net:25"`
+      : `${path}: key "routes" must be a list of routes, e.g. [{"pattern": "*", "smarthost": "relay.example.net:25"}]`);
     return undefined;
   }
   const out: RouteSetting[] = [];
   const seen = new Map<string, number>();
   value.forEach((item: unknown, i) => {
-    const route = parseRoute(`${path}: routes[${i}]`, item, errors);
+    const line = lines[i];
+    const route = parseRoute(`${path}${line === undefined ? '' : `:${line}`}: ${key}[${i}]`, item, errors);
     if (!route) return;
-    const key = route.pattern.toLowerCase().replace(/\.$/, '');
-    const first = seen.get(key);
-    if (first !== undefined) errors.push(`${path}: routes[${i}]: the same pattern as routes[${first}] ("${route.pattern}")`);
-    else seen.set(key, i);
+    const normal = route.pattern.toLowerCase().replace(/\.$/, '');
+    const first = seen.get(normal);
+    if (first !== undefined) errors.push(`${path}: ${key}[${i}]: the same pattern as ${key}[${first}] ("${route.pattern}")`);
+    else seen.set(normal, i);
     out.push(route);
   });
   return out;

@@ -53,7 +53,18 @@ interface Common {
   readonly repeatable: boolean;
   /** Set for designed-but-unbuilt features: the error text for any attempt to use it. */
   readonly unavailable: string | undefined;
+  /** Where docs/configuration.md lists it. */
+  readonly section: Section;
+  /**
+   * What SIGHUP does with a changed value: `live` applies it without dropping sessions (new
+   * sessions and new delivery attempts see it; open sessions keep what they started with);
+   * `restart` keeps the running value and logs that a restart is needed.
+   */
+  readonly reload: 'live' | 'restart';
 }
+
+export const SECTIONS = ['relay', 'shared-queue', 'limits', 'delivery', 'next-hop', 'observability', 'unbuilt'] as const;
+export type Section = (typeof SECTIONS)[number];
 
 interface Range {
   readonly min: number;
@@ -84,6 +95,7 @@ export type SettingOf<K extends Kind> = Extract<Setting, { readonly kind: K }>;
 
 export const BARE_NEWLINE_POLICIES = ['normalize', 'reject'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export const AMBIGUOUS_POLICIES = ['retry', 'hold'] as const;
 export const DELIVERY_MODES = ['on', 'off'] as const;
 export const LONG_LINE_POLICIES = ['wrap', 'pass', 'bounce'] as const;
@@ -95,7 +107,7 @@ const DAY = 24 * HOUR;
 const MIB = 1024 * 1024;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-type Spec = DistributiveOmit<Setting, 'flag' | 'env' | 'repeatable' | 'unavailable' | 'metavar'> & {
+type Spec = DistributiveOmit<Setting, 'flag' | 'env' | 'repeatable' | 'unavailable' | 'metavar' | 'section' | 'reload'> & {
   readonly metavar?: string;
   readonly repeatable?: boolean;
   readonly unavailable?: string;
@@ -124,8 +136,37 @@ function define(spec: Spec): Setting {
     metavar: spec.metavar ?? METAVARS[spec.kind],
     repeatable: spec.repeatable ?? false,
     unavailable: spec.unavailable,
+    section: SECTION_OF[spec.name] ?? 'relay',
+    reload: LIVE.has(spec.name) ? 'live' : 'restart',
   } as Setting;
 }
+
+/** Each setting's section in docs/configuration.md; unlisted ones are in `relay`. */
+const SECTION_OF: Readonly<Record<string, Section>> = {
+  queue: 'shared-queue', 'queue-schema': 'shared-queue', 'queue-connections': 'shared-queue', 'node-name': 'shared-queue',
+  'lease-time': 'shared-queue',
+  'tls-cert': 'unbuilt', 'tls-key': 'unbuilt', submission: 'unbuilt', users: 'unbuilt',
+  'max-connections': 'limits', 'max-connections-per-ip': 'limits', 'max-recipients': 'limits', 'max-message-size': 'limits',
+  'max-command-line': 'limits', 'max-bad-commands': 'limits', 'listen-backlog': 'limits', 'command-timeout': 'limits',
+  'data-timeout': 'limits', 'shutdown-grace': 'limits',
+  delivery: 'delivery', 'mx-port': 'delivery', 'destination-concurrency': 'delivery', 'max-deliveries': 'delivery',
+  ambiguous: 'delivery', 'long-lines': 'delivery',
+  smarthost: 'next-hop', dns: 'next-hop', retry: 'next-hop', 'keep-done': 'next-hop', 'delay-warning': 'next-hop', 'max-age': 'next-hop',
+  admin: 'observability', 'log-level': 'observability', 'log-format': 'observability', 'metrics-destinations': 'observability',
+};
+
+/**
+ * Settings SIGHUP applies to a running server (main.ts's reload). Everything else needs a restart:
+ * listeners and the spool are open resources, qmgr's windows and slots are sized at start, and
+ * the host name is in every component's greeting. `keep-done` applies from the next sweep (at
+ * the cadence set at start). TLS
+ * certificates join this set when STARTTLS exists (the reload hook in main.ts is where).
+ */
+const LIVE: ReadonlySet<string> = new Set([
+  'relay-from', 'bare-newline', 'max-connections', 'max-connections-per-ip', 'max-recipients', 'max-message-size',
+  'max-command-line', 'max-bad-commands', 'command-timeout', 'data-timeout', 'shutdown-grace',
+  'smarthost', 'dns', 'mx-port', 'retry', 'max-age', 'ambiguous', 'delay-warning', 'keep-done',
+]);
 
 const local = (port: number): HostPort => ({ host: '127.0.0.1', port });
 const listener = { portZero: true, ipOnly: false } as const;
@@ -133,7 +174,7 @@ const peer = { portZero: false, ipOnly: false } as const;
 
 export const SCHEMA: readonly Setting[] = [
   define({ name: 'config', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
-    doc: 'read settings from this JSON file (keys are flag names; flags override it)' }),
+    doc: 'read settings from this TOML file (or JSON, by the .json extension); keys are flag names; flags override it' }),
   define({ name: 'listen', key: 'listen', kind: 'hostport-list', ...listener, default: [local(2525)], repeatable: true,
     doc: 'inbound SMTP listener; repeat for several (port 0 picks a free port)' }),
   define({ name: 'spool', key: 'spool', kind: 'string', default: './spool', metavar: 'DIR',
@@ -218,6 +259,10 @@ export const SCHEMA: readonly Setting[] = [
     doc: 'lines over 998 octets to a peer without BINARYMIME: wrap (CRLF SP, as Postfix), pass unchanged, or bounce' }),
   define({ name: 'log-level', key: 'logLevel', kind: 'enum', values: LOG_LEVELS, default: 'info',
     metavar: 'LEVEL', doc: `structured log threshold (${LOG_LEVELS.join(', ')})` }),
+  define({ name: 'log-format', key: 'logFormat', kind: 'enum', values: LOG_FORMATS, default: 'auto',
+    metavar: LOG_FORMATS.join('|'), doc: 'json: one JSON object per line; pretty: one readable line per event; auto: pretty when stdout is a terminal, else json' }),
+  define({ name: 'metrics-destinations', key: 'metricsDestinations', kind: 'integer', min: 0, max: 1000, default: 20,
+    doc: 'per-destination metric series: the N busiest destinations get their own label, the rest are "other"' }),
 ];
 
 const BY_NAME: ReadonlyMap<string, Setting> = new Map(SCHEMA.map((s) => [s.name, s]));

@@ -107,4 +107,8 @@ export interface Config {
   readonly routes: readonly RouteSetting[];
   /** Log level for the structured log. */
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  /** json, pretty, or auto (pretty when stdout is a terminal). */
+  readonly logFormat: 'auto' | 'json' | 'pretty';
+  /** Per-destination metric labels: the N busiest destinations, the rest as `other`. */
+  readonly metricsDestinations: number;
 }

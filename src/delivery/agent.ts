@@ -41,6 +41,7 @@ import type { Outcome } from './outcome.js';
 import { ConnectionPool } from './pool.js';
 import type { RouteSuccess } from './route.js';
 import { DELIVERY_CHANNELS } from '../obs/index.js';
+import type { DeliveryDiagnostic, DeliveryTransactionEvent } from '../obs/index.js';
 
 export interface DeliveryReport {
   /** `name[address]:port` of the host that decided (or the last one reached); '' if none was. */
@@ -78,12 +79,8 @@ export interface DeliveryAgentOptions {
 /** The diagnostics_channel names this module publishes on (defined in obs/channels). */
 export { DELIVERY_CHANNELS };
 
-/** What every channel carries. */
-export interface DeliveryDiagnostic {
-  readonly messageId: string;
-  readonly host: string;
-  readonly detail: string;
-}
+/** What every channel carries (defined in obs/channels); the transaction channel adds destination and octets. */
+export type { DeliveryDiagnostic, DeliveryTransactionEvent };
 
 const connectChannel = channel(DELIVERY_CHANNELS.connect);
 const transactionChannel = channel(DELIVERY_CHANNELS.transaction);
@@ -173,7 +170,8 @@ class Agent implements DeliveryAgent {
         // deferral of this attempt, not this host's fault; another host would need a mark too.
         if (result.windowError !== undefined) decided = decided.map((o) => (o.scope === 'destination' ? { ...o, scope: 'message' } : o));
         this.#notes(job, label, result, notes, log);
-        publish(transactionChannel, { messageId: job.messageId, host: label, detail: summary(decided) });
+        const event: DeliveryTransactionEvent = { messageId: job.messageId, host: label, detail: summary(decided), destination: route.destination, octets: result.mode === 'none' ? 0 : result.bodyOctets };
+        publish(transactionChannel, event);
         log.info({ host: label, outcomes: summary(decided) }, 'transaction');
       }
       for (const o of decided) outcomes[o.recipient] = o;

@@ -11,14 +11,25 @@
  *   postwire_queue_recipients{state}        read from the store at scrape time
  *   postwire_oldest_message_age_seconds     read from the store at scrape time
  *   postwire_smtpd_sessions                 open inbound sessions, at scrape time
- * Label values are a closed set (states), so cardinality stays bounded. Per-destination labels
- * and bytes out arrive with the operations issue.
+ *   postwire_smtpd_received_bytes_total     octets read from SMTP clients, at scrape time
+ *   postwire_delivery_sent_bytes_total      message octets sent to next hops, from the
+ *                                           'postwire:delivery:transaction' channel
+ *   postwire_destination_recipients_total{destination,state}
+ *                                           outcomes per destination: the --metrics-destinations
+ *                                           busiest by name, the rest as "other" (obs/top-n)
+ * Label values are closed sets (states) or bounded (top N destinations + other), so the number of
+ * series stays bounded whatever the traffic.
+ *
+ * diagnostics_channel is process-wide: one server per process (as `postwire serve` runs) counts
+ * its own traffic; tests that run several servers in one process at once would see the union.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { DELIVERY_CHANNELS } from './channels.js';
+import { DELIVERY_CHANNELS, type DeliveryTransactionEvent } from './channels.js';
+import { TopN } from './top-n.js';
 
 const FRAMING_FAULT_CHANNEL = DELIVERY_CHANNELS.framingFault;
+const TRANSACTION_CHANNEL = DELIVERY_CHANNELS.transaction;
 
 export interface MetricsSources {
   /** Recipients per state over the whole queue. */
@@ -26,12 +37,17 @@ export interface MetricsSources {
   /** ms since the epoch of the oldest queued message, or undefined when the queue is empty. */
   oldestReceivedAt(): Promise<number | undefined>;
   openSessions(): number;
+  /** Octets read from SMTP clients so far (all sessions, open and closed). */
+  bytesReceived(): number;
   now(): number;
+  /** How many destinations get their own label (--metrics-destinations). */
+  readonly destinations: number;
 }
 
 export interface Metrics {
   messageAccepted(octets: number): void;
-  recipientOutcome(state: string, receivedAt: number, now: number): void;
+  /** `destination`: the route's destination (next-hop key), or the recipient's domain when unrouted. */
+  recipientOutcome(state: string, receivedAt: number, now: number, destination?: string): void;
   /** Text exposition format for GET /metrics. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -79,20 +95,51 @@ export function createMetrics(sources: MetricsSources): Metrics {
       this.set(sources.openSessions());
     },
   });
+  const received = new Counter({
+    name: 'postwire_smtpd_received_bytes_total',
+    help: 'Octets read from SMTP clients (commands and message data)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.bytesReceived());
+    },
+  });
+  void received;
+  const sent = new Counter({ name: 'postwire_delivery_sent_bytes_total', help: 'Message octets sent to next hops (read from the spool into a transaction)', registers: [registry] });
+  const perDestination = new TopN(sources.destinations);
+  new Counter({
+    name: 'postwire_destination_recipients_total',
+    help: 'Recorded recipient outcomes per destination (the busiest N by name, the rest as "other") and state',
+    labelNames: ['destination', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of perDestination.snapshot()) this.inc({ destination: c.destination, state: c.key }, c.value);
+    },
+  });
   const onFramingFault = (): void => framingFaults.inc();
+  const onTransaction = (message: unknown): void => {
+    const octets = (message as Partial<DeliveryTransactionEvent>).octets;
+    if (typeof octets === 'number' && octets > 0) sent.inc(octets);
+  };
   subscribe(FRAMING_FAULT_CHANNEL, onFramingFault);
+  subscribe(TRANSACTION_CHANNEL, onTransaction);
   return {
     messageAccepted(octets) {
       accepted.inc();
       acceptedBytes.inc(octets);
     },
-    recipientOutcome(state, receivedAt, now) {
+    recipientOutcome(state, receivedAt, now, destination) {
       outcomes.inc({ state });
+      if (destination !== undefined) perDestination.add(destination, state);
       if (state === 'ambiguous') ambiguous.inc();
       if (state === 'delivered') latency.observe(Math.max(0, (now - receivedAt) / 1000));
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,
-    close: () => unsubscribe(FRAMING_FAULT_CHANNEL, onFramingFault),
+    close: () => {
+      unsubscribe(FRAMING_FAULT_CHANNEL, onFramingFault);
+      unsubscribe(TRANSACTION_CHANNEL, onTransaction);
+    },
   };
 }

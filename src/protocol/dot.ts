@@ -18,8 +18,9 @@
  *
  * Performance and memory: scanning uses Buffer.indexOf for CR and LF (two native calls per
  * line); output is subarrays of the input except for inserted CRLF/'.' constants (shared, so
- * emitted chunks must never be mutated). State between pushes is a few small fields; the input
- * is never retained.
+ * emitted chunks must never be mutated), or, for a chunk with many stuffed lines, one fresh
+ * buffer per chunk (PieceList). State between pushes is a few small fields; the input is never
+ * retained nor modified.
  */
 import { Buffer } from 'node:buffer';
 import { ProtocolError } from './reply.js';
@@ -43,6 +44,99 @@ const EMPTY = Buffer.alloc(0);
 function asBuffer(chunk: Uint8Array): Buffer {
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
+
+/**
+ * One pushed chunk's output, as a list of pieces: runs of the input, and inserted CRLFs or dots.
+ * Few pieces (the common case: a chunk with no or few dot lines) come out as views of the input,
+ * no copy. Many pieces (a dot-heavy chunk: one run per stuffed line) would mean one view object
+ * per line, and their allocation and collection was most of the codec's time; those come out as
+ * ONE fresh buffer instead, built by one memcpy of the input span and one memmove per piece
+ * (copyWithin allocates nothing). Inserted CRLFs (bare-newline normalisation, rare) always take
+ * the view path. Every emitted chunk is read-only for the caller (views share the input and the
+ * shared constants).
+ */
+class PieceList {
+  private buf: Buffer = EMPTY;
+  /** Run starts and ends in `buf`, or -1/-kind for an inserted piece. */
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private inserts = 0;
+  private crlfs = 0;
+
+  reset(buf: Buffer): void {
+    this.buf = buf;
+    this.starts.length = 0;
+    this.ends.length = 0;
+    this.inserts = 0;
+    this.crlfs = 0;
+  }
+
+  run(start: number, end: number): void {
+    this.starts.push(start);
+    this.ends.push(end);
+  }
+
+  insert(piece: typeof CRLF_BYTES | typeof DOT_BYTES): void {
+    this.starts.push(-1);
+    this.ends.push(piece === CRLF_BYTES ? INSERT_CRLF : INSERT_DOT);
+    this.inserts++;
+    if (piece === CRLF_BYTES) this.crlfs++;
+  }
+
+  finish(): Buffer[] {
+    const { buf, starts, ends } = this;
+    const pieces = starts.length;
+    if (pieces === 0) return [];
+    let spanStart = -1;
+    let spanEnd = 0;
+    let total = 0;
+    for (let k = 0; k < pieces; k++) {
+      const start = starts[k] as number;
+      if (start < 0) {
+        total++;
+        continue;
+      }
+      if (spanStart < 0) spanStart = start;
+      spanEnd = ends[k] as number;
+      total += spanEnd - start;
+    }
+    if (this.crlfs > 0 || pieces < COMPACT_MIN_PIECES || spanStart < 0 || pieces * COMPACT_BYTES_PER_PIECE < spanEnd - spanStart) {
+      const out: Buffer[] = [];
+      for (let k = 0; k < pieces; k++) {
+        const start = starts[k] as number;
+        const end = ends[k] as number;
+        if (start < 0) out.push(end === INSERT_CRLF ? CRLF_BYTES : DOT_BYTES);
+        else out.push(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+      }
+      return out;
+    }
+    // The span lands at the end of `work`, so every run moves left (or stays): a forward
+    // memmove per run never overwrites bytes a later run still has to read.
+    const spanLength = spanEnd - spanStart;
+    const work = Buffer.allocUnsafe(Math.max(spanLength, total));
+    const shift = work.length - spanLength - spanStart;
+    work.set(buf.subarray(spanStart, spanEnd), work.length - spanLength);
+    let at = 0;
+    for (let k = 0; k < pieces; k++) {
+      const start = starts[k] as number;
+      if (start < 0) {
+        work[at++] = DOT;
+        continue;
+      }
+      const end = ends[k] as number;
+      if (at !== start + shift) work.copyWithin(at, start + shift, end + shift);
+      at += end - start;
+    }
+    return [at === work.length ? work : work.subarray(0, at)];
+  }
+}
+
+const INSERT_CRLF = 1;
+const INSERT_DOT = 2;
+/** Below this many pieces views are cheaper than a copy. */
+const COMPACT_MIN_PIECES = 16;
+/** ... and while the pieces are this long on average or more (a memcpy of the span would dominate). */
+const COMPACT_BYTES_PER_PIECE = 1024;
 
 /** Kinds of line break BreakScanner reports. */
 const NONE = 0;
@@ -101,8 +195,8 @@ export class DataDecoder {
   private readonly max: number;
   private readonly policy: BareNewlinePolicy;
   private readonly scanner = new BreakScanner();
+  private readonly pieces = new PieceList();
   private state = LINE_START;
-  private out: Buffer[] = [];
   private decoded = 0;
   private bare = 0;
   private stopped = false;
@@ -128,10 +222,10 @@ export class DataDecoder {
   push(chunk: Uint8Array): DecodeStep {
     if (this.state === DONE) throw new ProtocolError('PUSH_AFTER_END', 'DataDecoder.push after end-of-data');
     const buf = asBuffer(chunk);
-    this.out = [];
+    this.pieces.reset(buf);
     const end = this.scan(buf);
-    const chunks = this.out;
-    this.out = [];
+    const chunks = this.pieces.finish();
+    this.pieces.reset(EMPTY);
     return end < 0 ? { chunks, done: false } : { chunks, done: true, rest: buf.subarray(end) };
   }
 
@@ -149,7 +243,14 @@ export class DataDecoder {
           const kind = scanner.kind;
           if (kind === CRLF) {
             i = at + 2;
-            this.state = LINE_START;
+            // The next line's start, inline while it is in this chunk (the hot path: one loop
+            // turn per line, dotted or not). Only a dot before a CR needs the state machine.
+            if (i >= n) this.state = LINE_START;
+            else if (buf[i] === DOT) {
+              this.emit(buf, run, i);
+              run = ++i;
+              if (i >= n || buf[i] === CR) this.state = AFTER_DOT;
+            }
           } else if (kind === NONE) {
             i = n;
           } else {
@@ -204,7 +305,8 @@ export class DataDecoder {
     if (end <= start) return;
     this.decoded += end - start;
     if (this.stopped || this.decoded > this.max) return;
-    this.out.push(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+    if (buf === CRLF_BYTES) this.pieces.insert(CRLF_BYTES);
+    else this.pieces.run(start, end);
   }
 }
 
@@ -217,16 +319,16 @@ const E_ENDED = 3;
 /** DATA body encoder: bare CR/LF become CRLF, line-initial '.' is doubled; end() adds the terminator. */
 export class DotEncoder {
   private readonly scanner = new BreakScanner();
+  private readonly pieces = new PieceList();
   private state = E_LINE_START;
-  private out: Buffer[] = [];
 
   push(chunk: Uint8Array): Buffer[] {
     if (this.state === E_ENDED) throw new ProtocolError('PUSH_AFTER_END', 'DotEncoder.push after end()');
     const buf = asBuffer(chunk);
-    this.out = [];
+    this.pieces.reset(buf);
     this.scan(buf);
-    const out = this.out;
-    this.out = [];
+    const out = this.pieces.finish();
+    this.pieces.reset(EMPTY);
     return out;
   }
 
@@ -248,13 +350,13 @@ export class DotEncoder {
       if (this.state === E_LINE_START) {
         if (buf[i] === DOT) {
           this.emit(buf, run, i);
-          this.out.push(DOT_BYTES);
+          this.pieces.insert(DOT_BYTES);
           run = i; // the original '.' starts the next run: '.' + '.' = '..'
         }
         this.state = E_MID;
       } else if (this.state === E_PENDING_CR) {
         // The held CR becomes CRLF either way; a following LF is its own.
-        this.out.push(CRLF_BYTES);
+        this.pieces.insert(CRLF_BYTES);
         if (buf[i] === LF) run = ++i;
         this.state = E_LINE_START;
       } else {
@@ -262,7 +364,13 @@ export class DotEncoder {
         const kind = scanner.kind;
         if (kind === CRLF) {
           i = at + 2;
-          this.state = E_LINE_START;
+          // The next line's start, inline while it is in this chunk (one loop turn per line).
+          if (i >= n) this.state = E_LINE_START;
+          else if (buf[i] === DOT) {
+            this.emit(buf, run, i);
+            this.pieces.insert(DOT_BYTES);
+            run = i; // the original '.' starts the next run: '.' + '.' = '..'
+          }
         } else if (kind === NONE) {
           i = n;
         } else {
@@ -271,7 +379,7 @@ export class DotEncoder {
           if (kind === TRAILING_CR) {
             this.state = E_PENDING_CR;
           } else {
-            this.out.push(CRLF_BYTES);
+            this.pieces.insert(CRLF_BYTES);
             this.state = E_LINE_START;
           }
         }
@@ -280,8 +388,8 @@ export class DotEncoder {
     this.emit(buf, run, n);
   }
 
-  private emit(buf: Buffer, start: number, end: number): void {
-    if (end > start) this.out.push(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+  private emit(_buf: Buffer, start: number, end: number): void {
+    if (end > start) this.pieces.run(start, end);
   }
 }
 

@@ -86,6 +86,9 @@ export interface QmgrOptions {
   readonly keepDone: number;
 }
 
+/** The part of QmgrOptions a SIGHUP may change while deliveries run. */
+export type ReloadablePolicy = Pick<QmgrOptions, 'retry' | 'ambiguous' | 'delayWarning' | 'keepDone'>;
+
 /**
  * A destination whose window already has this many waiters per slot takes no more: further
  * claims for it are given back (not before BACKOFF_MS, no attempt counted), so a deep backlog for
@@ -115,8 +118,8 @@ export interface QmgrDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly random: () => number;
-  /** Told of every recorded recipient outcome (metrics). */
-  readonly onOutcome?: (state: string, receivedAt: number, now: number) => void;
+  /** Told of every recorded recipient outcome (metrics), with the recipient's destination. */
+  readonly onOutcome?: (state: string, receivedAt: number, now: number, destination: string) => void;
   /** Cluster-wide destination slots (a shared queue); absent: the windows are this process's alone. */
   readonly slots?: DestinationSlots;
 }
@@ -135,6 +138,8 @@ interface Decided {
   readonly outcomes: Map<number, Outcome>;
   /** Retry schedules of the routes that were used (a route may override --retry). */
   readonly retries: Array<readonly number[]>;
+  /** Destination per recipient index: the route's, or the domain when it could not be routed. */
+  readonly destinations: Map<number, string>;
 }
 
 export class QueueManager {
@@ -150,11 +155,24 @@ export class QueueManager {
   private wakeUp: (() => void) | undefined;
   private readonly active = new Set<Promise<void>>();
 
+  /** The retry and retention policy: replaced by reconfigure() (SIGHUP), read at each use. */
+  private policy: ReloadablePolicy;
+
   constructor(private readonly deps: QmgrDeps) {
+    this.policy = { retry: deps.options.retry, ambiguous: deps.options.ambiguous, keepDone: deps.options.keepDone, ...(deps.options.delayWarning !== undefined ? { delayWarning: deps.options.delayWarning } : {}) };
     this.windows = deps.slots
       ? new ClusterWindows(deps.options.destinationConcurrency, deps.slots)
       : new DestinationWindows(deps.options.destinationConcurrency);
     this.deliverySlots = new DestinationWindows(deps.options.maxInFlight);
+  }
+
+  /**
+   * SIGHUP's live reload: the next attempt decided uses the new retry schedule, max age,
+   * ambiguous policy and delay warning, and the next sweep the new --keep-done. Windows, slots
+   * and leases are sized at start and keep their values (those settings need a restart).
+   */
+  reconfigure(policy: ReloadablePolicy): void {
+    this.policy = policy;
   }
 
   start(): void {
@@ -176,8 +194,9 @@ export class QueueManager {
       });
       if (this.stopping) return;
       try {
-        const purged = await sweepFinished(store, clock.now() - options.keepDone);
-        if (purged > 0) log.info({ purged, keepDone: options.keepDone }, 'finished mail purged');
+        const keepDone = this.policy.keepDone;
+        const purged = await sweepFinished(store, clock.now() - keepDone);
+        if (purged > 0) log.info({ purged, keepDone }, 'finished mail purged');
       } catch (err) {
         log.error({ err: String(err) }, 'retention sweep failed');
       }
@@ -283,17 +302,35 @@ export class QueueManager {
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
       if (dsnNote) decided.notes.push(dsnNote);
+      const attemptAt = clock.now();
+      const nextHop = decided.nextHops.join(', ');
+      const note = decided.notes.length > 0 ? decided.notes.join('; ') : undefined;
       await this.recordWithRetry(() => lease, {
-        at: clock.now(),
-        nextHop: decided.nextHops.join(', '),
+        at: attemptAt,
+        nextHop,
         results: record.results,
         ...(record.nextAttemptAt !== undefined ? { nextAttemptAt: record.nextAttemptAt } : {}),
-        ...(decided.notes.length > 0 ? { note: decided.notes.join('; ') } : {}),
+        ...(note !== undefined ? { note } : {}),
       }, message.id);
       const recordedAt = clock.now();
+      // One log line per recipient, carrying the attempt record's own fields (queue/store
+      // AttemptRecord: at, nextHop, the result, nextAttemptAt, note), so the log and the
+      // message's history tell the same events.
       for (const r of record.results) {
-        this.deps.onOutcome?.(r.state, message.receivedAt, recordedAt);
-        log.info({ queueId: message.id, rcpt: message.recipients[r.recipient]?.address, state: r.state, reply: r.reply, nextHop: decided.nextHops.join(', ') }, 'attempt');
+        const destination = decided.destinations.get(r.recipient) ?? '';
+        this.deps.onOutcome?.(r.state, message.receivedAt, recordedAt, destination);
+        log.info({
+          queueId: message.id,
+          at: attemptAt,
+          nextHop,
+          recipient: r.recipient,
+          rcpt: message.recipients[r.recipient]?.address,
+          state: r.state,
+          reply: r.reply,
+          destination,
+          ...(record.nextAttemptAt !== undefined ? { nextAttemptAt: record.nextAttemptAt } : {}),
+          ...(note !== undefined ? { note } : {}),
+        }, 'attempt');
       }
     } finally {
       renew.cancel();
@@ -333,7 +370,7 @@ export class QueueManager {
 
   /** Route every due recipient and deliver each destination's group; one outcome per recipient. */
   private async attempt(message: StoredMessage, due: readonly number[], lease: () => Lease): Promise<Decided | 'backoff'> {
-    const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [] };
+    const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [], destinations: new Map() };
     const groups = new Map<string, Group>();
     const routes = new Map<string, RouteResult>();
     for (const index of due) {
@@ -344,6 +381,7 @@ export class QueueManager {
         route = await this.deps.routes.resolveRoute(domain);
         routes.set(domain.toLowerCase(), route);
       }
+      decided.destinations.set(index, route.ok ? route.destination : domain.toLowerCase());
       if (!route.ok) {
         const code = route.permanent ? 550 : 451;
         decided.outcomes.set(index, { recipient: index, kind: route.permanent ? 'bounced' : 'deferred', scope: 'destination', reply: `${code} ${route.status} ${route.reason}`, enhanced: route.status, local: true });
@@ -434,7 +472,8 @@ export class QueueManager {
 
   /** Outcomes → recipient states and the next attempt (or expiry), by the retry policy. */
   private schedule(message: StoredMessage, attemptsSoFar: number, decided: Decided): { results: AttemptResult[]; nextAttemptAt?: number } {
-    const { options, clock, random } = this.deps;
+    const { clock, random } = this.deps;
+    const options = this.policy;
     const results = decided.results.map((r): AttemptResult => (r.state === 'ambiguous' && options.ambiguous === 'hold' ? { ...r, state: 'held' } : r));
     if (!results.some((r) => r.state === 'deferred' || r.state === 'ambiguous')) return { results };
     // A route's own schedule replaces --retry; several routes in one message: the one that
@@ -464,7 +503,7 @@ export class QueueManager {
     const failed = results.filter((r) => r.state === 'bounced' || r.state === 'expired');
     if (failed.length > 0) await this.queueDsn(message, decided, failed, 'failed', now);
     const waiting = results.filter((r) => r.state === 'deferred' || r.state === 'ambiguous');
-    const warnAfter = this.deps.options.delayWarning;
+    const warnAfter = this.policy.delayWarning;
     if (waiting.length === 0 || warnAfter === undefined || now - message.receivedAt < warnAfter) return undefined;
     const history = await this.deps.store.history(message.id);
     if (history.some((h) => h.note?.includes(DELAY_NOTE))) return undefined;
@@ -496,7 +535,7 @@ export class QueueManager {
         ...(outcome && !outcome.local && decided.nextHops[0] ? { remoteMta: `dns; ${decided.nextHops[0].replace(/\[.*$/, '')}` } : {}),
         diagnosticCode: r.reply,
         lastAttemptDate: now,
-        ...(action === 'delayed' ? { willRetryUntil: message.receivedAt + this.deps.options.retry.maxAge } : {}),
+        ...(action === 'delayed' ? { willRetryUntil: message.receivedAt + this.policy.retry.maxAge } : {}),
       };
     });
     const env = message.envelope;

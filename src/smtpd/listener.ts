@@ -51,22 +51,47 @@ export class SmtpServer {
   private readonly connections = new Set<SmtpConnection>();
   private readonly perIp = new Map<string, number>();
   private closing = false;
+  private readonly sockets = new Set<Socket>();
+  private closedBytes = 0;
+  /** What new connections get; reconfigure() replaces it, open sessions keep the one they began with. */
+  private options: SmtpServerOptions;
+  private policy: Policy;
 
-  constructor(private readonly deps: SmtpServerDeps) {}
+  constructor(private readonly deps: SmtpServerDeps) {
+    this.options = deps.options;
+    this.policy = deps.policy;
+  }
+
+  /**
+   * SIGHUP's live reload: limits, timeouts and the policy for the connections accepted from now
+   * on. Open sessions keep the options they started with, so nothing in flight changes under a
+   * client. Listeners and the backlog are bound already: changing them needs a restart.
+   */
+  reconfigure(change: { readonly options: Omit<SmtpServerOptions, 'listen' | 'listenBacklog'>; readonly policy: Policy }): void {
+    this.options = { ...change.options, listen: this.options.listen, listenBacklog: this.options.listenBacklog };
+    this.policy = change.policy;
+  }
 
   get openConnections(): number {
     return this.connections.size;
   }
 
+  /** Octets read from clients of accepted connections, closed and open (metrics). */
+  get bytesReceived(): number {
+    let live = 0;
+    for (const socket of this.sockets) live += socket.bytesRead;
+    return this.closedBytes + live;
+  }
+
   /** Bind every listener; resolves with the bound addresses (port 0 becomes the real port). */
   async listen(): Promise<HostPort[]> {
     const bound: HostPort[] = [];
-    for (const at of this.deps.options.listen) {
+    for (const at of this.options.listen) {
       // allowHalfOpen: a client may send its last commands and FIN at once; it still gets answers.
       const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host: at.host, port: at.port, backlog: this.deps.options.listenBacklog }, () => {
+        server.listen({ host: at.host, port: at.port, backlog: this.options.listenBacklog }, () => {
           server.off('error', reject);
           resolve();
         });
@@ -108,16 +133,19 @@ export class SmtpServer {
       return;
     }
     const connection = new SmtpConnection(socket, {
-      options: this.deps.options.connection,
-      policy: this.deps.policy,
+      options: this.options.connection,
+      policy: this.policy,
       intake: this.deps.intake,
       clock: this.deps.clock,
       log: this.deps.log,
     });
     this.connections.add(connection);
+    this.sockets.add(socket);
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     void connection.closed.then(() => {
       this.connections.delete(connection);
+      this.sockets.delete(socket);
+      this.closedBytes += socket.bytesRead;
       const left = (this.perIp.get(ip) ?? 1) - 1;
       if (left > 0) this.perIp.set(ip, left);
       else this.perIp.delete(ip);
@@ -129,12 +157,12 @@ export class SmtpServer {
   }
 
   private admissionRefusal(ip: string): ReturnType<typeof reply> | undefined {
-    const host = this.deps.options.connection.session.hostname;
+    const host = this.options.connection.session.hostname;
     if (this.closing) return reply(421, '4.3.2', `${host} Service shutting down, try again later`);
-    if (this.connections.size >= this.deps.options.maxConnections) {
+    if (this.connections.size >= this.options.maxConnections) {
       return reply(421, '4.7.0', `${host} Too many connections, try again later`);
     }
-    if ((this.perIp.get(ip) ?? 0) >= this.deps.options.maxConnectionsPerIp && !this.deps.options.perIpExempt(ip)) {
+    if ((this.perIp.get(ip) ?? 0) >= this.options.maxConnectionsPerIp && !this.options.perIpExempt(ip)) {
       return reply(421, '4.7.0', `${host} Too many connections from your address, try again later`);
     }
     return undefined;

@@ -1,0 +1,151 @@
+/**
+ * @module config/reference
+ * docs/configuration.md, generated from SCHEMA: `npm run docs:config` writes it, and
+ * config/docs.test.ts fails when the committed file differs from what this returns, so the
+ * reference never drifts from the code. The prose between the tables lives here too, beside the
+ * table it explains.
+ *
+ * Pure: SCHEMA in, Markdown out.
+ */
+import { formatValue } from './parse.js';
+import { SCHEMA, type Section, type Setting } from './schema.js';
+
+const TITLES: Readonly<Record<Section, string>> = {
+  relay: 'The relay',
+  'shared-queue': 'The shared queue (several nodes, one PostgreSQL)',
+  limits: 'Limits',
+  delivery: 'Delivery',
+  'next-hop': 'Next hop and retries',
+  observability: 'Logs, metrics and the admin listener',
+  unbuilt: 'Not available yet (refused, exit code 2)',
+};
+
+const INTRO = `# Configuration
+
+<!-- Generated from src/config/schema.ts by \`npm run docs:config\`; do not edit by hand
+     (a test fails when this file is stale). -->
+
+Every setting has a flag, an environment variable and a config-file key, and a safe default.
+Precedence, lowest first: **defaults ← \`POSTWIRE_*\` environment ← \`--config\` file ← flags**.
+A later source replaces a value whole (lists are not merged). \`postwire check-config [flags]\`
+prints the effective configuration; \`postwire help\` lists every flag with its default. A bad
+value stops the start with exit code 2 and a message naming the setting, e.g.
+\`postwire: --max-recipients: "abc" is not a whole number (expected 1..100000)\`.
+
+- Flag: \`--max-recipients 100\`. Environment: \`POSTWIRE_MAX_RECIPIENTS=100\`.
+  File: \`max-recipients = 100\`. Unknown keys and unknown \`POSTWIRE_*\` variables are errors
+  (with a "did you mean" suggestion), so typos never pass silently.
+- Durations: \`100ms\`, \`30s\`, \`5m\`, \`1h30m\`, \`5d\`. Sizes: octets, \`K/M/G\` (×1000) or
+  \`KiB/MiB/GiB\` (×1024). Host and port: \`127.0.0.1:2525\`, \`[::1]:2525\`, \`name:25\`.
+
+## The config file
+
+\`--config FILE\` (or \`POSTWIRE_CONFIG\`) names a **TOML** file; keys are the flag names without
+\`--\`. A file whose name ends in \`.json\` is read as JSON instead (the format before TOML, still
+accepted; the same keys, routes as a \`"routes"\` list). Any other extension is refused, so a file is
+never parsed by guesswork.
+
+\`\`\`toml
+# /etc/postwire/postwire.toml
+listen = ["0.0.0.0:25", "[::]:25"]
+hostname = "mx1.example.com"
+spool = "/var/spool/postwire"
+relay-from = ["10.0.0.0/8", "127.0.0.0/8"]
+max-message-size = "25MiB"
+max-recipients = 500
+retry = "1m,10m,1h"
+
+[[route]]
+pattern = "example.com"
+smarthost = "relay.example.net:587"
+concurrency = 5
+\`\`\`
+
+Errors name the file, the line when it is known, the key and what is wrong:
+\`postwire: relay.toml:7: key "max-recipents" is unknown (did you mean "max-recipients"?)\`.
+
+## Reloading (SIGHUP)
+
+\`kill -HUP <pid>\` (systemd: \`systemctl reload postwire\`) reads the configuration again, from the
+same flags, environment and file. Settings marked **live** below take effect without dropping
+anything: new SMTP sessions get the new limits while open sessions finish with the ones they
+started with; routes and the retry policy apply to the next delivery attempt. A changed setting
+marked **restart**
+keeps its running value, and the log says \`config reloaded\` with the settings that need a restart
+(\`restartNeeded\`). A file with errors changes nothing: every error is logged
+(\`config reload refused\`) and the running configuration stays.
+`;
+
+const ROUTES = `## Routes (config file only)
+
+Like a connector's address space: an ordered list of domain pattern → next hop, each with its
+own concurrency, retry schedule and TLS policy. The most specific pattern wins: the exact domain,
+then the longest \`*.suffix\` (subdomains at any depth, not the domain itself), then \`*\`. Without a
+\`*\` route, everything else goes by MX. \`--smarthost\` is the shorthand for a \`*\` route. Routes
+are reloaded live by SIGHUP.
+
+\`\`\`toml
+[[route]]
+pattern = "example.com"
+smarthost = "relay.example.net:587"
+concurrency = 5
+
+[[route]]
+pattern = "*.example.org"
+mx = true
+retry = "30s,2m,10m"
+
+[[route]]
+pattern = "*"
+smarthost = "127.0.0.1:2626"
+\`\`\`
+
+In a \`.json\` file the same list is \`"routes": [{ "pattern": "example.com", "smarthost": … }, …]\`.
+
+| field | meaning |
+|---|---|
+| \`pattern\` | \`example.com\`, \`*.example.com\` or \`*\` |
+| \`smarthost\` / \`mx\` | the next hop: \`"HOST:PORT"\`, or \`true\` for MX lookup |
+| \`concurrency\` | simultaneous deliveries to this next hop (default \`--destination-concurrency\`) |
+| \`retry\` | this route's retry delays, replacing \`--retry\` for its recipients |
+| \`tls\` | \`none\` or \`may\`. \`encrypt\` and \`verify\` are refused until outbound STARTTLS exists (the security issue): a policy that requires TLS is never silently delivered in plain text. Until then \`may\` sends in plain text. |
+
+\`postwire check-config --config FILE\` prints the routes it read.
+`;
+
+const NOTES: Partial<Record<Section, string>> = {
+  'shared-queue':
+    'Without `--queue`, each node keeps its own embedded queue in `--spool`. With `--queue ' +
+    'postgres://user[:password]@host[:port]/database`, every node given the same URL and schema accepts into and delivers ' +
+    'from one queue ([queue.md](queue.md#the-shared-postgresql-queue)). Create or upgrade the schema first with ' +
+    '`postwire migrate --queue URL [--queue-schema NAME]`; `serve` refuses a missing or older schema. A node\'s database ' +
+    'connections are named `postwire:NAME` (`application_name`) after `--node-name`, which is also the lease owner tools show.\n',
+  observability: '`--admin` serves `GET /metrics` ([metrics.md](metrics.md)); the log is described in the README.\n',
+  unbuilt: 'Each is refused with `… is not available in this version yet` rather than ignored.\n',
+};
+
+export function configurationReference(): string {
+  const parts = [INTRO];
+  for (const section of Object.keys(TITLES) as Section[]) {
+    const settings = SCHEMA.filter((s) => s.section === section);
+    if (settings.length === 0) continue;
+    parts.push(`## ${TITLES[section]}\n\n| flag | default | reload | meaning |\n|---|---|---|---|\n${settings.map(row).join('\n')}\n`);
+    const note = NOTES[section];
+    if (note !== undefined) parts.push(note);
+    if (section === 'next-hop') parts.push(ROUTES);
+  }
+  return parts.join('\n');
+}
+
+function row(s: Setting): string {
+  const head = `\`${s.flag} ${s.metavar.replaceAll('|', '\\|')}\``;
+  const reload = s.unavailable !== undefined ? '' : s.reload;
+  const doc = s.doc.replaceAll('|', '\\|') + (s.repeatable ? ' (repeatable)' : '') + (s.unavailable !== undefined ? ` (${s.unavailable})` : '');
+  return `| ${head} | ${defaultText(s)} | ${reload} | ${doc} |`;
+}
+
+function defaultText(s: Setting): string {
+  if (s.kind === 'hostname') return 'the system host name';
+  if (s.default === undefined) return 'none';
+  return `\`${formatValue(s, s.default).replaceAll('|', '\\|')}\``;
+}
