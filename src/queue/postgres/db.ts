@@ -14,9 +14,14 @@
  *     reported to `onError` and never thrown as an unhandled 'error' event, which would kill the
  *     process; the broken client is discarded and the pool connects a new one on next use.
  *
+ *   - every statement with parameters runs as a named prepared statement (the name is a hash of
+ *     its text), so each connection parses and plans it once, not on every call: the database's
+ *     CPU per message was the cluster's largest cost (docs/benchmarks.md).
+ *
  * Failure: every driver error leaves here as QueueError QUEUE_IO naming what was being done.
  * Cost: tx() is BEGIN (+ SET LOCAL in the same round trip) and COMMIT around the work.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { QueueError } from '../store.js';
 
@@ -73,6 +78,25 @@ export function ioError(what: string, err: unknown): QueueError {
 
 export type Queryable = Pick<pg.PoolClient, 'query'>;
 
+const statementNames = new Map<string, string>();
+
+/** The prepared-statement name of a statement text: stable, and distinct per text. */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `pw_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/** `db` whose parameterised statements run prepared (named); plain ones (BEGIN, COMMIT) as they are. */
+export function prepared(db: Queryable): Queryable {
+  const run = (text: string, values?: readonly unknown[]): Promise<pg.QueryResult> =>
+    values === undefined ? db.query(text) : db.query({ name: statementName(text), text, values: values as unknown[] });
+  return { query: run as unknown as Queryable['query'] };
+}
+
 /**
  * One transaction on one pooled connection. `durable`: the commit waits for the WAL flush.
  * A QueueError thrown by `work` (a lost lease, an invalid record) rolls back and passes through
@@ -88,7 +112,7 @@ export async function tx<T>(pool: pg.Pool, what: string, durable: boolean, work:
   let broken: Error | undefined;
   try {
     await client.query(durable ? 'BEGIN; SET LOCAL synchronous_commit = on' : 'BEGIN');
-    const result = await work(client);
+    const result = await work(prepared(client));
     await client.query('COMMIT');
     return result;
   } catch (err) {
@@ -104,7 +128,7 @@ export async function tx<T>(pool: pg.Pool, what: string, durable: boolean, work:
 /** One statement outside a transaction (relaxed: synchronous_commit off). */
 export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, what: string, text: string, values: readonly unknown[] = []): Promise<pg.QueryResult<R>> {
   try {
-    return await pool.query<R>(text, values as unknown[]);
+    return await pool.query<R>({ name: statementName(text), text, values: values as unknown[] });
   } catch (err) {
     throw ioError(what, err);
   }

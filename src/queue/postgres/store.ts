@@ -26,7 +26,7 @@ import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
 import { QueueIdGenerator } from '../ids.js';
 import type { CommitStats, PgGroupCommitter } from './committer.js';
-import { query, tx } from './db.js';
+import { prepared, query, tx } from './db.js';
 import { MESSAGE_COLUMNS, readMessages, withRecipients } from './rows.js';
 import type { MessageRow } from './rows.js';
 import type { PgSchedule } from './schedule.js';
@@ -76,7 +76,7 @@ export class PgQueueStore implements QueueStore, WriterHost {
   async getMessage(id: QueueId): Promise<StoredMessage | undefined> {
     this.assertOpen();
     try {
-      return (await readMessages(this.parts.pool, [id]))[0];
+      return (await readMessages(prepared(this.parts.pool), [id]))[0];
     } catch (err) {
       throw wrap(`read message ${id}`, err);
     }
@@ -97,7 +97,7 @@ export class PgQueueStore implements QueueStore, WriterHost {
         [q.state, after, limit],
       );
     try {
-      return await withRecipients(this.parts.pool, rows.rows);
+      return await withRecipients(prepared(this.parts.pool), rows.rows);
     } catch (err) {
       throw wrap('list messages', err);
     }
