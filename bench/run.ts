@@ -6,6 +6,8 @@
  *   big    [--size BYTES] [--runs R] [--targets …]   one large message: the relay's peak RSS
  *   codec  [--mib M] [--runs R]                      the wire codec alone, MB/s
  *   accept [--messages N] [--clients C] [--size BYTES] [--runs R] [--reuse]   Postwire's accept path only
+ *   drain  [--messages N] [--size BYTES] [--runs R]   Postwire delivering a pre-filled queue for one
+ *          destination (the backlog after an outage of the smart host), delivery only
  *   suite  [--runs R]    every case of the benchmark issue, one table each
  * Any case: --profile DIR runs Postwire under --cpu-prof and writes its profiles there.
  * relay and suite: --queue postgres://... [--nodes N] run Postwire on the shared PostgreSQL queue
@@ -368,6 +370,51 @@ async function acceptCase(total: number, clients: number, size: number, runs: nu
   ].join('\n');
 }
 
+/** N messages queued with delivery off, then a restart with delivery on: delivery alone. */
+async function drainRun(total: number, size: number): Promise<{ rate: number; cpuPer1000: number }> {
+  const spool = await mkdtemp(join(tmpdir(), 'postwire-bench-'));
+  const sink = await startCountingSink();
+  try {
+    const filler = await startServe(['--spool', spool, '--log-level', 'warn']);
+    try {
+      await inject(filler.port, total, 20, size, true);
+    } finally {
+      filler.kill('SIGTERM');
+      await filler.exited;
+    }
+    const relay = await startServe(['--spool', spool, '--log-level', 'warn', '--delivery', 'on', '--smarthost', `127.0.0.1:${sink.port}`], { nodeArgs: profileArgs() });
+    try {
+      const started = process.hrtime.bigint();
+      const before = await sampleTree(relay.child.pid as number);
+      await untilCounted(sink, total, 900_000);
+      const after = await sampleTree(relay.child.pid as number);
+      return { rate: total / (Number(sink.lastAt - started) / 1e9), cpuPer1000: ((after.cpuSeconds - before.cpuSeconds) / total) * 1000 };
+    } finally {
+      relay.kill('SIGTERM');
+      await relay.exited;
+    }
+  } finally {
+    await sink.close();
+    await rm(spool, { recursive: true, force: true });
+  }
+}
+
+async function drainCase(total: number, size: number, runs: number): Promise<string> {
+  const results: Array<{ rate: number; cpuPer1000: number }> = [];
+  for (let i = 0; i < runs; i++) {
+    const r = await drainRun(total, size);
+    results.push(r);
+    console.error(`drain run ${i + 1}/${runs}: ${r.rate.toFixed(0)} msg/s, ${r.cpuPer1000.toFixed(2)} CPU-s/1000`);
+  }
+  return [
+    `drain: ${total} × ${formatSize(size)} queued for one smart host, then delivered (delivery only), ${runs} runs, median (min–max)`,
+    '',
+    '| target | delivered msg/s | CPU s / 1000 msg |',
+    '|---|---|---|',
+    `| postwire | ${cell(results.map((r) => r.rate), 0)} | ${cell(results.map((r) => r.cpuPer1000), 2)} |`,
+  ].join('\n');
+}
+
 function positiveInt(name: string, text: string | undefined, fallback: number): number {
   const n = text === undefined ? fallback : Number(text);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, not "${text}"`);
@@ -387,6 +434,7 @@ async function main(): Promise<void> {
   if (which === 'relay') print(await relayCase(total, clients, positiveInt('size', values.size, 10 * KiB), runs, availableTargets()));
   else if (which === 'big') print(await bigCase(positiveInt('size', values.size, 100 * MiB), runs, availableTargets()));
   else if (which === 'codec') print(codecCase(positiveInt('mib', values.mib, 256), runs));
+  else if (which === 'drain') print(await drainCase(total, positiveInt('size', values.size, 10 * KiB), runs));
   else if (which === 'accept') print(await acceptCase(total, clients, positiveInt('size', values.size, 10 * KiB), runs, values.reuse === true));
   else if (which === 'suite') {
     const targets = availableTargets();
@@ -397,7 +445,8 @@ async function main(): Promise<void> {
     print(await relayCase(5000, 200, 10 * KiB, runs, targets));
     print(await bigCase(100 * MiB, runs, targets));
     print(codecCase(256, runs));
-  } else throw new Error(`unknown benchmark "${which}" (available: relay, big, codec, accept, suite)`);
+    print(await drainCase(5000, 10 * KiB, runs));
+  } else throw new Error(`unknown benchmark "${which}" (available: relay, big, codec, drain, accept, suite)`);
 }
 
 main().catch((err: unknown) => {

@@ -12,7 +12,9 @@
  * listening, let sessions finish their transaction, stop claiming and let deliveries in flight
  * finish and record, then flush and close the queue.
  */
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { planReload } from './config/index.js';
 import type { Config, HostPort, LoadResult } from './config/index.js';
 import { hostname as osHostname } from 'node:os';
@@ -27,8 +29,10 @@ import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
 import { SmtpServer, relayPolicy } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
-import { startAdminServer } from './admin/index.js';
-import type { AdminServer } from './admin/index.js';
+import { createAdminApi, startAdminServer } from './admin/index.js';
+import type { AdminServer, ExplainPorts } from './admin/index.js';
+import type { AdminApiV1 } from './api/index.js';
+import { explainRoutes, interimOverview, interimTimeseries } from './admin-ports.js';
 import type { Logger } from './obs/index.js';
 import { cidrContains, compileCidrList, systemClock } from './util/index.js';
 import type { Clock } from './util/index.js';
@@ -38,8 +42,10 @@ export interface Server {
   /** The admin listener's bound address (GET /metrics), when --admin is not off. */
   readonly admin: HostPort | undefined;
   readonly store: QueueStore;
-  /** Operator actions on queued mail (hold, release): what the admin API will expose. */
+  /** Operator actions on queued mail (hold, release, retry, delete, bounce), as the admin API uses them. */
   readonly control: QueueControl;
+  /** The admin API object the HTTP server serves (also usable in-process). */
+  readonly api: AdminApiV1;
   /**
    * SIGHUP: apply a freshly loaded configuration. Live settings (schema `reload`) take effect for
    * new sessions and the next delivery attempts; the others are logged as needing a restart; a
@@ -220,11 +226,25 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
   openSessions = () => smtpd.openConnections;
   bytesReceived = () => smtpd.bytesReceived;
+  const control = createQueueControl({ store, wake: () => qmgr?.wake(), intake, hostname: config.hostname, clock, random, log });
+  const manager = qmgr;
+  const api = createAdminApi({
+    store,
+    control,
+    clock,
+    retry: () => current.retry,
+    explain: {
+      explainRoute: explainRoutes(routes, () => current),
+      window: (destination, concurrency) => manager.window(destination, concurrency),
+    },
+    overview: interimOverview(store),
+    timeseries: interimTimeseries(),
+  });
   let admin: AdminServer | undefined;
   let listeners: HostPort[];
   try {
     listeners = await smtpd.listen();
-    if (config.admin !== 'off') admin = await startAdminServer(config.admin, { metrics, log });
+    if (config.admin !== 'off') admin = await startAdminServer(config.admin, { metrics, log, api, ...(config.adminToken !== undefined ? { token: config.adminToken } : {}) });
   } catch (err) {
     await admin?.close();
     metrics.close();
@@ -237,13 +257,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (config.delivery.mode === 'on') qmgr.start();
   else log.warn({}, 'delivery is off (--delivery off): accepted mail stays queued');
   if (config.delivery.mode === 'on') log.info({ nextHop: config.smarthost ? `smarthost ${config.smarthost.host}:${config.smarthost.port}` : `MX, port ${config.delivery.mxPort}`, dns: config.dns ?? 'system' }, 'delivery ready');
-  if (admin) log.info({ admin: admin.address }, 'admin ready: GET /metrics (the API and web page are not built in this version)');
+  if (admin) log.info({ admin: admin.address, token: config.adminToken !== undefined }, 'admin ready: /api/v1 and GET /metrics');
   options.onReady?.({ listeners });
 
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   let closing: Promise<void> | undefined;
-  const control = createQueueControl({ store, wake: () => qmgr?.wake() });
   let current = config;
   /**
    * What a reload applies, in order, to the new configuration's live settings. TLS certificates
@@ -268,6 +287,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     admin: admin?.address,
     store,
     control,
+    api,
     closed,
     get config() {
       return current;
@@ -310,4 +330,46 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       return closing;
     },
   };
+}
+
+/** The admin API in-process over a spool, for `postwire queue --spool DIR` and `explain` (offline). */
+export interface OfflineAdmin {
+  readonly api: AdminApiV1;
+  close(): Promise<void>;
+}
+
+/**
+ * Open the spool of `config` without starting anything else and return the same AdminApiV1 the
+ * server serves, so the offline CLI has no second implementation. The embedded store holds its
+ * spool exclusively, so this fails while a `postwire serve` runs on it: the error says so and
+ * names --admin. Bounces queue their DSN in the spool; the next `serve` delivers it. Explain
+ * resolves routes with the configured DNS; the windows are empty (nothing is delivering).
+ */
+export async function openOfflineAdmin(config: Config, options: { readonly log?: Logger; readonly clock?: Clock } = {}): Promise<OfflineAdmin> {
+  // stderr: stdout carries the command's result (--json) and must stay parseable.
+  const log = options.log ?? createLogger({ level: 'warn', destination: process.stderr });
+  const clock = options.clock ?? systemClock;
+  if (!existsSync(join(config.spool, 'index.sqlite'))) throw new Error(`no spool at ${config.spool} (no index.sqlite there)`);
+  let store: QueueStore;
+  try {
+    store = await openSqliteStore({ dir: config.spool, clock });
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    if (text.includes('in use')) {
+      throw new Error(`the spool ${config.spool} is in use by a running postwire serve: use --admin HOST:PORT to go through it`, { cause: err });
+    }
+    throw new Error(`cannot open the spool ${config.spool}: ${text}`, { cause: err });
+  }
+  const intake = createCleanup({ store, hostname: config.hostname, clock, log });
+  const control = createQueueControl({ store, wake: () => undefined, intake, hostname: config.hostname, clock, random: Math.random, log });
+  const routes = new RouteTable(withSmarthost(config.routes, config.smarthost), {
+    resolver: createDnsResolver(config.dns ? { server: config.dns } : {}),
+    mxPort: config.delivery.mxPort,
+  });
+  const explain: ExplainPorts = {
+    explainRoute: explainRoutes(routes, () => config),
+    window: (_destination, concurrency) => ({ concurrency: Math.max(1, concurrency ?? config.delivery.destinationConcurrency), active: 0, waiting: 0 }),
+  };
+  const api = createAdminApi({ store, control, clock, retry: () => config.retry, explain, overview: interimOverview(store), timeseries: interimTimeseries() });
+  return { api, close: () => store.close() };
 }

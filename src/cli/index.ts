@@ -5,7 +5,8 @@
  * subcommand runs in-process in tests with an injected CliIo.
  *
  * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, send,
- * migrate, help, and the designed-but-unbuilt ones (queue, explain, user), which refuse with exit 2.
+ * migrate, help, queue and explain (admin API clients, cli/queue.ts and cli/explain.ts, which
+ * print their own usage), and the designed-but-unbuilt ones, which refuse with exit 2.
  * Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 usage or configuration error; errors go to
  * stderr one per line, prefixed `postwire: `. The CLI may import config/, api/, util/ and main.ts
  * (serve and migrate only, lazily).
@@ -16,6 +17,8 @@ import { runHelp, runNoCommand } from './help.js';
 import { EXIT_USAGE, processIo, wantsHelp, type CliIo } from './io.js';
 import { runMigrate } from './migrate.js';
 import { runNotYet } from './not-yet.js';
+import { runExplain } from './explain.js';
+import { runQueue } from './queue.js';
 import { runServe } from './serve.js';
 import { runSend } from './send.js';
 
@@ -38,8 +41,8 @@ const COMMANDS: readonly Command[] = [
   { name: 'serve', summary: 'run the relay', takesFlags: true, run: (args, io) => runServe(args, io) },
   { name: 'check-config', summary: 'validate and print the effective configuration', takesFlags: true, run: runCheckConfig },
   { name: 'help', summary: 'show this help', takesFlags: false, run: (_args, io) => runHelp(io, COMMANDS) },
-  notYet('queue', 'list, show, retry, hold, release, delete or bounce queued mail'),
-  notYet('explain', 'the decision path for a recipient or a queued message'),
+  { name: 'queue', summary: 'list, show, retry, hold, release, delete or bounce queued mail', takesFlags: false, run: runQueue },
+  { name: 'explain', summary: 'the decision path for a recipient or a queued message', takesFlags: false, run: runExplain },
   { name: 'send', summary: 'submit a message read from stdin (sendmail-like: -f, -t, -i)', takesFlags: false, run: runSend },
   notYet('user', 'manage the AUTH user file'),
   { name: 'migrate', summary: 'create or upgrade the shared PostgreSQL queue schema (--queue URL)', takesFlags: true, run: (args, io) => runMigrate(args, io) },

@@ -19,6 +19,8 @@ export interface CliIo {
   env?: Readonly<Record<string, string | undefined>>;
   /** The system host name (default for --hostname); os.hostname() when absent. */
   hostname?: string;
+  /** stderr is a terminal: long operations report progress there. */
+  stderrIsTTY?: boolean;
   /** All of standard input (`send` reads the message from it). */
   readStdin?: () => Promise<Buffer>;
 }
@@ -27,6 +29,7 @@ export const processIo: CliIo = {
   stdout: (text) => void process.stdout.write(text),
   stderr: (text) => void process.stderr.write(text),
   env: process.env,
+  stderrIsTTY: process.stderr.isTTY === true,
   readStdin: async () => {
     const parts: Buffer[] = [];
     for await (const chunk of process.stdin) parts.push(Buffer.from(chunk as Uint8Array));

@@ -70,3 +70,10 @@ test('describeConfig output fed back as flags gives the same config', () => {
   });
   assert.deepEqual(load(argv), original);
 });
+
+test('describeConfig never prints the admin token', () => {
+  const text = describeConfig(load(['--admin-token', 'very-secret-value']));
+  assert.ok(text.split('\n').includes('admin-token = (set, not shown)'), text);
+  assert.ok(!text.includes('very-secret-value'));
+  assert.ok(describeConfig(load([])).split('\n').includes('admin-token = (none)'));
+});

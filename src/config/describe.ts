@@ -8,6 +8,7 @@
  * `5m`, sizes as `50MiB`, host:port with brackets for IPv6), so any line can be turned back into
  * `--name value` and parses to the same value: the tests hold that round trip. Unset optional
  * settings print `(none)`; settings Config does not hold (--config, unbuilt features) are omitted.
+ * Secrets (--admin-token) print `(set, not shown)`: check-config output ends up in tickets.
  *
  * Pure; reads only the Config it is given. A schema key that does not resolve in Config is a
  * schema bug and throws (the tests walk every key, so it cannot ship).
@@ -17,10 +18,17 @@ import { formatDuration } from '../util/index.js';
 import { SCHEMA } from './schema.js';
 import type { Config } from './types.js';
 
+/** Settings whose value is a secret: printed as `(set)`, never as the value. */
+export const SECRET_SETTINGS: ReadonlySet<string> = new Set(['admin-token']);
+
 export function describeConfig(config: Config): string {
   const lines: string[] = [];
   for (const setting of SCHEMA) {
     if (setting.key === undefined) continue;
+    if (SECRET_SETTINGS.has(setting.name) && readPath(config, setting.key) !== undefined) {
+      lines.push(`${setting.name} = (set, not shown)`);
+      continue;
+    }
     lines.push(`${setting.name} = ${formatValue(setting, readPath(config, setting.key))}`);
   }
   // Routes come only from the config file; shown as the JSON they were read from.

@@ -11,7 +11,7 @@
  *   admin tomorrow) speak the same syntax and make the same suggestions.
  * Config is data only: nothing here opens sockets or files other than the --config file.
  */
-export { loadConfig, type LoadInput, type LoadResult } from './load.js';
+export { isLoopback, loadConfig, type LoadInput, type LoadResult } from './load.js';
 export { describeConfig } from './describe.js';
 export { planReload, type ReloadPlan } from './reload.js';
 export { configurationReference } from './reference.js';

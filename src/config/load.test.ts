@@ -54,6 +54,7 @@ test('defaults match DESIGN §3 and types.ts', () => {
     maxAge: 5 * 86_400_000,
     hostname: 'mx.example.test',
     admin: { host: '127.0.0.1', port: 8025 },
+    adminToken: undefined,
     relayFrom: ['127.0.0.0/8', '::1/128'],
     bareNewline: 'normalize',
     limits: {
@@ -360,6 +361,15 @@ test('routes come from the config file, each error naming the route and field', 
   assert.match(text, /routes\[4\]: needs a next hop/);
   assert.match(text, /routes\[6\]: the same pattern as routes\[5\]/);
   assert.deepEqual(load([]).ok && (load([]) as { config: { routes: unknown } }).config.routes, []);
+});
+
+test('--admin off loopback needs --admin-token; loopback does not', () => {
+  assert.ok(bad(['--admin', '0.0.0.0:8025']).some((e) => /^--admin: 0\.0\.0\.0:8025 is not a loopback address.*--admin-token/.test(e)));
+  assert.ok(bad(['--admin', '[2001:db8::1]:8025']).some((e) => e.includes('--admin-token')));
+  assert.equal(good(['--admin', '0.0.0.0:8025', '--admin-token', 's3cret-token']).adminToken, 's3cret-token');
+  assert.equal(good(['--admin', '0.0.0.0:8025'], { POSTWIRE_ADMIN_TOKEN: 'from-env' }).adminToken, 'from-env');
+  for (const host of ['127.0.0.1', '127.1.2.3', '[::1]', 'localhost']) assert.equal(good(['--admin', `${host}:8025`]).adminToken, undefined, host);
+  assert.equal(good(['--admin', 'off']).admin, 'off');
 });
 
 function toml(text: string, ext = 'toml'): string {

@@ -221,6 +221,16 @@ function crossCheck(values: ReadonlyMap<string, SettingValue | undefined>, label
   if (admin !== 'off' && admin.port !== 0 && seen.has(formatHostPort(admin))) {
     errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is also an SMTP --listen address`);
   }
+  // The admin API can delete and bounce mail: off loopback, it must ask for a token.
+  if (admin !== 'off' && !isLoopback(admin.host) && optional(values, 'admin-token', 'string') === undefined) {
+    errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is not a loopback address, so the admin API needs --admin-token (or POSTWIRE_ADMIN_TOKEN)`);
+  }
+}
+
+/** 127.0.0.0/8, ::1 (and its IPv4-mapped form of 127/8) and `localhost`: reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
 }
 
 /**
@@ -259,6 +269,7 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
     maxAge: typed(v, 'max-age', 'duration'),
     hostname: typed(v, 'hostname', 'hostname'),
     admin: typed(v, 'admin', 'hostport-or-off'),
+    adminToken: optional(v, 'admin-token', 'string'),
     relayFrom: typed(v, 'relay-from', 'cidr-list'),
     bareNewline: oneOf(BARE_NEWLINE_POLICIES, typed(v, 'bare-newline', 'enum')),
     limits: {

@@ -120,7 +120,16 @@ const NOTES: Partial<Record<Section, string>> = {
     'from one queue ([queue.md](queue.md#the-shared-postgresql-queue)). Create or upgrade the schema first with ' +
     '`postwire migrate --queue URL [--queue-schema NAME]`; `serve` refuses a missing or older schema. A node\'s database ' +
     'connections are named `postwire:NAME` (`application_name`) after `--node-name`, which is also the lease owner tools show.\n',
-  observability: '`--admin` serves `GET /metrics` ([metrics.md](metrics.md)); the log is described in the README.\n',
+  observability: [
+    '`--admin` serves the admin API under `/api/v1` ([admin-api.md](admin-api.md)) and `GET /metrics`',
+    '([metrics.md](metrics.md)); the log is described in the README. With `--admin-token` (or',
+    '`POSTWIRE_ADMIN_TOKEN`) every `/api/v1` request must carry `Authorization: Bearer TOKEN` (401',
+    '`UNAUTHORIZED` otherwise). An `--admin` address that is not loopback (`127.0.0.0/8`, `::1`,',
+    '`localhost`) without a token is a configuration error (exit 2): the API can delete and bounce',
+    'mail. `postwire queue` and `postwire explain` send the same token from `--admin-token` or',
+    '`POSTWIRE_ADMIN_TOKEN`; `check-config` prints it as `(set, not shown)`.',
+    '',
+  ].join('\n'),
   unbuilt: 'Each is refused with `… is not available in this version yet` rather than ignored.\n',
 };
 

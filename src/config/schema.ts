@@ -152,7 +152,7 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
   delivery: 'delivery', 'mx-port': 'delivery', 'destination-concurrency': 'delivery', 'max-deliveries': 'delivery',
   ambiguous: 'delivery', 'long-lines': 'delivery',
   smarthost: 'next-hop', dns: 'next-hop', retry: 'next-hop', 'keep-done': 'next-hop', 'delay-warning': 'next-hop', 'max-age': 'next-hop',
-  admin: 'observability', 'log-level': 'observability', 'log-format': 'observability', 'metrics-destinations': 'observability',
+  admin: 'observability', 'admin-token': 'observability', 'log-level': 'observability', 'log-format': 'observability', 'metrics-destinations': 'observability',
 };
 
 /**
@@ -200,6 +200,8 @@ export const SCHEMA: readonly Setting[] = [
     doc: 'our name in the banner, EHLO and Received: (default: the system host name)' }),
   define({ name: 'admin', key: 'admin', kind: 'hostport-or-off', ...listener, default: local(8025),
     doc: 'HTTP admin API, web page and /metrics, or "off"' }),
+  define({ name: 'admin-token', key: 'adminToken', kind: 'string', default: undefined, metavar: 'TOKEN',
+    doc: 'bearer token the admin API requires (Authorization: Bearer TOKEN); needed when --admin is not loopback' }),
   define({ name: 'relay-from', key: 'relayFrom', kind: 'cidr-list', default: ['127.0.0.0/8', '::1/128'],
     doc: 'networks allowed to relay without AUTH (IPv4-mapped IPv6 clients match IPv4 networks)' }),
   define({ name: 'tls-cert', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',

@@ -96,6 +96,8 @@ export interface Config {
   readonly hostname: string;
   /** Admin HTTP listener, or 'off'. */
   readonly admin: HostPort | 'off';
+  /** The bearer token the admin API requires; required when `admin` is not a loopback address. */
+  readonly adminToken: string | undefined;
   /** Networks (CIDR) whose clients may relay without AUTH. */
   readonly relayFrom: readonly string[];
   /** What DATA does with a bare CR or LF: rewrite it to CRLF, or refuse the message. */

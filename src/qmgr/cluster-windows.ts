@@ -24,6 +24,8 @@ export interface DestinationSlots {
 export interface Windows {
   acquire(destination: string, limit?: number): Promise<() => void>;
   waitingFor(destination: string): number;
+  /** This node's deliveries in progress to `destination`. */
+  activeFor(destination: string): number;
 }
 
 export class ClusterWindows implements Windows {
@@ -49,5 +51,9 @@ export class ClusterWindows implements Windows {
 
   waitingFor(destination: string): number {
     return this.local.waitingFor(destination);
+  }
+
+  activeFor(destination: string): number {
+    return this.local.activeFor(destination);
   }
 }

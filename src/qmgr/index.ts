@@ -10,5 +10,5 @@ export { ClusterWindows } from './cluster-windows.js';
 export type { DestinationSlots, Windows } from './cluster-windows.js';
 export { nextStep, retryDelay, RETRY_JITTER } from './schedule.js';
 export type { NextStep, RetryPolicy } from './schedule.js';
-export { createQueueControl } from './control.js';
-export type { ControlResult, QueueControl } from './control.js';
+export { createQueueControl, preview, DEFAULT_DELETE_REASON, DEFAULT_HOLD_REASON } from './control.js';
+export type { ControlAction, ControlResult, QueueControl, QueueControlDeps } from './control.js';

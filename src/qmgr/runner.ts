@@ -90,12 +90,23 @@ export interface QmgrOptions {
 export type ReloadablePolicy = Pick<QmgrOptions, 'retry' | 'ambiguous' | 'delayWarning' | 'keepDone'>;
 
 /**
- * A destination whose window already has this many waiters per slot takes no more: further
- * claims for it are given back (not before BACKOFF_MS, no attempt counted), so a deep backlog for
- * one slow destination cannot fill every claim and starve the others.
+ * A destination whose window already has this many messages waiting takes no more: further
+ * claims for it are given back (not before BACKOFF_MS, no attempt counted, so they go behind
+ * the mail that is due now), and a deep backlog for one destination cannot fill every claim and
+ * starve the others. The bound is the larger of WAITING_PER_SLOT per window slot and
+ * DESTINATION_SHARE of the claim capacity: a destination that keeps up (the usual smart host)
+ * keeps a deep enough local queue to stay busy between claims, and the others keep the rest.
  */
 const WAITING_PER_SLOT = 2;
+const DESTINATION_SHARE = 0.5;
 const BACKOFF_MS = 1_000;
+/**
+ * Giving claims back is churn (a claim and a release each). Per poll interval the loop walks the
+ * due queue freely until this many claims were given back (so mail for other destinations
+ * behind a backlog is reached within about backlog / WALK_BUDGET polls); past it, it claims only
+ * as many as deliveries ended since its last claim, and waits for the next one to end.
+ */
+const WALK_BUDGET_SHARE = 1;
 
 /** How many times a failed recordAttempt is tried before the run gives up (and its lease expires). */
 const RECORD_TRIES = 5;
@@ -154,6 +165,10 @@ export class QueueManager {
   private stopSweep: (() => void) | undefined;
   private wakeUp: (() => void) | undefined;
   private readonly active = new Set<Promise<void>>();
+  /** Claims given back (destination full) in the current poll interval: the churn budget. */
+  private walk = { since: 0, givenBack: 0 };
+  /** Runs that ended (not given back) since the last claim: the claim size while churning. */
+  private endedSinceClaim = 0;
 
   /** The retry and retention policy: replaced by reconfigure() (SIGHUP), read at each use. */
   private policy: ReloadablePolicy;
@@ -203,6 +218,18 @@ export class QueueManager {
     }
   }
 
+  /**
+   * One destination's delivery window now (for `explain`): its limit (the route's own, else
+   * --destination-concurrency), deliveries in progress, and deliveries waiting for a slot.
+   */
+  window(destination: string, routeConcurrency?: number): { concurrency: number; active: number; waiting: number } {
+    return {
+      concurrency: Math.max(1, routeConcurrency ?? this.deps.options.destinationConcurrency),
+      active: this.windows.activeFor(destination),
+      waiting: this.windows.waitingFor(destination),
+    };
+  }
+
   /** New mail was queued: look for due work now instead of at the next poll. */
   wake(): void {
     this.wakeUp?.();
@@ -220,29 +247,44 @@ export class QueueManager {
 
   private async loop(): Promise<void> {
     const { store, options, clock, log } = this.deps;
+    const capacity = options.maxInFlight * CLAIMED_PER_DELIVERY;
     while (!this.stopping) {
-      const room = options.maxInFlight * CLAIMED_PER_DELIVERY - this.inFlight;
+      const room = capacity - this.inFlight;
+      const now = clock.now();
+      if (now - this.walk.since >= options.pollMs) this.walk = { since: now, givenBack: 0 };
+      const churning = this.walk.givenBack >= capacity * WALK_BUDGET_SHARE;
+      let limit = Math.min(room, 100);
+      if (churning) limit = Math.min(limit, Math.max(2, this.endedSinceClaim));
+      this.endedSinceClaim = 0;
       let claimed: ClaimedMessage[] = [];
       if (room >= 2) {
         try {
-          claimed = await store.claimDue({ now: clock.now(), limit: Math.min(room, 100), leaseMs: options.leaseMs, owner: options.owner });
+          claimed = await store.claimDue({ now, limit, leaseMs: options.leaseMs, owner: options.owner });
         } catch (err) {
           log.error({ err: String(err) }, 'claiming due work failed');
         }
       }
       for (const c of claimed) this.launch(c);
-      if (claimed.length === 0 || room < 2) await this.sleep(options.pollMs);
+      if (claimed.length === 0 || room < 2 || churning) await this.sleep(options.pollMs);
     }
   }
 
   private launch(claim: ClaimedMessage): void {
     this.inFlight++;
     const run = this.process(claim)
-      .catch((err: unknown) => this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), queueId: claim.message.id }, 'delivery run failed'))
-      .finally(() => {
+      .catch((err: unknown) => {
+        this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), queueId: claim.message.id }, 'delivery run failed');
+        return 'done' as const;
+      })
+      .then((ended) => {
         this.inFlight--;
         this.active.delete(run);
-        this.wake();
+        // A claim given back frees nothing a new claim could use: only a run that ended wakes the loop.
+        if (ended === 'given-back') this.walk.givenBack++;
+        else {
+          this.endedSinceClaim++;
+          this.wake();
+        }
       });
     this.active.add(run);
   }
@@ -263,8 +305,8 @@ export class QueueManager {
     });
   }
 
-  /** One claimed message: route, deliver per destination, decide, owe DSNs, record. */
-  private async process(claim: ClaimedMessage): Promise<void> {
+  /** One claimed message: route, deliver per destination, decide, owe DSNs, record; or give it back. */
+  private async process(claim: ClaimedMessage): Promise<'done' | 'given-back'> {
     const { store, clock, options, log } = this.deps;
     let lease = claim.lease;
     const renew = clock.setTimer(Math.max(1, Math.floor(options.leaseMs / 3)), () => void renewLoop());
@@ -286,18 +328,18 @@ export class QueueManager {
       const due = message.recipients.flatMap((r, i) => (isDue(r.state) ? [i] : []));
       if (due.length === 0) {
         await store.releaseLease(lease);
-        return;
+        return 'done';
       }
       const decided = await this.attempt(message, due, () => lease);
       if (decided === 'backoff') {
         await store.releaseLease(lease, clock.now() + BACKOFF_MS);
-        return;
+        return 'given-back';
       }
       // Draining: nothing of this message was started, so the claim goes back (due at once, for
       // another node) instead of a deferral being recorded.
       if (this.stopping && decided.nextHops.length === 0 && decided.results.every((r) => r.reply === NOT_STARTED)) {
         await store.releaseLease(lease);
-        return;
+        return 'given-back';
       }
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
@@ -332,6 +374,7 @@ export class QueueManager {
           ...(note !== undefined ? { note } : {}),
         }, 'attempt');
       }
+      return 'done';
     } finally {
       renew.cancel();
     }
@@ -393,7 +436,8 @@ export class QueueManager {
       groups.set(route.destination, group);
     }
     if (decided.outcomes.size === 0 && groups.size > 0 && [...groups.values()].every((g) => this.backlogged(g))) return 'backoff';
-    await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided, lease)));
+    const alone = groups.size === 1;
+    await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided, lease, alone)));
     for (const index of due) {
       const outcome = decided.outcomes.get(index);
       if (outcome) decided.results.push({ recipient: index, state: outcome.kind as AttemptState, reply: outcome.reply });
@@ -402,12 +446,14 @@ export class QueueManager {
   }
 
   private backlogged(group: Group): boolean {
-    const limit = Math.max(1, group.route.route.concurrency ?? this.deps.options.destinationConcurrency);
-    return this.windows.waitingFor(group.route.destination) >= WAITING_PER_SLOT * limit;
+    const { options } = this.deps;
+    const limit = Math.max(1, group.route.route.concurrency ?? options.destinationConcurrency);
+    const share = Math.floor(options.maxInFlight * CLAIMED_PER_DELIVERY * DESTINATION_SHARE);
+    return this.windows.waitingFor(group.route.destination) >= Math.max(WAITING_PER_SLOT * limit, share);
   }
 
   /** `lease` reads the current lease (renewals replace it) when the window is marked. */
-  private async deliverGroup(message: StoredMessage, group: Group, decided: Decided, lease: () => Lease): Promise<void> {
+  private async deliverGroup(message: StoredMessage, group: Group, decided: Decided, lease: () => Lease, alone: boolean): Promise<void> {
     // The destination's window first, then a global slot: a message waiting on a busy
     // destination holds no slot another destination could use.
     const releaseWindow = await this.windows.acquire(group.route.destination, group.route.route.concurrency);
@@ -454,8 +500,11 @@ export class QueueManager {
         if (o.kind === 'delivered') delivered.push(index);
       }
       // Settle deliveries now: other destinations of this message (or its DSNs) may take long,
-      // and a crash meanwhile must neither redeliver these nor call them ambiguous.
-      if (delivered.length > 0) {
+      // and a crash meanwhile must neither redeliver these nor call them ambiguous. A message's
+      // only group, wholly delivered with no success DSN owed, owes no DSN at all and goes
+      // straight on to its record (no I/O in between), so there the extra transaction buys nothing.
+      const recordFollows = alone && delivered.length === group.indices.length && delivered.every((i) => !wantsSuccessDsn(message.recipients[i]));
+      if (delivered.length > 0 && !recordFollows) {
         await this.deps.store.settleDelivered(lease(), delivered).catch((err: unknown) => {
           this.deps.log.warn({ queueId: message.id, err: String(err) }, 'settling delivered recipients failed; the attempt record will');
         });
@@ -568,4 +617,10 @@ export class QueueManager {
     }
   }
 
+}
+
+/** NOTIFY=SUCCESS (RFC 3461): a delivery of this recipient owes the sender a DSN before the record. */
+function wantsSuccessDsn(recipient: RecipientRecord | undefined): boolean {
+  const notify = recipient?.notify;
+  return Array.isArray(notify) && notify.includes('SUCCESS');
 }

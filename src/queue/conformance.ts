@@ -19,14 +19,15 @@
  * because backends differ on purpose: what reopen does to live leases (the embedded store clears
  * them; a shared one keeps them until they expire), and what becomes of a window mark
  * (markInWindow) that no recordAttempt cleared (each backend tests its own recovery of those).
- * Reopen is tested on recorded state only.
+ * Reopen is tested on recorded state only. The operator tools (searchMessages, retryNow,
+ * operatorDelete, operatorBounce) have their own describe block.
  * Not exported from queue/index.ts: it imports node:test.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { AttemptRecord, AttemptState, ClaimedMessage, Envelope, Lease, QueueStore, StoredMessage } from './store.js';
-import { QueueError } from './store.js';
+import type { AttemptRecord, AttemptState, ClaimedMessage, Envelope, Lease, QueueStore, SearchQuery, StoredMessage } from './store.js';
+import { QueueError, RETRY_REPLY } from './store.js';
 import type { QueueErrorCode } from './store.js';
 import type { QueueId } from './ids.js';
 import { newQueueId } from './ids.js';
@@ -406,6 +407,10 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreHa
   describe(`QueueStore conformance: ${name}: scheduling`, () => {
     schedulingSuite(test);
   });
+
+  describe(`QueueStore conformance: ${name}: operator tools`, () => {
+    operatorToolsSuite(test);
+  });
 }
 
 /** Claims, leases, attempts, history, hold/release: the contract qmgr and admin rely on. */
@@ -415,6 +420,189 @@ function schedulingSuite(test: StoreTest): void {
   operatorTests(test);
   fairnessAndConcurrencyTests(test);
   windowTests(test);
+}
+
+/**
+ * searchMessages, retryNow, operatorDelete, operatorBounce: what the admin API and `postwire
+ * queue` rely on, on every backend.
+ */
+function operatorToolsSuite(test: StoreTest): void {
+  const env = (sender: string, ...recipients: string[]): Envelope => sampleEnvelope({ sender, recipients: recipients.map((address) => ({ address })) });
+  const ids = (page: { messages: readonly StoredMessage[] }): QueueId[] => page.messages.map((m) => m.id);
+
+  test('searchMessages: each filter narrows, and they combine with AND', async (h) => {
+    const s = h.current;
+    const a = (await writeAndCommit(s, patternBytes(10), env('Alice@Example.org', 'bob@example.net', 'carol@Other.example'))).id;
+    const b = (await writeAndCommit(s, patternBytes(20), env('', 'dave@sub.example.net'))).id;
+    const c = (await writeAndCommit(s, patternBytes(30), env('mallory@spam.test', 'ÉRIC@example.net'))).id;
+    assert.deepEqual(ids(await s.searchMessages({})), [a, b, c], 'no filter: everything, oldest first');
+    assert.deepEqual(ids(await s.searchMessages({ domain: 'EXAMPLE.NET' })), [a, c], 'domain: exact and case-insensitive, not a suffix');
+    assert.deepEqual(ids(await s.searchMessages({ domain: 'other.example' })), [a]);
+    assert.deepEqual(ids(await s.searchMessages({ domain: 'sub.example.net.' })), [b], 'a trailing dot is ignored');
+    assert.deepEqual(ids(await s.searchMessages({ sender: 'alice@example' })), [a], 'sender: case-insensitive substring');
+    assert.deepEqual(ids(await s.searchMessages({ recipient: 'DAVE' })), [b]);
+    assert.deepEqual(ids(await s.searchMessages({ recipient: 'éric@' })), [c], 'Unicode case folding');
+    assert.deepEqual(ids(await s.searchMessages({ recipient: 'example.net', sender: 'mallory' })), [c], 'AND');
+    const cAt = (await s.getMessage(c))?.receivedAt ?? 0;
+    assert.deepEqual(ids(await s.searchMessages({ receivedBefore: cAt + 1 })), [a, b, c]);
+    assert.deepEqual(ids(await s.searchMessages({ receivedBefore: (await s.getMessage(a))?.receivedAt ?? 0 })), [], 'strictly before');
+    assert.deepEqual(ids(await s.searchMessages({ state: 'queued' })), [a, b, c]);
+    assert.deepEqual(ids(await s.searchMessages({ state: 'deferred' })), []);
+
+    // States and replies come from attempts: a deferred with one reply, then a hold whose reason is not a reply.
+    const t0 = later();
+    const claimedAll = await claim(s, t0);
+    await s.recordAttempt(leaseOf(claimedAll, a), {
+      at: t0, nextHop: 'mx', nextAttemptAt: t0 + HOUR,
+      results: [{ recipient: 0, state: 'deferred', reply: '451 4.7.1 Greylisted, come back later' }, { recipient: 1, state: 'delivered', reply: '250 ok' }],
+    });
+    for (const other of [b, c]) await s.releaseLease(leaseOf(claimedAll, other));
+    assert.deepEqual(ids(await s.searchMessages({ state: 'deferred' })), [a]);
+    assert.deepEqual(ids(await s.searchMessages({ state: 'delivered' })), [a]);
+    assert.deepEqual(ids(await s.searchMessages({ reply: 'greylisted' })), [a], 'reply: the last reply, case-insensitive');
+    assert.equal(await s.hold(a, 'greylisting storm: hold for now'), true);
+    assert.deepEqual(ids(await s.searchMessages({ reply: 'storm' })), [], 'an operator step is not a reply');
+    assert.deepEqual(ids(await s.searchMessages({ reply: 'greylisted' })), [a], 'the last reply survives the hold');
+    const second = (await claim(s, t0 + 2 * HOUR)).find((x) => x.message.id === a);
+    assert.equal(second, undefined, 'held: not claimed');
+    assert.equal(await s.release(a), true);
+    const third = leaseOf(await claim(s, t0 + 2 * HOUR), a);
+    await s.recordAttempt(third, { at: t0 + 2 * HOUR, nextHop: 'mx', nextAttemptAt: t0 + 3 * HOUR, results: [{ recipient: 0, state: 'deferred', reply: '421 4.4.2 connection timed out' }] });
+    assert.deepEqual(ids(await s.searchMessages({ reply: 'greylisted' })), [], 'only the newest reply counts');
+    assert.deepEqual(ids(await s.searchMessages({ reply: 'TIMED OUT', state: 'deferred', domain: 'example.net' })), [a]);
+    assert.deepEqual(ids(await s.searchMessages({ reply: '250 ok' })), [a], 'any recipient\'s last reply');
+  });
+
+  test('searchMessages: sorted, paged by cursor without repeats or gaps, bad cursors refused', async (h) => {
+    const s = h.current;
+    const sizes = [50, 10, 40, 10, 30];
+    const made: QueueId[] = [];
+    for (const [i, size] of sizes.entries()) made.push((await writeAndCommit(s, patternBytes(size, i))).id);
+    const walk = async (query: SearchQuery): Promise<QueueId[]> => {
+      const out: QueueId[] = [];
+      let cursor: string | undefined;
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await s.searchMessages({ ...query, limit: 2, ...(cursor === undefined ? {} : { cursor }) });
+        assert.ok(page.messages.length <= 2);
+        out.push(...ids(page));
+        if (page.next === undefined) return out;
+        cursor = page.next;
+      }
+      assert.fail('paging did not end');
+    };
+    assert.deepEqual(await walk({}), made, 'received: oldest first');
+    const bySize = [...made.keys()].sort((x, y) => (sizes[x] ?? 0) - (sizes[y] ?? 0) || x - y).map((i) => made[i]);
+    assert.deepEqual(await walk({ sort: 'size' }), bySize, 'size: smallest first, ties by arrival');
+    // Next attempt: the newest message retried soonest, one finished (none: last).
+    const t0 = later();
+    const claimed = await claim(s, t0);
+    for (const [i, id] of made.entries()) {
+      const state: AttemptState = i === 0 ? 'delivered' : 'deferred';
+      await s.recordAttempt(leaseOf(claimed, id), attempt(t0, [state], state === 'deferred' ? { nextAttemptAt: t0 + (10 - i) * MINUTE } : {}));
+    }
+    assert.deepEqual(await walk({ sort: 'next-attempt' }), [made[4], made[3], made[2], made[1], made[0]]);
+    assert.deepEqual(await walk({ sort: 'next-attempt', state: 'deferred' }), [made[4], made[3], made[2], made[1]], 'filters and sort together');
+    const cursor = (await s.searchMessages({ limit: 1 })).next;
+    assert.ok(cursor !== undefined);
+    await rejectsWith(() => s.searchMessages({ cursor, sort: 'size' }), 'QUEUE_INVALID');
+    await rejectsWith(() => s.searchMessages({ cursor: 'not-a-cursor' }), 'QUEUE_INVALID');
+    await rejectsWith(() => s.searchMessages({ receivedBefore: Number.NaN }), 'QUEUE_INVALID');
+    assert.equal((await s.searchMessages({ limit: 100_000 })).messages.length, 5, 'a large limit is capped, not refused');
+    assert.equal((await s.searchMessages({ limit: 5 })).next, undefined, 'an exact fit has no next page');
+  });
+
+  test('retryNow makes deferred and ambiguous recipients due at once, in the history', async (h) => {
+    const s = h.current;
+    const stored = await writeAndCommit(s, patternBytes(10), recipientsEnvelope(4));
+    const t0 = later();
+    const { lease } = await claimOne(s, t0);
+    assert.equal(await s.retryNow(stored.id), false, 'a delivery in flight: nothing to do');
+    await s.recordAttempt(lease, attempt(t0, ['deferred', 'ambiguous', 'delivered', 'held'], { nextAttemptAt: t0 + HOUR }));
+    assert.deepEqual(await claim(s, Date.now() + 1000), [], 'not due before the retry');
+    const before = Date.now();
+    assert.equal(await s.retryNow(stored.id), true);
+    const after = await s.getMessage(stored.id);
+    assert.deepEqual(after?.recipients.map((r) => r.state), ['deferred', 'ambiguous', 'delivered', 'held'], 'states unchanged');
+    assert.ok(after?.nextAttemptAt !== undefined && after.nextAttemptAt >= before && after.nextAttemptAt <= Date.now());
+    assert.equal(after?.attempts, 1, 'not an attempt');
+    const entry = (await s.history(stored.id))[1];
+    assert.deepEqual({ ...entry, at: 0, nextAttemptAt: 0 }, {
+      at: 0, nextHop: '', note: 'retry', nextAttemptAt: 0,
+      results: [{ recipient: 0, state: 'deferred', reply: RETRY_REPLY }, { recipient: 1, state: 'ambiguous', reply: RETRY_REPLY }],
+    });
+    assert.deepEqual(claimedIds(await claim(s, Date.now() + 1000)), [stored.id], 'due now');
+    const fresh = await writeAndCommit(s, patternBytes(10));
+    assert.equal(await s.retryNow(fresh.id), false, 'queued only: already due, nothing recorded');
+    assert.deepEqual(await s.history(fresh.id), []);
+    assert.equal(await s.retryNow(newQueueId(Date.now())), false, 'unknown id');
+  });
+
+  test('operatorDelete makes every non-final recipient deleted, for good, even under a live lease', async (h) => {
+    const s = h.current;
+    const stored = await writeAndCommit(s, patternBytes(10), recipientsEnvelope(4));
+    const t0 = later();
+    const first = await claimOne(s, t0);
+    await s.recordAttempt(first.lease, attempt(t0, ['delivered', 'deferred', 'held'], { nextAttemptAt: t0 + MINUTE }));
+    const { lease } = await claimOne(s, t0 + MINUTE);
+    assert.deepEqual(await s.operatorDelete(stored.id, 'customer asked'), [1, 2, 3]);
+    const deleted = await s.getMessage(stored.id);
+    assert.deepEqual(deleted?.recipients.map((r) => r.state), ['delivered', 'deleted', 'deleted', 'deleted']);
+    assert.equal(deleted?.nextAttemptAt, undefined, 'nothing due');
+    // The run in flight cannot undo it: states only move forward.
+    await s.settleDelivered(lease, [1]);
+    await s.recordAttempt(lease, attempt(t0 + MINUTE, ['delivered', 'delivered', 'deferred', 'ambiguous'], { nextAttemptAt: t0 + HOUR }));
+    assert.deepEqual(await statesOf(s, stored.id), ['delivered', 'deleted', 'deleted', 'deleted']);
+    assert.deepEqual(await claim(s, t0 + 10 * HOUR), []);
+    const history = await s.history(stored.id);
+    assert.deepEqual({ ...history[1], at: 0 }, {
+      at: 0, nextHop: '', note: 'delete',
+      results: [1, 2, 3].map((recipient) => ({ recipient, state: 'deleted', reply: 'customer asked' })),
+    });
+    assert.deepEqual(await s.operatorDelete(stored.id, 'again'), [], 'nothing left');
+    assert.equal((await s.history(stored.id)).length, 3, 'and nothing recorded');
+    assert.deepEqual(await s.operatorDelete(newQueueId(Date.now()), 'x'), []);
+    assert.deepEqual(ids(await s.searchMessages({ state: 'deleted' })), [stored.id]);
+    await rejectsWith(() => s.recordAttempt(lease, attempt(t0, ['deleted'])), 'QUEUE_LEASE_LOST');
+  });
+
+  test('recordAttempt refuses a deleted result: only an operator deletes', async (h) => {
+    const s = h.current;
+    await writeAndCommit(s, patternBytes(10));
+    const { lease } = await claimOne(s, later());
+    await rejectsWith(() => s.recordAttempt(lease, attempt(later(), ['deleted'])), 'QUEUE_INVALID');
+  });
+
+  test('operatorBounce bounces the recipients asked for that are not yet final', async (h) => {
+    const s = h.current;
+    const stored = await writeAndCommit(s, patternBytes(10), recipientsEnvelope(4));
+    const t0 = later();
+    const first = await claimOne(s, t0);
+    await s.recordAttempt(first.lease, attempt(t0, ['delivered', 'deferred', 'deferred'], { nextAttemptAt: t0 + MINUTE }));
+    await rejectsWith(() => s.operatorBounce(stored.id, 'x', [4]), 'QUEUE_INVALID');
+    await rejectsWith(() => s.operatorBounce(stored.id, 'x', [1, 1]), 'QUEUE_INVALID');
+    assert.deepEqual(await s.operatorBounce(stored.id, 'the customer closed the account', [0, 2, 1]), [1, 2], 'the delivered one is skipped');
+    const after = await s.getMessage(stored.id);
+    assert.deepEqual(after?.recipients.map((r) => r.state), ['delivered', 'bounced', 'bounced', 'queued']);
+    assert.equal(after?.nextAttemptAt, t0 + MINUTE, 'the queued one is still due as it was');
+    const entry = (await s.history(stored.id))[1];
+    assert.deepEqual({ ...entry, at: 0 }, {
+      at: 0, nextHop: '', note: 'bounce', nextAttemptAt: t0 + MINUTE,
+      results: [1, 2].map((recipient) => ({ recipient, state: 'bounced', reply: 'the customer closed the account' })),
+    });
+    assert.deepEqual(await s.operatorBounce(stored.id, 'again', [1]), []);
+    assert.deepEqual(await s.operatorBounce(stored.id, 'last', [3]), [3]);
+    assert.equal((await s.getMessage(stored.id))?.nextAttemptAt, undefined, 'nothing due any more');
+    assert.deepEqual(await s.operatorBounce(newQueueId(Date.now()), 'x', []), []);
+  });
+
+  test('the operator tools reject QUEUE_CLOSED after close', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10));
+    await h.current.close();
+    await rejectsWith(() => h.current.searchMessages({}), 'QUEUE_CLOSED');
+    await rejectsWith(() => h.current.retryNow(stored.id), 'QUEUE_CLOSED');
+    await rejectsWith(() => h.current.operatorDelete(stored.id, 'x'), 'QUEUE_CLOSED');
+    await rejectsWith(() => h.current.operatorBounce(stored.id, 'x', [0]), 'QUEUE_CLOSED');
+  });
 }
 
 function claimAndLeaseTests(test: StoreTest): void {

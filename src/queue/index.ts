@@ -22,9 +22,12 @@ export type {
   QueueStore,
   RecipientRecord,
   RecipientState,
+  SearchPage,
+  SearchQuery,
+  SearchSort,
   StoredMessage,
 } from './store.js';
-export { AMBIGUOUS_AT_RESTART, DUE_STATES, FINAL_STATES, QueueError } from './store.js';
-export { isDue, isFinal } from './transitions.js';
+export { AMBIGUOUS_AT_RESTART, DUE_STATES, FINAL_STATES, OPERATOR_NOTES, QueueError, RETRY_REPLY } from './store.js';
+export { containsFolded, domainOf, isDue, isFinal, lastReplies } from './transitions.js';
 export type { QueueId } from './ids.js';
 export { isQueueId, newQueueId, parseQueueId, QueueIdGenerator } from './ids.js';

@@ -125,8 +125,11 @@ export interface ClaimQuery {
   readonly owner: string;
 }
 
-/** What an attempt concluded for one recipient. 'queued' and 'deleted' are never an attempt's result. */
-export type AttemptState = 'delivered' | 'deferred' | 'bounced' | 'ambiguous' | 'held' | 'expired';
+/**
+ * What an attempt (or an operator step) concluded for one recipient. 'queued' is never a result;
+ * 'deleted' is only ever written by operatorDelete (recordAttempt refuses it with QUEUE_INVALID).
+ */
+export type AttemptState = 'delivered' | 'deferred' | 'bounced' | 'ambiguous' | 'held' | 'expired' | 'deleted';
 
 export interface AttemptResult {
   /** Index into message.recipients (and envelope.recipients: same order). */
@@ -158,6 +161,51 @@ export interface ListQuery {
   /** Resume after this id (ids sort by arrival). */
   readonly after?: QueueId;
 }
+
+/** How searchMessages orders its pages; every order is ascending, ties broken by id (arrival). */
+export type SearchSort = 'received' | 'next-attempt' | 'size';
+
+/**
+ * Which messages searchMessages returns: every given field narrows (AND); none given matches every
+ * message. "Case-insensitive" means Unicode simple case folding (JavaScript toLowerCase), the same
+ * on every backend.
+ */
+export interface SearchQuery {
+  /** At least one recipient in this state. */
+  readonly state?: RecipientState;
+  /** At least one recipient whose domain (the part after the last '@') equals this, case-insensitively. */
+  readonly domain?: string;
+  /** The sender contains this, case-insensitively ('' for the null sender matches every sender). */
+  readonly sender?: string;
+  /** At least one recipient address contains this, case-insensitively. */
+  readonly recipient?: string;
+  /** Received strictly before this time (ms since the epoch). */
+  readonly receivedBefore?: number;
+  /**
+   * At least one recipient's last reply contains this, case-insensitively. A recipient's last
+   * reply is the reply of the newest history entry that has a result for it and whose note is not
+   * an operator step (OPERATOR_NOTES): what the remote (or a local delivery failure) said last.
+   */
+  readonly reply?: string;
+  /** Default 'received' (oldest first). 'next-attempt': soonest first, messages with none last. 'size': smallest first. */
+  readonly sort?: SearchSort;
+  /** Page size; default 50, at most 1,000 (larger values are capped, not refused). */
+  readonly limit?: number;
+  /** The `next` of the previous page, with the same filters and sort; opaque to callers. */
+  readonly cursor?: string;
+}
+
+export interface SearchPage {
+  readonly messages: StoredMessage[];
+  /** Present when more messages may follow: pass it back as `cursor`. */
+  readonly next?: string;
+}
+
+/** The history notes of operator steps (hold, release, retry, delete, bounce): never a "last reply". */
+export const OPERATOR_NOTES: readonly string[] = ['hold', 'release', 'retry', 'delete', 'bounce'];
+
+/** The reply recorded for each recipient an operator retry concerns (note 'retry'). */
+export const RETRY_REPLY = 'retry requested by operator';
 
 /**
  * One message being written. Created by QueueStore.createMessage(); exactly one of commit() or
@@ -306,6 +354,57 @@ export interface QueueStore {
    * when it resolves; one transaction.
    */
   release(id: QueueId): Promise<boolean>;
+
+  // Operator tools (admin/ and the CLI through qmgr/control). Each is one durable transaction on
+  // one message; none counts as an attempt; each appends one history entry (at: the store's
+  // clock, nextHop '', note from OPERATOR_NOTES) unless it changed nothing.
+
+  /**
+   * Find messages by filters, in a stable order, one page at a time (see SearchQuery). Pages
+   * follow a keyset cursor (the sort key and the id of the last message), so a message that
+   * arrives or changes meanwhile can appear on a later page or not at all, but paging never
+   * repeats or skips a message whose sort key did not change. Rejects QUEUE_INVALID for a cursor
+   * this backend did not make (or made for another sort), a non-finite receivedBefore, or an
+   * unknown state or sort. Cost: an index walk in sort order that evaluates the filters per
+   * message until a page is full: proportional to the messages skipped, so a rare filter over a
+   * deep queue scans all of it.
+   */
+  searchMessages(query: SearchQuery): Promise<SearchPage>;
+  /**
+   * Operator retry: the message's deferred and ambiguous recipients are due at once (the store's
+   * clock); their states stay as they are, and the history gets one entry (each of them with its
+   * state and reply RETRY_REPLY, note 'retry', nextAttemptAt now). Queued, held and final
+   * recipients are not concerned (release is for held ones). Resolves false, recording nothing,
+   * when no recipient is deferred or ambiguous, the id is unknown, or the message is under a live
+   * lease (a delivery is in flight: its record sets the next time; try again after it).
+   * Durable when it resolves.
+   */
+  retryNow(id: QueueId): Promise<boolean>;
+  /**
+   * Operator delete: every recipient not yet final (queued, deferred, held, ambiguous) becomes
+   * `deleted`, final; no DSN is owed (DESIGN invariant 5). The history gets one entry (each such
+   * recipient with state 'deleted' and `reason` as its reply, note 'delete'); the message is no
+   * longer due, and retention purges it like any finished message. Resolves the indices that
+   * became deleted, ascending; [] (nothing recorded) when none could be or the id is unknown.
+   * Under a live lease it applies all the same: states only move forward, so the run's later
+   * record or settleDelivered leaves `deleted` alone, but a transaction already past end-of-data
+   * may still reach the recipient (hold first, and delete once the run has ended, to be sure).
+   * Durable when it resolves.
+   */
+  operatorDelete(id: QueueId, reason: string): Promise<number[]>;
+  /**
+   * Operator bounce: each of `recipients` (indices into message.recipients) that is not yet final
+   * becomes `bounced`; the history gets one entry (state 'bounced', `reason` as the reply, note
+   * 'bounce'); the message's next attempt time is cleared when nothing is due any more. The caller
+   * (qmgr/control) queues the DSN with the reason BEFORE calling this, as qmgr does for a failed
+   * attempt, so a crash in between can repeat the DSN but never lose it; pass exactly the
+   * recipients the DSN reported (read with getMessage just before). Resolves the indices that
+   * became bounced, ascending: a recipient that turned final in between (a delivery settled it)
+   * is left as it is and not returned. Under a live lease: as operatorDelete. Rejects
+   * QUEUE_INVALID (nothing written) for an index out of range or repeated. Durable when it
+   * resolves.
+   */
+  operatorBounce(id: QueueId, reason: string, recipients: readonly number[]): Promise<number[]>;
 
   /**
    * Flush pending commits and release files and handles. Writers still open are aborted.

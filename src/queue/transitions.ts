@@ -11,11 +11,12 @@
  * their types: validators throw QueueError QUEUE_INVALID naming the bad field.
  */
 import type { AttemptRecord, AttemptState, ClaimQuery, RecipientState } from './store.js';
-import { DUE_STATES, FINAL_STATES, QueueError } from './store.js';
+import { DUE_STATES, FINAL_STATES, OPERATOR_NOTES, QueueError } from './store.js';
 
 /** Most messages one claimDue returns, whatever `limit` says. */
 export const CLAIM_CAP = 10_000;
 
+/** What recordAttempt accepts: every AttemptState but 'deleted', which only operatorDelete writes. */
 const ATTEMPT_STATES: ReadonlySet<string> = new Set<AttemptState>(['delivered', 'deferred', 'bounced', 'ambiguous', 'held', 'expired']);
 
 export function isDue(state: RecipientState): boolean {
@@ -86,4 +87,29 @@ export function checkRecord(record: AttemptRecord, recipientCount: number, what:
 
 function invalid(message: string): QueueError {
   return new QueueError('QUEUE_INVALID', message);
+}
+
+/**
+ * Each recipient's last reply (SearchQuery.reply's definition): the reply of the newest history
+ * entry with a result for it whose note is not an operator step; undefined when it has none.
+ * `history` oldest first, as QueueStore.history returns it.
+ */
+export function lastReplies(history: readonly AttemptRecord[], recipientCount: number): Array<string | undefined> {
+  const out: Array<string | undefined> = new Array<string | undefined>(recipientCount).fill(undefined);
+  for (const record of history) {
+    if (record.note !== undefined && OPERATOR_NOTES.includes(record.note)) continue;
+    for (const r of record.results) if (r.recipient >= 0 && r.recipient < recipientCount) out[r.recipient] = r.reply;
+  }
+  return out;
+}
+
+/** Case-insensitive substring test, the one SearchQuery means (Unicode toLowerCase on both sides). */
+export function containsFolded(haystack: string, needle: string): boolean {
+  return haystack.toLowerCase().includes(needle.toLowerCase());
+}
+
+/** The domain of `local@domain` (after the last '@'), lower-cased; '' when there is no '@'. */
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? '' : address.slice(at + 1).toLowerCase();
 }

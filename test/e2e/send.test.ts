@@ -5,35 +5,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { BIN } from '../support/process.js';
+import { runPostwire } from '../support/cli.js';
+import type { CliRun } from '../support/cli.js';
 import { startTestServer, withoutTraceHeader, type TestServer } from '../support/server.js';
 import { startFakeSmtp, type FakeSmtpServer } from '../fakes/fake-smtp-server.js';
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function send(args: readonly string[], stdin: Buffer | string, env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'send', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '', USER: 'app', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`postwire send still running\n${stderr}`));
-    }, 20_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(stdin);
-  });
-}
+/** `postwire send` with a bare environment (PATH, USER=app and `env`), the message on stdin. */
+const send = (args: readonly string[], stdin: Buffer | string, env: Record<string, string> = {}): Promise<CliRun> =>
+  runPostwire(['send', ...args], { USER: 'app', ...env }, 20_000, { stdin, bareEnv: true });
 
 let server: TestServer;
 let sink: FakeSmtpServer;

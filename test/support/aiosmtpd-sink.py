@@ -1,5 +1,5 @@
 """A recording SMTP sink on Python's aiosmtpd (Debian's python3-aiosmtpd), for the interop test
-test/interop/aiosmtpd-delivery.test.ts; started by test/support/aiosmtpd.ts with /usr/bin/python3.
+test/interop/delivery.test.ts; started by test/support/aiosmtpd.ts with /usr/bin/python3.
 
 Proves nothing by itself: it listens on 127.0.0.1 port 0 (prints "PORT <n>" on stdout once bound),
 offers 8BITMIME and SMTPUTF8 (decode_data=False, enable_SMTPUTF8=True), and for each message writes

@@ -102,15 +102,22 @@ export async function closedPort(): Promise<number> {
 }
 
 /** A TCP proxy to `target` recording every byte the client sent, per connection. */
-export async function recordingProxy(target: number): Promise<{ port: number; sent: () => string; connections: number; close(): Promise<void> }> {
+export async function recordingProxy(
+  target: number,
+): Promise<{ port: number; sent: () => string; connections: number; perConnection: () => Buffer[][]; close(): Promise<void> }> {
   const chunks: Buffer[] = [];
+  /** Each connection's client bytes, one Buffer per 'data' event (a packet boundary, on loopback). */
+  const byConnection: Buffer[][] = [];
   let connections = 0;
   const server = await rawServer((client) => {
     connections++;
+    const mine: Buffer[] = [];
+    byConnection.push(mine);
     const upstream = createConnection({ host: '127.0.0.1', port: target });
     upstream.on('error', () => client.destroy());
     client.on('data', (d: Buffer) => {
       chunks.push(d);
+      mine.push(d);
       upstream.write(d);
     });
     upstream.on('data', (d: Buffer) => client.write(d));
@@ -120,6 +127,7 @@ export async function recordingProxy(target: number): Promise<{ port: number; se
   return {
     port: server.port,
     sent: () => Buffer.concat(chunks).toString('latin1'),
+    perConnection: () => byConnection.map((c) => [...c]),
     get connections() {
       return connections;
     },

@@ -117,64 +117,24 @@ export interface PostfixOptions {
   readonly relayTo?: { readonly host: string; readonly port: number };
 }
 
-function relayMainCf(dir: string, relayTo: NonNullable<PostfixOptions['relayTo']>): string {
-  return `# Written by test/support/postfix.ts: a private relay on loopback, smart host ${relayTo.host}:${relayTo.port}.
-compatibility_level = 3.6
-queue_directory = ${dir}/queue
-data_directory = ${dir}/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = ${PEER_HOSTNAME}
-mydomain = ${PEER_DOMAIN}
-myorigin = $myhostname
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mynetworks_style = host
+/** main.cf: the settings both modes share, then the mode's own (maildir next hop, or relay). */
+function mainCf(dir: string, mode: { readonly user: PostfixUser } | { readonly relayTo: NonNullable<PostfixOptions['relayTo']> }): string {
+  const own = 'relayTo' in mode
+    ? `# A relay: everything from loopback goes to the smart host ${mode.relayTo.host}:${mode.relayTo.port}.
 mydestination =
 relay_domains =
-relayhost = [${relayTo.host}]:${relayTo.port}
+relayhost = [${mode.relayTo.host}]:${mode.relayTo.port}
 local_transport = error:5.1.1 no local delivery in this test instance
-alias_maps =
-alias_database =
-local_header_rewrite_clients =
-remote_header_rewrite_domain =
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-smtputf8_enable = yes
 message_size_limit = 209715200
-biff = no
-delay_warning_time = 0
-notify_classes =
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
-maillog_file = ${dir}/log/maillog
-maillog_file_prefixes = ${dir}/log
-`;
-}
-
-function mainCf(dir: string, user: PostfixUser): string {
-  return `# Written by test/support/postfix.ts: a private next hop on loopback, delivering to a maildir.
-compatibility_level = 3.6
-queue_directory = ${dir}/queue
-data_directory = ${dir}/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = ${PEER_HOSTNAME}
-mydomain = ${PEER_DOMAIN}
-myorigin = $myhostname
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mynetworks_style = host
-# The test domain is a virtual mailbox domain (a domain may not be in both lists).
+`
+    : `# The test domain is a virtual mailbox domain (a domain may not be in both lists).
 mydestination =
 virtual_mailbox_domains = ${PEER_DOMAIN}
 virtual_mailbox_base = ${dir}/mail
 virtual_mailbox_maps = static:inbox/
-virtual_uid_maps = static:${user.uid}
-virtual_gid_maps = static:${user.gid}
-virtual_minimum_uid = ${user.uid}
+virtual_uid_maps = static:${mode.user.uid}
+virtual_gid_maps = static:${mode.user.gid}
+virtual_minimum_uid = ${mode.user.uid}
 virtual_mailbox_limit = 0
 # Nothing leaves this instance, whatever the recipient.
 local_transport = error:5.1.1 no local delivery in this test instance
@@ -182,7 +142,22 @@ relay_transport = error:5.7.1 no relaying from this test instance
 default_transport = error:5.7.1 no outbound mail from this test instance
 relay_domains =
 relayhost =
-alias_maps =
+message_size_limit = 104857600
+`;
+  return `# Written by test/support/postfix.ts: a private instance on loopback.
+compatibility_level = 3.6
+queue_directory = ${dir}/queue
+data_directory = ${dir}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = ${PEER_HOSTNAME}
+mydomain = ${PEER_DOMAIN}
+myorigin = $myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mynetworks_style = host
+${own}alias_maps =
 alias_database =
 # Leave remote messages alone: no headers added or rewritten (Postfix 2.6+ semantics for remote
 # clients; loopback would otherwise count as local through permit_inet_interfaces).
@@ -192,7 +167,6 @@ remote_header_rewrite_domain =
 smtpd_peername_lookup = no
 smtp_dns_support_level = disabled
 smtputf8_enable = yes
-message_size_limit = 104857600
 biff = no
 delay_warning_time = 0
 notify_classes =
@@ -256,7 +230,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     await chown(join(dir, 'data'), user.uid, user.gid);
     await mkdir(join(dir, 'mail'), { mode: 0o700 });
     await chown(join(dir, 'mail'), user.uid, user.gid);
-    await writeFile(join(conf, 'main.cf'), options.relayTo ? relayMainCf(dir, options.relayTo) : mainCf(dir, user));
+    await writeFile(join(conf, 'main.cf'), mainCf(dir, options.relayTo ? { relayTo: options.relayTo } : { user }));
 
     let port = 0;
     let started = { status: null as number | null, output: '' };

@@ -1,7 +1,8 @@
 /**
  * Submitting test mail to a running Postwire, shared by the delivery and interop tests: one
  * message (dot-stuffed here, so callers pass the message as it should arrive), its queue id
- * back; and waiting for a message's recipients to reach a state.
+ * back (`sendMessage` does the same to any SMTP server, Postfix included, and returns the final
+ * reply); and waiting for a message's recipients to reach a state.
  */
 import assert from 'node:assert/strict';
 import { RawClient } from './raw-client.js';
@@ -10,7 +11,18 @@ import { parseQueueId } from '../../src/queue/index.js';
 import type { QueueId } from '../../src/queue/index.js';
 
 export async function submit(server: TestServer, from: string, to: readonly string[], message: string | Buffer, mailParams = ''): Promise<QueueId> {
-  const c = await RawClient.connect(server.port);
+  const text = await sendMessage(server.port, from, to, message, mailParams);
+  const id = parseQueueId(/queued as (\S+)/.exec(text)?.[1] ?? '');
+  assert.ok(id, `no queue id in ${text}`);
+  return id;
+}
+
+/**
+ * Sends one message to any SMTP server on 127.0.0.1:`port` (dot-stuffed here) and returns the
+ * text of the 250 after end-of-data. Asserts every reply along the way.
+ */
+export async function sendMessage(port: number, from: string, to: readonly string[], message: string | Buffer, mailParams = ''): Promise<string> {
+  const c = await RawClient.connect(port);
   try {
     await c.reply();
     assert.equal((await c.command('EHLO source.test')).code, 250);
@@ -23,9 +35,7 @@ export async function submit(server: TestServer, from: string, to: readonly stri
     const r = await c.reply(60_000);
     assert.equal(r.code, 250, r.text);
     await c.command('QUIT');
-    const id = parseQueueId(/queued as (\S+)/.exec(r.text)?.[1] ?? '');
-    assert.ok(id, `no queue id in ${r.text}`);
-    return id;
+    return r.text;
   } finally {
     c.close();
   }

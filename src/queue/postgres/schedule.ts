@@ -33,9 +33,9 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { AttemptRecord, AttemptResult, ClaimedMessage, ClaimQuery, Lease, RecipientState } from '../store.js';
-import { AMBIGUOUS_AT_RESTART, QueueError } from '../store.js';
+import { AMBIGUOUS_AT_RESTART, QueueError, RETRY_REPLY } from '../store.js';
 import type { QueueId } from '../ids.js';
-import { applyResult, checkClaimQuery, checkRecord, isDue, nextAttemptAfter, releaseHeld, splitClaim } from '../transitions.js';
+import { applyResult, checkClaimQuery, checkRecord, isDue, isFinal, nextAttemptAfter, releaseHeld, splitClaim } from '../transitions.js';
 import type { Transition } from '../transitions.js';
 import { query, tx } from './db.js';
 import type { Queryable } from './db.js';
@@ -197,6 +197,50 @@ export class PgSchedule {
   release(id: QueueId, now: number): Promise<boolean> {
     const move = { from: (s: RecipientState) => s === 'held', to: 'deferred', reply: 'released by operator', note: 'release' } as const;
     return this.operatorMove(id, now, move, releaseHeld);
+  }
+
+  /** Deferred and ambiguous recipients due at `now`, in the history; false when none, or under a live lease. */
+  retryNow(id: QueueId, now: number): Promise<boolean> {
+    return tx(this.pool, `retry ${id}`, true, async (db) => {
+      const found = await db.query<{ lease_until: number | null }>('SELECT lease_until FROM messages WHERE id = $1 FOR UPDATE', [id]);
+      const row = found.rows[0];
+      if (row === undefined || (row.lease_until !== null && row.lease_until > now)) return false;
+      const states = await statesOf(db, id);
+      const results: AttemptResult[] = states.flatMap((state, recipient) =>
+        state === 'deferred' || state === 'ambiguous' ? [{ recipient, state, reply: RETRY_REPLY }] : [],
+      );
+      if (results.length === 0) return false;
+      await db.query('UPDATE messages SET next_attempt_at = $2 WHERE id = $1', [id, now]);
+      await appendHistory(db, id, { at: now, nextHop: '', results, nextAttemptAt: now, note: 'retry' });
+      return true;
+    });
+  }
+
+  /** Operator delete or bounce: recipients (all when `only` is undefined) not yet final take `state`; returns those that moved. */
+  operatorFinal(id: QueueId, state: 'deleted' | 'bounced', reason: string, now: number, only?: readonly number[]): Promise<number[]> {
+    return tx(this.pool, `operator ${state} ${id}`, true, async (db) => {
+      const found = await db.query<{ next_attempt_at: number | null }>('SELECT next_attempt_at FROM messages WHERE id = $1 FOR UPDATE', [id]);
+      const states = await statesOf(db, id);
+      if (only !== undefined) {
+        const seen = new Set<number>();
+        for (const idx of only) {
+          if (!Number.isInteger(idx) || idx < 0 || idx >= states.length || seen.has(idx)) {
+            throw new QueueError('QUEUE_INVALID', `operator ${state} ${id}: recipient ${idx} is out of range (0..${states.length - 1}) or repeated`);
+          }
+          seen.add(idx);
+        }
+      }
+      if (found.rowCount === 0) return [];
+      const chosen = only === undefined ? states.map((_, i) => i) : [...only].sort((a, b) => a - b);
+      const results: AttemptResult[] = chosen.flatMap((recipient) => (isFinal(states[recipient] ?? 'deleted') ? [] : [{ recipient, state, reply: reason }]));
+      if (results.length === 0) return [];
+      const after = apply(states, results, applyResult);
+      await writeStates(db, id, states, after);
+      const next = nextAttemptAfter(after, found.rows[0]?.next_attempt_at ?? undefined, now);
+      await db.query('UPDATE messages SET next_attempt_at = $2 WHERE id = $1', [id, next ?? null]);
+      await appendHistory(db, id, { at: now, nextHop: '', results, ...(next === undefined ? {} : { nextAttemptAt: next }), note: state === 'deleted' ? 'delete' : 'bounce' });
+      return results.map((r) => r.recipient);
+    });
   }
 
   private operatorMove(

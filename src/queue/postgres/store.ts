@@ -20,7 +20,7 @@
  */
 import type pg from 'pg';
 import type {
-  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, StoredMessage,
+  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, SearchPage, SearchQuery, StoredMessage,
 } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
@@ -31,6 +31,7 @@ import { MESSAGE_COLUMNS, readMessages, withRecipients } from './rows.js';
 import type { MessageRow } from './rows.js';
 import type { PgSchedule } from './schedule.js';
 import { PgMessageWriter } from './writer.js';
+import { searchMessages } from './search.js';
 import type { PendingCommit, WriterHost } from './writer.js';
 
 /** Chunks fetched per read of readBody. */
@@ -200,6 +201,30 @@ export class PgQueueStore implements QueueStore, WriterHost {
   async release(id: QueueId): Promise<boolean> {
     this.assertOpen();
     return this.parts.schedule.release(id, this.parts.now());
+  }
+
+  async searchMessages(query: SearchQuery): Promise<SearchPage> {
+    this.assertOpen();
+    try {
+      return await searchMessages(prepared(this.parts.pool), query);
+    } catch (err) {
+      throw wrap('search messages', err);
+    }
+  }
+
+  async retryNow(id: QueueId): Promise<boolean> {
+    this.assertOpen();
+    return this.parts.schedule.retryNow(id, this.parts.now());
+  }
+
+  async operatorDelete(id: QueueId, reason: string): Promise<number[]> {
+    this.assertOpen();
+    return this.parts.schedule.operatorFinal(id, 'deleted', reason, this.parts.now());
+  }
+
+  async operatorBounce(id: QueueId, reason: string, recipients: readonly number[]): Promise<number[]> {
+    this.assertOpen();
+    return this.parts.schedule.operatorFinal(id, 'bounced', reason, this.parts.now(), recipients);
   }
 
   /** Leases this store holds now (for the drain log line). */

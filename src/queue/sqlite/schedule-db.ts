@@ -7,9 +7,9 @@
  *
  * Cost: every method is one synchronous transaction on the event loop (BEGIN IMMEDIATE; one
  * connection, so claims are atomic by construction: no other statement can run in between), and
- * none fsyncs on the event loop. recordAttempt, hold and release are `durable`: the store awaits
- * IndexDb.durable() (one WAL fdatasync on the threadpool, shared by every commit of the turn)
- * before it resolves, because a recipient marked delivered must stay delivered after a crash.
+ * none fsyncs on the event loop. recordAttempt, hold, release, retryNow and operatorFinal (delete,
+ * bounce) are `durable`: the store awaits IndexDb.durable() (one WAL fdatasync on the
+ * threadpool, shared by every commit of the turn) before it resolves, because a recipient marked delivered must stay delivered after a crash.
  * claimDue, renewLease and releaseLease touch only lease columns, which open() clears anyway
  * (clearLeases: this store's crash recovery for leases), so nobody waits for their flush; a power
  * loss may forget them, which is exactly what open() does on purpose (measured ≈ 50 µs per
@@ -36,9 +36,9 @@
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { AttemptRecord, AttemptResult, ClaimedMessage, ClaimQuery, Lease, RecipientState, StoredMessage } from '../store.js';
-import { AMBIGUOUS_AT_RESTART, QueueError } from '../store.js';
+import { AMBIGUOUS_AT_RESTART, QueueError, RETRY_REPLY } from '../store.js';
 import type { QueueId } from '../ids.js';
-import { applyResult, checkClaimQuery, checkRecord, isDue, nextAttemptAfter, releaseHeld, splitClaim } from '../transitions.js';
+import { applyResult, checkClaimQuery, checkRecord, isDue, isFinal, nextAttemptAfter, releaseHeld, splitClaim } from '../transitions.js';
 import type { Transition } from '../transitions.js';
 import { guard } from './sql-guard.js';
 
@@ -112,6 +112,7 @@ export class ScheduleDb {
       ),
       setNext: db.prepare<[number | null, string]>('UPDATE messages SET next_attempt_at = ? WHERE id = ?'),
       nextOf: db.prepare<[string], { next_attempt_at: number | null }>('SELECT next_attempt_at FROM messages WHERE id = ?'),
+      leaseOf: db.prepare<[string], { lease_until: number | null }>('SELECT lease_until FROM messages WHERE id = ?'),
       mark: db.prepare<[number | null, string, number]>('UPDATE recipients SET window_at = ? WHERE message_id = ? AND idx = ?'),
       clearMarks: db.prepare<[string]>('UPDATE recipients SET window_at = NULL WHERE message_id = ? AND window_at IS NOT NULL'),
       marked: db.prepare<[], MarkRowRaw>(
@@ -248,6 +249,51 @@ export class ScheduleDb {
   release(id: QueueId, now: number): boolean {
     const move = { from: (s: RecipientState) => s === 'held', to: 'deferred', reply: 'released by operator', note: 'release' } as const;
     return this.operatorMove(id, now, move, releaseHeld);
+  }
+
+  /** Deferred and ambiguous recipients due at `now`, in the history; false when none, or under a live lease. */
+  retryNow(id: QueueId, now: number): boolean {
+    return this.durable(() => {
+      const lease = this.st.leaseOf.get(id);
+      if (lease === undefined || (lease.lease_until !== null && lease.lease_until > now)) return false;
+      const states = this.st.states.all(id).map((r) => r.state);
+      const results: AttemptResult[] = states.flatMap((state, recipient) =>
+        state === 'deferred' || state === 'ambiguous' ? [{ recipient, state, reply: RETRY_REPLY }] : [],
+      );
+      if (results.length === 0) return false;
+      this.st.setNext.run(now, id);
+      this.append(id, { at: now, nextHop: '', results, nextAttemptAt: now, note: 'retry' });
+      return true;
+    });
+  }
+
+  /**
+   * Operator delete or bounce: the recipients (all of them when `only` is undefined) not yet final
+   * take `state`, in one history entry; returns the indices that moved.
+   */
+  operatorFinal(id: QueueId, state: 'deleted' | 'bounced', reason: string, now: number, only?: readonly number[]): number[] {
+    return this.durable(() => {
+      const states = this.st.states.all(id).map((r) => r.state);
+      if (only !== undefined) {
+        const seen = new Set<number>();
+        for (const idx of only) {
+          if (!Number.isInteger(idx) || idx < 0 || idx >= states.length || seen.has(idx)) {
+            throw new QueueError('QUEUE_INVALID', `operator ${state} ${id}: recipient ${idx} is out of range (0..${states.length - 1}) or repeated`);
+          }
+          seen.add(idx);
+        }
+      }
+      const chosen = only === undefined ? states.map((_, i) => i) : [...only].sort((a, b) => a - b);
+      const results: AttemptResult[] = chosen.flatMap((recipient) =>
+        isFinal(states[recipient] ?? 'deleted') ? [] : [{ recipient, state, reply: reason }],
+      );
+      if (results.length === 0) return [];
+      const after = this.apply(id, states, results, applyResult);
+      const next = nextAttemptAfter(after, this.st.nextOf.get(id)?.next_attempt_at ?? undefined, now);
+      this.st.setNext.run(next ?? null, id);
+      this.append(id, { at: now, nextHop: '', results, ...(next === undefined ? {} : { nextAttemptAt: next }), note: state === 'deleted' ? 'delete' : 'bounce' });
+      return results.map((r) => r.recipient);
+    });
   }
 
   private operatorMove(

@@ -9,8 +9,10 @@
  * a shared handle (the active segment's own, so a fresh delivery costs one pread and no open),
  * and a spilled body as a 64 KiB-chunk stream. purge() is one synchronous SQLite transaction plus
  * the WAL barrier, then an unlink of the spill file or, when the segment it lived in is no longer
- * active and now empty, of that segment. Scheduling (schedule-db.ts): recordAttempt, hold and
- * release are each one synchronous transaction, then the WAL barrier (IndexDb.durable: one
+ * active and now empty, of that segment. searchMessages is one statement per page (index-db.ts:
+ * filters evaluated per message in sort order; case-insensitive matching through a registered
+ * JavaScript function). Scheduling (schedule-db.ts): recordAttempt, hold, release, retryNow,
+ * operatorDelete and operatorBounce are each one synchronous transaction, then the WAL barrier (IndexDb.durable: one
  * fdatasync on the threadpool shared by every commit of the event-loop turn, so no fsync ever
  * holds the loop); claimDue, renewLease, releaseLease, markInWindow and settleDelivered are one
  * synchronous transaction nobody waits to flush (lease columns and window marks: kept by a
@@ -38,7 +40,7 @@ import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, StoredMessage,
+  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, SearchPage, SearchQuery, StoredMessage,
 } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
@@ -191,6 +193,32 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     const released = this.parts.index.schedule.release(id, this.parts.now());
     if (released) await this.parts.index.durable();
     return released;
+  }
+
+  async searchMessages(query: SearchQuery): Promise<SearchPage> {
+    this.assertOpen();
+    return this.parts.index.search(query);
+  }
+
+  async retryNow(id: QueueId): Promise<boolean> {
+    this.assertOpen();
+    const retried = this.parts.index.schedule.retryNow(id, this.parts.now());
+    if (retried) await this.parts.index.durable();
+    return retried;
+  }
+
+  async operatorDelete(id: QueueId, reason: string): Promise<number[]> {
+    this.assertOpen();
+    const moved = this.parts.index.schedule.operatorFinal(id, 'deleted', reason, this.parts.now());
+    if (moved.length > 0) await this.parts.index.durable();
+    return moved;
+  }
+
+  async operatorBounce(id: QueueId, reason: string, recipients: readonly number[]): Promise<number[]> {
+    this.assertOpen();
+    const moved = this.parts.index.schedule.operatorFinal(id, 'bounced', reason, this.parts.now(), recipients);
+    if (moved.length > 0) await this.parts.index.durable();
+    return moved;
   }
 
   close(): Promise<void> {
