@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# CI dependencies of the interop tests, from Debian's packages: postfix (a private instance is
-# the next hop in test/interop/delivery.test.ts and the client in postfix-relay.test.ts),
-# python3-aiosmtpd (the sink in test/interop/delivery.test.ts, run with /usr/bin/python3) and
-# swaks (a submitter in test/interop/clients.test.ts).
+# CI dependencies of the interop and browser tests, from Debian's packages: postfix (a private
+# instance is the next hop in test/interop/delivery.test.ts and the client in postfix-relay.test.ts),
+# python3-aiosmtpd (the sink in test/interop/delivery.test.ts, run with /usr/bin/python3), swaks
+# (a submitter in test/interop/clients.test.ts), and chromium (the browser that
+# test/web/web-page.test.ts drives through playwright-core, at /usr/bin/chromium; Playwright never
+# downloads a browser of its own).
 # Idempotent: when all are present it does nothing (no apt-get update). It never starts, enables
 # or configures the system's own Postfix: the "No configuration" debconf answer leaves
 # /etc/postfix without a main.cf, and a policy-rc.d that denies every service start is in place
@@ -14,9 +16,10 @@ missing=()
 command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || missing+=(postfix)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 command -v swaks >/dev/null 2>&1 || [ -x /usr/bin/swaks ] || missing+=(swaks)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ci-deps: postfix, python3-aiosmtpd and swaks already installed"
+  echo "ci-deps: postfix, python3-aiosmtpd, swaks and chromium already installed"
   exit 0
 fi
 

@@ -5,18 +5,16 @@
  * table, resolver and --dns the queue manager uses) into admin's RouteExplanation: the route kind
  * (a configured route, --smarthost, MX, the A/AAAA fallback, an address literal, a null MX, an
  * error), the hosts in try order with their resolved addresses, the TLS policy and why.
- * `interimOverview` / `interimTimeseries` stand in for the web page's summaries until those are
- * merged: the overview has the real state counts and oldest message (no per-destination rows),
- * the time series answers UNAVAILABLE.
+ * `offlineTimeseries` answers UNAVAILABLE for the offline CLI: only a running server records the
+ * per-minute series (admin/timeseries); the overview works offline too, straight from the store.
  *
  * No I/O of its own beyond the route table's DNS lookups.
  */
 import { ApiErrorV1 } from './api/index.js';
-import type { ExplainHostV1, OverviewV1, TimeseriesV1 } from './api/index.js';
+import type { ExplainHostV1, TimeseriesV1 } from './api/index.js';
 import type { RouteExplanation } from './admin/index.js';
 import type { Config } from './config/index.js';
 import type { RouteTable } from './delivery/index.js';
-import type { QueueStore } from './queue/index.js';
 
 /** `settings` is read at each call: the configuration in force after SIGHUP reloads. */
 export function explainRoutes(table: Pick<RouteTable, 'resolveRoute'>, settings: () => Pick<Config, 'smarthost' | 'delivery'>): (domain: string) => Promise<RouteExplanation> {
@@ -70,16 +68,7 @@ function tlsOf(tls: string | undefined, pattern: string | undefined): RouteExpla
   return { policy: tls, why: `route '${pattern ?? '*'}' sets tls ${tls}; ${plaintext}` };
 }
 
-/** The overview until the web page's is merged: real state counts and the oldest pending message. */
-export function interimOverview(store: QueueStore): () => Promise<OverviewV1> {
-  return async () => {
-    const states = await store.countByState();
-    const heads = await Promise.all((['queued', 'deferred', 'ambiguous', 'held'] as const).map((state) => store.listMessages({ state, limit: 1 })));
-    const times = heads.flatMap((list) => list.map((m) => m.receivedAt));
-    return { states, ...(times.length > 0 ? { oldestReceivedAt: new Date(Math.min(...times)).toISOString() } : {}), destinations: [] };
-  };
-}
-
-export function interimTimeseries(): () => Promise<TimeseriesV1> {
-  return () => Promise.reject(new ApiErrorV1('UNAVAILABLE', 'the per-minute series is not built in this version yet'));
+/** Offline (`postwire queue --spool`), nothing records outcomes: the series exists only in a running server. */
+export function offlineTimeseries(): () => Promise<TimeseriesV1> {
+  return () => Promise.reject(new ApiErrorV1('UNAVAILABLE', 'the per-minute series is kept by a running server (use --admin HOST:PORT)'));
 }

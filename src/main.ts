@@ -29,10 +29,10 @@ import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
 import { SmtpServer, relayPolicy } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
-import { createAdminApi, startAdminServer } from './admin/index.js';
+import { createAdminApi, createOverview, createTimeseries, loadWebFiles, startAdminServer } from './admin/index.js';
 import type { AdminServer, ExplainPorts } from './admin/index.js';
 import type { AdminApiV1 } from './api/index.js';
-import { explainRoutes, interimOverview, interimTimeseries } from './admin-ports.js';
+import { explainRoutes, offlineTimeseries } from './admin-ports.js';
 import type { Logger } from './obs/index.js';
 import { cidrContains, compileCidrList, systemClock } from './util/index.js';
 import type { Clock } from './util/index.js';
@@ -173,6 +173,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     now: () => clock.now(),
     destinations: config.metricsDestinations,
   });
+  // The web page's charts: outcomes per minute (fed below, beside the metrics) and the queue depth.
+  const timeseries = createTimeseries({ store, clock, log });
   const intake = createCleanup({
     store,
     hostname: config.hostname,
@@ -213,7 +215,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     clock,
     log,
     random,
-    onOutcome: (state, receivedAt, now, destination) => metrics.recipientOutcome(state, receivedAt, now, destination),
+    onOutcome: (state, receivedAt, now, destination) => {
+      metrics.recipientOutcome(state, receivedAt, now, destination);
+      timeseries.outcome(state, now);
+    },
     ...(slots ? { slots } : {}),
   });
   const smtpd = new SmtpServer({
@@ -237,14 +242,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       explainRoute: explainRoutes(routes, () => current),
       window: (destination, concurrency) => manager.window(destination, concurrency),
     },
-    overview: interimOverview(store),
-    timeseries: interimTimeseries(),
+    overview: createOverview({ store, clock }),
+    timeseries: () => timeseries.timeseries(),
   });
   let admin: AdminServer | undefined;
   let listeners: HostPort[];
   try {
     listeners = await smtpd.listen();
-    if (config.admin !== 'off') admin = await startAdminServer(config.admin, { metrics, log, api, ...(config.adminToken !== undefined ? { token: config.adminToken } : {}) });
+    if (config.admin !== 'off') {
+      const web = await loadWebFiles();
+      admin = await startAdminServer(config.admin, { metrics, log, api, web: web.serve, ...(config.adminToken !== undefined ? { token: config.adminToken } : {}) });
+    }
   } catch (err) {
     await admin?.close();
     metrics.close();
@@ -254,10 +262,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
   log.info({ listeners, hostname: config.hostname, relayFrom: config.relayFrom }, 'smtpd ready');
+  timeseries.start();
   if (config.delivery.mode === 'on') qmgr.start();
   else log.warn({}, 'delivery is off (--delivery off): accepted mail stays queued');
   if (config.delivery.mode === 'on') log.info({ nextHop: config.smarthost ? `smarthost ${config.smarthost.host}:${config.smarthost.port}` : `MX, port ${config.delivery.mxPort}`, dns: config.dns ?? 'system' }, 'delivery ready');
-  if (admin) log.info({ admin: admin.address, token: config.adminToken !== undefined }, 'admin ready: /api/v1 and GET /metrics');
+  if (admin) log.info({ admin: admin.address, token: config.adminToken !== undefined }, 'admin ready: the web page at /, /api/v1 and GET /metrics');
   options.onReady?.({ listeners });
 
   let resolveClosed!: () => void;
@@ -320,6 +329,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await smtpd.close(current.timeouts.shutdownGrace);
         await admin?.close();
         metrics.close();
+        timeseries.stop();
         await qmgr?.stop();
         await agent.close();
         await store.close();
@@ -370,6 +380,6 @@ export async function openOfflineAdmin(config: Config, options: { readonly log?:
     explainRoute: explainRoutes(routes, () => config),
     window: (_destination, concurrency) => ({ concurrency: Math.max(1, concurrency ?? config.delivery.destinationConcurrency), active: 0, waiting: 0 }),
   };
-  const api = createAdminApi({ store, control, clock, retry: () => config.retry, explain, overview: interimOverview(store), timeseries: interimTimeseries() });
+  const api = createAdminApi({ store, control, clock, retry: () => config.retry, explain, overview: createOverview({ store, clock }), timeseries: offlineTimeseries() });
   return { api, close: () => store.close() };
 }

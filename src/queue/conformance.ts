@@ -411,6 +411,54 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreHa
   describe(`QueueStore conformance: ${name}: operator tools`, () => {
     operatorToolsSuite(test);
   });
+
+  describe(`QueueStore conformance: ${name}: admin aggregates`, () => {
+    adminAggregateTests(test);
+  });
+}
+
+/** domainStats: the admin overview's one aggregate read. */
+function adminAggregateTests(test: StoreTest): void {
+  test('domainStats reports per domain: states, oldest pending, last error, recent deliveries', async (h) => {
+    assert.deepEqual(await h.current.domainStats({ deliveredSince: 0 }), []);
+    const a = await writeAndCommit(h.current, patternBytes(10), sampleEnvelope({
+      recipients: [{ address: 'a@Example.NET' }, { address: 'b@example.net' }, { address: 'c@other.test' }, { address: '"x@y"@Quoted.Test' }],
+    }));
+    const b = await writeAndCommit(h.current, patternBytes(10), sampleEnvelope({ recipients: [{ address: 'd@example.net' }] }));
+    const t0 = later();
+    // Recorded a minute ago, so the operator steps below (stamped by the store's clock) are newer.
+    const t1 = Date.now() - MINUTE;
+    const claimed = await claim(h.current, t0);
+    await h.current.recordAttempt(leaseOf(claimed, a.id), {
+      at: t1,
+      nextHop: 'mx.example.net[192.0.2.25]:25',
+      results: [
+        { recipient: 0, state: 'delivered', reply: '250 2.0.0 ok' },
+        { recipient: 1, state: 'deferred', reply: '451 4.7.1 first' },
+        { recipient: 2, state: 'bounced', reply: '550 5.1.1 no such user' },
+      ],
+      nextAttemptAt: t1 + MINUTE,
+    });
+    // Operator steps are not errors: a release or a retry records 'deferred' with its own reply.
+    assert.equal(await h.current.hold(b.id, 'operator says wait'), true);
+    assert.equal(await h.current.release(b.id), true);
+    assert.equal(await h.current.hold(b.id, 'operator says wait again'), true);
+    assert.equal(await h.current.retryNow(a.id), true);
+    assert.deepEqual(await h.current.domainStats({ deliveredSince: t1 }), [
+      { domain: 'example.net', states: { delivered: 1, deferred: 1, held: 1 }, oldestPendingAt: a.receivedAt, lastError: { at: t1, reply: '451 4.7.1 first' }, delivered: 1 },
+      { domain: 'other.test', states: { bounced: 1 }, lastError: { at: t1, reply: '550 5.1.1 no such user' }, delivered: 0 },
+      { domain: 'quoted.test', states: { queued: 1 }, oldestPendingAt: a.receivedAt, delivered: 0 },
+    ]);
+    // A later error replaces the last one; deliveries before `deliveredSince` are not counted.
+    const retry = await claim(h.current, t0 + 2 * MINUTE);
+    await h.current.recordAttempt(leaseOf(retry, a.id), {
+      at: t0 + 2 * MINUTE, nextHop: '', results: [{ recipient: 1, state: 'deferred', reply: '421 4.4.2 second' }], nextAttemptAt: t0 + 3 * MINUTE,
+    });
+    const [net] = await h.current.domainStats({ deliveredSince: t1 + 1 });
+    assert.deepEqual(net?.lastError, { at: t0 + 2 * MINUTE, reply: '421 4.4.2 second' });
+    assert.equal(net?.delivered, 0);
+    await rejectsWith(() => h.current.domainStats({ deliveredSince: Number.NaN }), 'QUEUE_INVALID');
+  });
 }
 
 /** Claims, leases, attempts, history, hold/release: the contract qmgr and admin rely on. */

@@ -13,6 +13,8 @@ export type {
   AttemptState,
   ClaimedMessage,
   ClaimQuery,
+  DomainStats,
+  DomainStatsQuery,
   Envelope,
   EnvelopeRecipient,
   Lease,

@@ -207,6 +207,23 @@ export const OPERATOR_NOTES: readonly string[] = ['hold', 'release', 'retry', 'd
 /** The reply recorded for each recipient an operator retry concerns (note 'retry'). */
 export const RETRY_REPLY = 'retry requested by operator';
 
+
+/** Input of QueueStore.domainStats. */
+export interface DomainStatsQuery {
+  /** ms since the epoch: deliveries recorded at or after this count in `delivered`. */
+  readonly deliveredSince: number;
+}
+
+/** One recipient domain, as QueueStore.domainStats reports it. Times are ms since the epoch. */
+export interface DomainStats {
+  readonly domain: string;
+  /** Recipients at the domain per state; a state with none is absent. */
+  readonly states: Partial<Record<RecipientState, number>>;
+  readonly oldestPendingAt?: number;
+  readonly lastError?: { readonly at: number; readonly reply: string };
+  readonly delivered: number;
+}
+
 /**
  * One message being written. Created by QueueStore.createMessage(); exactly one of commit() or
  * abort() ends it. Not safe for concurrent writes: one producer awaits each write() in turn.
@@ -405,6 +422,25 @@ export interface QueueStore {
    * resolves.
    */
   operatorBounce(id: QueueId, reason: string, recipients: readonly number[]): Promise<number[]>;
+
+  // Admin aggregates (the web page's queue by destination). Read-only; QUEUE_CLOSED after close().
+
+  /**
+   * One row per recipient domain in the queue, ordered by domain: its recipients per state, the
+   * oldest message still pending there, its last error and its recent deliveries, the input of
+   * the admin overview. The domain is the part of the address after its last '@' (the whole
+   * address when it has none), lower-cased (ASCII only; IDNA as stored).
+   * `oldestPendingAt`: the earliest receivedAt of a message with a recipient at the domain in
+   * queued, deferred, held or ambiguous; absent when none is. `lastError`: the newest history
+   * result (by record time) for a recipient at the domain with state deferred, bounced, expired
+   * or ambiguous, from an attempt (entries noted with one of OPERATOR_NOTES are operator steps,
+   * not errors), its reply verbatim; absent when none. `delivered`: history results 'delivered'
+   * for recipients at the domain in attempts at or after `deliveredSince` (so a message purged
+   * since is not counted).
+   * Cost: one aggregate read over every recipient and every history entry in the queue
+   * (O(recipients + history results)); meant for an operator's page, not the delivery path.
+   */
+  domainStats(query: DomainStatsQuery): Promise<DomainStats[]>;
 
   /**
    * Flush pending commits and release files and handles. Writers still open are aborted.

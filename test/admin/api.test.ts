@@ -6,7 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ActionResultV1, ApiErrorBodyV1, ExplainV1, MessageDetailV1, MessageListV1, OverviewV1 } from '../../src/api/index.js';
+import type { ActionResultV1, ApiErrorBodyV1, ExplainV1, MessageDetailV1, MessageListV1, OverviewV1, TimeseriesV1 } from '../../src/api/index.js';
 import { ROUTES_V1 } from '../../src/api/index.js';
 import { startTestServer } from '../support/server.js';
 import type { TestServer } from '../support/server.js';
@@ -264,20 +264,24 @@ describe('admin API v1 over HTTP', () => {
     assertError(await call('GET', '/api/v1/explain?target=01AAAAAAAAAAAAAAAA'), 404, 'NOT_FOUND');
   });
 
-  it('GET /overview counts recipients per state; GET /timeseries is not built yet (503)', async () => {
+  it('GET /overview counts recipients per state and per destination; GET /timeseries has the current minute', async () => {
     const r = await call<OverviewV1>('GET', '/api/v1/overview');
     assert.equal(r.status, 200);
     const counts = await server.store.countByState();
     assert.deepEqual(r.body.states, counts);
-    assertError(await call('GET', '/api/v1/timeseries'), 503, 'UNAVAILABLE');
+    assert.ok(r.body.destinations.length > 0, 'one row per recipient domain');
+    const series = await call<TimeseriesV1>('GET', '/api/v1/timeseries');
+    assert.equal(series.status, 200);
+    assert.ok(series.body.minutes.length >= 1);
     assertError(await call('GET', '/api/v1/overview?x=1'), 400, 'UNKNOWN_FIELD', 'x');
+    assertError(await call('GET', '/api/v1/timeseries?x=1'), 400, 'UNKNOWN_FIELD', 'x');
   });
 
   it('unknown routes are 404 NOT_FOUND, a wrong method is 405 with Allow', async () => {
     assertError(await call('GET', '/api/v1/nothing'), 404, 'NOT_FOUND');
     assertError(await call('GET', '/api/v1'), 404, 'NOT_FOUND');
     assertError(await call('GET', '/api/v2/messages'), 404, 'NOT_FOUND');
-    assertError(await call('GET', '/'), 404, 'NOT_FOUND');
+    assertError(await call('GET', '/nothing'), 404, 'NOT_FOUND');
     const wrong = await call('DELETE', '/api/v1/messages');
     assertError(wrong, 405, 'METHOD_NOT_ALLOWED');
     assert.equal(wrong.headers.get('allow'), 'GET');

@@ -20,7 +20,7 @@
  */
 import type pg from 'pg';
 import type {
-  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, SearchPage, SearchQuery, StoredMessage,
+  AttemptRecord, ClaimedMessage, ClaimQuery, DomainStats, DomainStatsQuery, Lease, ListQuery, QueueStore, RecipientState, SearchPage, SearchQuery, StoredMessage,
 } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
@@ -32,6 +32,7 @@ import type { MessageRow } from './rows.js';
 import type { PgSchedule } from './schedule.js';
 import { PgMessageWriter } from './writer.js';
 import { searchMessages } from './search.js';
+import { domainStats } from './stats.js';
 import type { PendingCommit, WriterHost } from './writer.js';
 
 /** Chunks fetched per read of readBody. */
@@ -225,6 +226,18 @@ export class PgQueueStore implements QueueStore, WriterHost {
   async operatorBounce(id: QueueId, reason: string, recipients: readonly number[]): Promise<number[]> {
     this.assertOpen();
     return this.parts.schedule.operatorFinal(id, 'bounced', reason, this.parts.now(), recipients);
+  }
+
+  async domainStats(query: DomainStatsQuery): Promise<DomainStats[]> {
+    this.assertOpen();
+    if (!Number.isFinite(query.deliveredSince)) {
+      throw new QueueError('QUEUE_INVALID', `domainStats: deliveredSince ${query.deliveredSince} is not a finite time`);
+    }
+    try {
+      return await domainStats(prepared(this.parts.pool), query);
+    } catch (err) {
+      throw wrap('domain stats', err);
+    }
   }
 
   /** Leases this store holds now (for the drain log line). */

@@ -25,6 +25,7 @@ import { containsFolded, domainOf } from '../transitions.js';
 import type { QueueId } from '../ids.js';
 import { migrate } from './migrations.js';
 import { ScheduleDb } from './schedule-db.js';
+import { StatsDb } from './stats-db.js';
 import { guard } from './sql-guard.js';
 import { WalSync } from './wal-sync.js';
 import { ioError } from './fs-util.js';
@@ -113,6 +114,8 @@ export class IndexDb {
   private wal: WalSync | undefined;
   /** Claims, leases, attempts, history, hold and release. */
   readonly schedule: ScheduleDb;
+  /** The admin aggregates (domainStats). */
+  readonly stats: StatsDb;
 
   /** searchMessages statements by SQL text: one per filter combination actually used. */
   private readonly searches = new Map<string, Database.Statement<Record<string, unknown>, MessageRowRaw>>();
@@ -124,6 +127,7 @@ export class IndexDb {
       typeof hay === 'string' && typeof needle === 'string' && containsFolded(hay, needle) ? 1 : 0);
     db.function('postwire_domain', { deterministic: true }, (address: unknown) => (typeof address === 'string' ? domainOf(address) : null));
     this.schedule = new ScheduleDb(db, path, (id) => this.getMessage(id));
+    this.stats = new StatsDb(db, path);
     this.st = {
       insertMessage: db.prepare(
         `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset, next_attempt_at)

@@ -5,7 +5,8 @@
  * back), `bodies/<id>` (bodies larger than inlineLimit, one file each).
  *
  * Costs: createMessage() does no I/O. getMessage/listMessages/countByState/history are synchronous
- * indexed reads wrapped in promises. readBody() reads a segment body by positional reads through
+ * indexed reads wrapped in promises; domainStats (stats-db.ts) is one synchronous aggregate read
+ * over every recipient and history row. readBody() reads a segment body by positional reads through
  * a shared handle (the active segment's own, so a fresh delivery costs one pread and no open),
  * and a spilled body as a 64 KiB-chunk stream. purge() is one synchronous SQLite transaction plus
  * the WAL barrier, then an unlink of the spill file or, when the segment it lived in is no longer
@@ -40,7 +41,8 @@ import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  AttemptRecord, ClaimedMessage, ClaimQuery, Lease, ListQuery, QueueStore, RecipientState, SearchPage, SearchQuery, StoredMessage,
+  AttemptRecord, ClaimedMessage, ClaimQuery, DomainStats, DomainStatsQuery, Lease, ListQuery, QueueStore, RecipientState, SearchPage,
+  SearchQuery, StoredMessage,
 } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
@@ -219,6 +221,16 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     const moved = this.parts.index.schedule.operatorFinal(id, 'bounced', reason, this.parts.now(), recipients);
     if (moved.length > 0) await this.parts.index.durable();
     return moved;
+  }
+
+  // Admin aggregates (stats-db.ts).
+
+  async domainStats(query: DomainStatsQuery): Promise<DomainStats[]> {
+    this.assertOpen();
+    if (!Number.isFinite(query.deliveredSince)) {
+      throw new QueueError('QUEUE_INVALID', `domainStats: deliveredSince ${query.deliveredSince} is not a finite time`);
+    }
+    return this.parts.index.stats.domainStats(query);
   }
 
   close(): Promise<void> {
