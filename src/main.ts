@@ -231,7 +231,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
   openSessions = () => smtpd.openConnections;
   bytesReceived = () => smtpd.bytesReceived;
-  const control = createQueueControl({ store, wake: () => qmgr?.wake(), intake, hostname: config.hostname, clock, random, log });
+  const control = createQueueControl({
+    store, wake: () => qmgr?.wake(), intake, hostname: config.hostname, clock, random, log,
+    onOutcome: (state, receivedAt, now, destination) => {
+      metrics.recipientOutcome(state, receivedAt, now, destination);
+      timeseries.outcome(state, now);
+    },
+  });
   const manager = qmgr;
   const api = createAdminApi({
     store,

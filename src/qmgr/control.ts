@@ -28,7 +28,7 @@
 import { buildDsn, streamDsn } from '../bounce/index.js';
 import type { DsnRecipient } from '../bounce/index.js';
 import type { MessageIntake } from '../cleanup/index.js';
-import { isDue, isFinal, lastReplies, parseQueueId } from '../queue/index.js';
+import { domainOf, isDue, isFinal, lastReplies, parseQueueId } from '../queue/index.js';
 import type { QueueId, QueueStore, StoredMessage } from '../queue/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Clock } from '../util/index.js';
@@ -58,6 +58,8 @@ export interface QueueControlDeps {
   readonly clock: Clock;
   readonly random: () => number;
   readonly log: Logger;
+  /** Told of every recipient an operator made final (metrics and the charts, like the runner's outcomes). */
+  readonly onOutcome?: (state: 'bounced' | 'deleted', receivedAt: number, now: number, destination: string) => void;
 }
 
 /** The reply recorded for a delete without a reason. */
@@ -128,6 +130,7 @@ export function createQueueControl(deps: QueueControlDeps): QueueControl {
       if (!('stored' in found)) return found;
       const moved = await store.operatorDelete(found.stored.id, reason === '' ? DEFAULT_DELETE_REASON : reason);
       if (moved.length === 0) return unchanged('delete', found.stored);
+      told(deps, found.stored, moved, 'deleted');
       deps.log.info({ queueId: found.stored.id, recipients: moved.length, reason }, 'deleted by operator');
       return { ok: true, changed: true, detail: `${moved.length} recipient(s) deleted` };
     },
@@ -139,10 +142,16 @@ export function createQueueControl(deps: QueueControlDeps): QueueControl {
       if (pending.length === 0) return unchanged('bounce', message);
       const dsn = await queueOperatorDsn(deps, message, pending, reason);
       const moved = await store.operatorBounce(message.id, reason, pending);
+      told(deps, message, moved, 'bounced');
       deps.log.info({ queueId: message.id, recipients: moved.length, reason, dsn }, 'bounced by operator');
       return { ok: true, changed: moved.length > 0, detail: `${moved.length} recipient(s) bounced; ${dsn}` };
     },
   };
+}
+
+function told(deps: QueueControlDeps, message: StoredMessage, moved: readonly number[], state: 'bounced' | 'deleted'): void {
+  const now = deps.clock.now();
+  for (const i of moved) deps.onOutcome?.(state, message.receivedAt, now, domainOf(message.recipients[i]?.address ?? ''));
 }
 
 /** Queue the failure DSN for an operator bounce; returns what happened, in words, for the result. */

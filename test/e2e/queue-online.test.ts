@@ -149,11 +149,17 @@ describe('postwire queue and explain, online (--admin)', () => {
   });
 
   it('bounce sends the sender a DSN with the reason and the remote reply', async () => {
+    const bouncedMetric = async (): Promise<number> => {
+      const text = await (await fetch(`http://${admin}/metrics`)).text();
+      return Number(/^postwire_recipients_total\{state="bounced"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+    const bouncedBefore = await bouncedMetric();
     const r = await q('bounce', stuck, '--reason', 'the customer closed the account', '--json');
     assert.equal(r.code, 0, described(r));
     const result = JSON.parse(r.stdout) as ActionResultV1;
     assert.equal(result.results[0]?.changed, true);
     assert.deepEqual(await statesOf(stuck), ['bounced']);
+    assert.equal(await bouncedMetric(), bouncedBefore + 1, 'an operator bounce is counted like any other');
     const dsn = await until('the DSN delivered to the sink', () => sink.delivered.find((t) => t.mailFrom === '' && t.rcpts.includes('bob@src.test')));
     const text = dsn.data.toString('utf8');
     assert.match(text, /the customer closed the account/);
