@@ -10,6 +10,9 @@
  *          destination (the backlog after an outage of the smart host), delivery only
  *   suite  [--runs R]    every case of the benchmark issue, one table each
  * Any case: --profile DIR runs Postwire under --cpu-prof and writes its profiles there.
+ * relay and suite: --queue postgres://... [--nodes N] run Postwire on the shared PostgreSQL queue
+ *   (a fresh schema per run) with N nodes, the clients spread round-robin over them; the table
+ *   then adds the database backends' CPU (docs/queue.md has the figures).
  *
  * Method: each run starts every target fresh (a new spool or queue directory), on loopback
  * (port 0 for Postwire and the sink; a free port for Postfix), relaying to a sink in this process
@@ -34,7 +37,7 @@ import { sampleTree } from './proc.js';
 import { startCountingSink } from './sink.js';
 import type { CountingSink } from './sink.js';
 import { startTarget, targetUnavailable } from './targets.js';
-import type { TargetName } from './targets.js';
+import type { SharedQueue, TargetName } from './targets.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -47,6 +50,8 @@ const { values, positionals } = parseArgs({
     targets: { type: 'string', default: 'postwire,postfix' },
     mib: { type: 'string', default: '256' },
     profile: { type: 'string' },
+    queue: { type: 'string' },
+    nodes: { type: 'string', default: '1' },
   },
 });
 
@@ -85,7 +90,8 @@ interface Injection {
 }
 
 /** N messages from C concurrent clients into `port`: MAIL, RCPT, DATA pipelined, then the body. */
-async function inject(port: number, total: number, clients: number, size: number, reuse: boolean, first = 0): Promise<Injection> {
+async function inject(port: number | readonly number[], total: number, clients: number, size: number, reuse: boolean, first = 0): Promise<Injection> {
+  const ports = typeof port === 'number' ? [port] : port;
   const latencies: number[] = [];
   let next = 0;
   const started = process.hrtime.bigint();
@@ -101,12 +107,12 @@ async function inject(port: number, total: number, clients: number, size: number
     if (done.code !== 250) throw new Error(`message ${n}: ${done.code} ${done.text}`);
   };
   await Promise.all(
-    Array.from({ length: Math.min(clients, total) }, async () => {
+    Array.from({ length: Math.min(clients, total) }, async (_, lane) => {
       let c: RawClient | undefined;
       while (next < total) {
         const n = first + next++;
         if (!c) {
-          c = await RawClient.connect(port);
+          c = await RawClient.connect(ports[lane % ports.length] as number);
           await c.reply();
           await c.command('EHLO load.test');
         }
@@ -149,6 +155,19 @@ interface RelayResult {
   readonly peakMiB: number;
   /** That process's peak minus its RSS before the measured messages, MiB. */
   readonly growthMiB: number;
+  /** The shared queue's database backends, CPU seconds per 1,000 messages; NaN otherwise. */
+  readonly dbCpuPer1000: number;
+}
+
+/** --queue URL --nodes N, when given: Postwire runs on the shared PostgreSQL queue. */
+function sharedQueue(): SharedQueue | undefined {
+  return values.queue === undefined ? undefined : { url: values.queue, nodes: positiveInt('nodes', values.nodes, 1) };
+}
+
+async function sampleAll(roots: readonly number[]): Promise<{ cpuSeconds: number; peakKiB: number; rssKiB: number }> {
+  const samples = await Promise.all(roots.map(sampleTree));
+  const biggest = samples.reduce((a, b) => (b.peakKiB > a.peakKiB ? b : a));
+  return { cpuSeconds: samples.reduce((a, x) => a + x.cpuSeconds, 0), peakKiB: biggest.peakKiB, rssKiB: biggest.rssKiB };
 }
 
 type RowName = TargetName | 'baseline';
@@ -157,18 +176,20 @@ type RowName = TargetName | 'baseline';
 async function relayRun(name: RowName, total: number, clients: number, size: number): Promise<RelayResult> {
   const sink = await startCountingSink();
   const maxSize = Math.max(size * 2, 50 * MiB);
-  const target = name === 'baseline' ? undefined : await startTarget(name, sink.port, maxSize, profileArgs());
+  const target = name === 'baseline' ? undefined : await startTarget(name, sink.port, maxSize, profileArgs(), name === 'postwire' ? sharedQueue() : undefined);
   try {
-    const port = target?.port ?? sink.port;
+    const port = target?.ports ?? sink.port;
     const warm = Math.min(200, Math.floor(total / 10));
     if (warm > 0) {
       await inject(port, warm, clients, size, false, 1_000_000);
       await untilCounted(sink, warm, 120_000);
     }
-    const before = target ? await sampleTree(target.root) : undefined;
+    const before = target ? await sampleAll(target.roots) : undefined;
+    const dbBefore = target?.dbCpuSeconds ? await target.dbCpuSeconds() : NaN;
     const run = await inject(port, total, clients, size, false);
     await untilCounted(sink, warm + total, 900_000);
-    const after = target ? await sampleTree(target.root) : undefined;
+    const after = target ? await sampleAll(target.roots) : undefined;
+    const dbAfter = target?.dbCpuSeconds ? await target.dbCpuSeconds() : NaN;
     if (sink.count !== warm + total) throw new Error(`${name}: the sink got ${sink.count - warm} messages, ${total} were sent`);
     return {
       e2eRate: total / (Number(sink.lastAt - run.started) / 1e9),
@@ -178,6 +199,7 @@ async function relayRun(name: RowName, total: number, clients: number, size: num
       cpuPer1000: before && after ? ((after.cpuSeconds - before.cpuSeconds) / total) * 1000 : NaN,
       peakMiB: after ? after.peakKiB / KiB : NaN,
       growthMiB: before && after ? (after.peakKiB - before.rssKiB) / KiB : NaN,
+      dbCpuPer1000: ((dbAfter - dbBefore) / total) * 1000,
     };
   } finally {
     await target?.stop();
@@ -231,8 +253,10 @@ async function relayCase(total: number, clients: number, size: number, runs: num
   }
   const postfix = results.get('postfix');
   const pf = postfix && postfix.length > 0 ? postfix : undefined;
+  const shared = sharedQueue();
   const lines = [
-    `relay: ${total} × ${formatSize(size)} from ${clients} clients, new connection per message, ${runs} runs, median (min–max)`,
+    `relay: ${total} × ${formatSize(size)} from ${clients} clients, new connection per message, ${runs} runs, median (min–max)` +
+      (shared ? `; postwire on the shared PostgreSQL queue, ${shared.nodes} node(s); database backends' CPU s / 1000 msg: ${cell((results.get('postwire') ?? []).map((r) => r.dbCpuPer1000), 2)}` : ''),
     '',
     '| target | end-to-end msg/s | × Postfix | injected msg/s | 250 p50 ms | 250 p99 ms | CPU s / 1000 msg | CPU ÷ Postfix | peak RSS MiB |',
     '|---|---|---|---|---|---|---|---|---|',

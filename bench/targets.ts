@@ -5,6 +5,11 @@
  * when Debian's postfix is installed and we are root, a private Postfix 3.x instance
  * (test/support/postfix.ts relay mode: relayhost = the sink, queue files fsynced before the 250,
  * nothing of the system's instance touched).
+ *
+ * Postwire on the shared queue (`--queue URL --nodes N`): a fresh schema of its own (`pw_t_…`,
+ * created by the real `postwire migrate`, dropped by stop()) and N `postwire serve` processes
+ * on it; the load is spread over their ports, CPU summed over them, and `dbCpuSeconds` adds the
+ * PostgreSQL backends they used (from /proc; the WAL writer and checkpointer are not in it).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +17,10 @@ import { join } from 'node:path';
 import { RawClient } from '../test/support/raw-client.js';
 import { startServe } from '../test/support/process.js';
 import { postfixUnavailable, startPostfix } from '../test/support/postfix.js';
+import { migrateSchema } from '../test/support/cluster.js';
+import { admin, dropSchema, testSchemaName } from '../test/support/pg.js';
+import type { ServeProcess } from '../test/support/process.js';
+import { sampleTree } from './proc.js';
 
 export type TargetName = 'postwire' | 'postfix';
 
@@ -20,15 +29,63 @@ export interface Target {
   readonly port: number;
   /** The root of the target's process tree (CPU and memory accounting). */
   readonly root: number;
+  /** Every node's port and root (one for an embedded Postwire or Postfix). */
+  readonly ports: readonly number[];
+  readonly roots: readonly number[];
+  /** CPU seconds the shared queue's database backends have used (shared queue only). */
+  dbCpuSeconds?(): Promise<number>;
   stop(): Promise<void>;
+}
+
+/** `--queue URL --nodes N`: Postwire on a shared PostgreSQL queue instead of a spool. */
+export interface SharedQueue {
+  readonly url: string;
+  readonly nodes: number;
 }
 
 export function targetUnavailable(name: TargetName): string | undefined {
   return name === 'postfix' ? postfixUnavailable() : undefined;
 }
 
-export async function startTarget(name: TargetName, sinkPort: number, maxSize: number, nodeArgs: readonly string[]): Promise<Target> {
+export async function startTarget(name: TargetName, sinkPort: number, maxSize: number, nodeArgs: readonly string[], shared?: SharedQueue): Promise<Target> {
+  if (name === 'postwire' && shared !== undefined) return startPostwireCluster(sinkPort, maxSize, nodeArgs, shared);
   return name === 'postwire' ? startPostwire(sinkPort, maxSize, nodeArgs) : startPostfixRelay(sinkPort);
+}
+
+async function startPostwireCluster(sinkPort: number, maxSize: number, nodeArgs: readonly string[], shared: SharedQueue): Promise<Target> {
+  const schema = testSchemaName();
+  await migrateSchema(schema);
+  const nodes: ServeProcess[] = [];
+  const stop = async (): Promise<void> => {
+    for (const n of nodes) n.kill('SIGTERM');
+    await Promise.all(nodes.map((n) => n.exited));
+    await dropSchema(schema);
+  };
+  try {
+    for (let i = 0; i < shared.nodes; i++) {
+      nodes.push(await startServe(
+        ['--queue', shared.url, '--queue-schema', schema, '--node-name', `${schema}-n${i}`, '--delivery', 'on', '--smarthost', `127.0.0.1:${sinkPort}`, '--log-level', 'warn', '--max-message-size', String(maxSize)],
+        { nodeArgs },
+      ));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const roots = nodes.map((n) => n.child.pid as number);
+  return {
+    name: 'postwire',
+    port: nodes[0]?.port ?? 0,
+    root: roots[0] ?? 0,
+    ports: nodes.map((n) => n.port),
+    roots,
+    async dbCpuSeconds() {
+      const r = await admin<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1', [`postwire:${schema}%`]);
+      const samples = await Promise.all(r.rows.map((row) => sampleTree(row.pid).catch(() => ({ cpuSeconds: 0 }))));
+      return samples.reduce((a, x) => a + x.cpuSeconds, 0);
+    },
+    stop,
+  };
 }
 
 async function startPostwire(sinkPort: number, maxSize: number, nodeArgs: readonly string[]): Promise<Target> {
@@ -41,6 +98,8 @@ async function startPostwire(sinkPort: number, maxSize: number, nodeArgs: readon
     name: 'postwire',
     port: relay.port,
     root: relay.child.pid as number,
+    ports: [relay.port],
+    roots: [relay.child.pid as number],
     async stop() {
       relay.kill('SIGTERM');
       await relay.exited;
@@ -65,7 +124,8 @@ async function startPostfixRelay(sinkPort: number): Promise<Target> {
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    return { name: 'postfix', port: postfix.port, root: await postfix.masterPid(), stop: () => postfix.stop() };
+    const root = await postfix.masterPid();
+    return { name: 'postfix', port: postfix.port, root, ports: [postfix.port], roots: [root], stop: () => postfix.stop() };
   } catch (err) {
     await postfix.stop();
     throw err;

@@ -17,15 +17,16 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { planReload } from './config/index.js';
 import type { Config, HostPort, LoadResult } from './config/index.js';
-import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { createCleanup } from './cleanup/index.js';
 import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
 import { QueueManager, createQueueControl } from './qmgr/index.js';
 import type { QueueControl } from './qmgr/index.js';
 import { openSqliteStore } from './queue/sqlite/index.js';
+import { migratePostgres, openPostgresStore, PgDestinationSlots, redact } from './queue/postgres/index.js';
+import type { MigrateResult } from './queue/postgres/index.js';
 import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
-import type { QueueStore } from './queue/index.js';
+import type { QueueId, QueueStore } from './queue/index.js';
 import { SmtpServer, relayPolicy } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
 import { createAdminApi, createOverview, createTimeseries, loadWebFiles, startAdminServer } from './admin/index.js';
@@ -92,21 +93,67 @@ export interface StartOptions {
   readonly random?: () => number;
 }
 
-export async function startServer(config: Config, options: StartOptions = {}): Promise<Server> {
-  const log = options.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
-  const clock = options.clock ?? systemClock;
+/** `postwire migrate`: create or upgrade the shared queue's schema (cli/ reaches the backend only through here). */
+export async function migrateQueue(url: string, schema: string): Promise<MigrateResult> {
+  return migratePostgres(url, schema, `migrate:${osHostname()}:${process.pid}`);
+}
+
+/** The chosen backend: the store, and the cluster-wide slots when the queue is shared. */
+interface Backend {
+  readonly store: QueueStore;
+  readonly slots?: PgDestinationSlots;
+}
+
+/** --queue URL: the shared PostgreSQL queue; otherwise the embedded store in --spool. */
+async function openBackend(config: Config, clock: Clock, log: Logger, node: string): Promise<Backend> {
+  // Invariant 3's logged exception: recipients a process left inside the RFC 1047 window, found
+  // at the next start (embedded) or when another node takes the dead holder's lease (shared).
+  const logAmbiguous = async (store: QueueStore, found: ReadonlyArray<{ id: QueueId; recipients: readonly number[]; previousOwner?: string | null }>): Promise<void> => {
+    for (const a of found) {
+      const message = await store.getMessage(a.id).catch(() => undefined);
+      for (const i of a.recipients) {
+        log.warn({ queueId: a.id, recipient: i, rcpt: message?.recipients[i]?.address, reply: AMBIGUOUS_AT_RESTART.reply, ...(a.previousOwner ? { previousOwner: a.previousOwner } : {}) }, 'ambiguous');
+      }
+    }
+  };
+  if (config.queue !== undefined) {
+    const url = config.queue;
+    let shared: QueueStore | undefined;
+    const store = await openPostgresStore({
+      url,
+      schema: config.queueSchema,
+      node,
+      connections: config.queueConnections,
+      clock,
+      onAmbiguous: (found) => void (shared ? logAmbiguous(shared, found) : undefined),
+      onConnectionError: (err) => log.warn({ err: err.message }, 'queue connection lost; the pool reconnects on next use'),
+    }).catch((err: unknown) => {
+      throw new Error(`queue ${redact(url)}: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    shared = store;
+    const slots = new PgDestinationSlots({
+      url,
+      schema: config.queueSchema,
+      node,
+      onError: (err) => log.warn({ err: err.message }, 'destination slots: connection problem; retrying'),
+    });
+    log.info({ queue: store.description, node }, 'queue opened');
+    return { store, slots };
+  }
   await mkdir(config.spool, { recursive: true }).catch((err: unknown) => {
     throw new Error(`spool directory ${config.spool}: ${err instanceof Error ? err.message : String(err)}`);
   });
   const store = await openSqliteStore({ dir: config.spool, clock });
   log.info({ spool: config.spool, recovery: store.recovery }, 'queue opened');
-  // Invariant 3's logged exception: recipients the last process left inside the RFC 1047 window.
-  for (const a of store.recovery.ambiguous) {
-    const message = await store.getMessage(a.id);
-    for (const i of a.recipients) {
-      log.warn({ queueId: a.id, recipient: i, rcpt: message?.recipients[i]?.address, reply: AMBIGUOUS_AT_RESTART.reply }, 'ambiguous');
-    }
-  }
+  await logAmbiguous(store, store.recovery.ambiguous);
+  return { store };
+}
+
+export async function startServer(config: Config, options: StartOptions = {}): Promise<Server> {
+  const log = options.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  const clock = options.clock ?? systemClock;
+  const node = config.nodeName ?? `${osHostname()}:${process.pid}`;
+  const { store, slots } = await openBackend(config, clock, log, node);
 
   const relayNetworks = compileCidrList(config.relayFrom);
   const random = options.random ?? Math.random;
@@ -150,13 +197,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const agent = createDeliveryAgent({ hostname: config.hostname, clock, log, longLines: config.delivery.longLines });
   qmgr = new QueueManager({
     options: {
-      owner: `${osHostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      owner: node,
       hostname: config.hostname,
       retry: { retry: config.retry, maxAge: config.maxAge },
       ambiguous: config.delivery.ambiguous,
       destinationConcurrency: config.delivery.destinationConcurrency,
       maxInFlight: config.delivery.maxInFlight,
-      leaseMs: 10 * 60_000,
+      leaseMs: config.delivery.leaseTime,
       pollMs: 1_000,
       delayWarning: config.delivery.delayWarning,
       keepDone: config.delivery.keepDone,
@@ -172,6 +219,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metrics.recipientOutcome(state, receivedAt, now, destination);
       timeseries.outcome(state, now);
     },
+    ...(slots ? { slots } : {}),
   });
   const smtpd = new SmtpServer({
     options: { listen: config.listen, listenBacklog: config.limits.listenBacklog, ...smtpdOptions(config, relayNetworks) },
@@ -216,6 +264,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     metrics.close();
     await smtpd.close(0);
     await store.close();
+    await slots?.close();
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
   log.info({ listeners, hostname: config.hostname, relayFrom: config.relayFrom }, 'smtpd ready');
@@ -290,6 +339,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await qmgr?.stop();
         await agent.close();
         await store.close();
+        await slots?.close();
         log.info({}, 'stopped');
         resolveClosed();
       })();

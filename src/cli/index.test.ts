@@ -50,7 +50,7 @@ test('unknown command: exit 2, named, with a suggestion when close', async () =>
 });
 
 test('designed but unbuilt subcommands refuse with exit 2', async () => {
-  for (const cmd of ['user', 'migrate']) {
+  for (const cmd of ['user']) {
     const c = capture();
     assert.equal(await runCli([cmd, 'list', '--json'], c.io), 2, cmd);
     assert.equal(c.err(), `postwire ${cmd}: not available in this version yet\n`);

@@ -5,16 +5,17 @@
  * subcommand runs in-process in tests with an injected CliIo.
  *
  * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, send,
- * help, queue and explain (admin API clients, cli/queue.ts and cli/explain.ts, which print their
- * own usage), and the designed-but-unbuilt ones, which refuse with exit 2.
+ * migrate, help, queue and explain (admin API clients, cli/queue.ts and cli/explain.ts, which
+ * print their own usage), and the designed-but-unbuilt ones, which refuse with exit 2.
  * Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 usage or configuration error; errors go to
  * stderr one per line, prefixed `postwire: `. The CLI may import config/, api/, util/ and main.ts
- * (serve only, lazily).
+ * (serve and migrate only, lazily).
  */
 import { didYouMean } from '../config/index.js';
 import { runCheckConfig } from './check-config.js';
 import { runHelp, runNoCommand } from './help.js';
 import { EXIT_USAGE, processIo, wantsHelp, type CliIo } from './io.js';
+import { runMigrate } from './migrate.js';
 import { runNotYet } from './not-yet.js';
 import { runExplain } from './explain.js';
 import { runQueue } from './queue.js';
@@ -44,7 +45,7 @@ const COMMANDS: readonly Command[] = [
   { name: 'explain', summary: 'the decision path for a recipient or a queued message', takesFlags: false, run: runExplain },
   { name: 'send', summary: 'submit a message read from stdin (sendmail-like: -f, -t, -i)', takesFlags: false, run: runSend },
   notYet('user', 'manage the AUTH user file'),
-  notYet('migrate', 'create or upgrade the PostgreSQL schema'),
+  { name: 'migrate', summary: 'create or upgrade the shared PostgreSQL queue schema (--queue URL)', takesFlags: true, run: (args, io) => runMigrate(args, io) },
 ];
 
 export type { CliIo } from './io.js';

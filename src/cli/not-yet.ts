@@ -1,6 +1,6 @@
 /**
  * @module cli/not-yet
- * The subcommands DESIGN §3 promises but this version does not have: user and migrate.
+ * The subcommands DESIGN §3 promises but this version does not have: user.
  *
  * They are listed in the usage text (marked "not available yet") and refuse clearly with
  * `postwire <cmd>: not available in this version yet` and exit 2, whatever their arguments, so

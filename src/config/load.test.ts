@@ -45,6 +45,9 @@ test('defaults match DESIGN §3 and types.ts', () => {
     listen: [{ host: '127.0.0.1', port: 2525 }],
     spool: './spool',
     queue: undefined,
+    queueSchema: 'postwire',
+    queueConnections: 10,
+    nodeName: undefined,
     smarthost: undefined,
     dns: undefined,
     retry: [60_000, 300_000, 900_000, 3_600_000, 14_400_000],
@@ -59,7 +62,7 @@ test('defaults match DESIGN §3 and types.ts', () => {
       maxCommandLine: 512, maxBadCommands: 20, listenBacklog: 1024,
     },
     timeouts: { command: 300_000, data: 180_000, shutdownGrace: 10_000 },
-    delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000 },
+    delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
     routes: [],
     logLevel: 'info',
     logFormat: 'auto',
@@ -223,10 +226,17 @@ test('not-yet-available features are errors from every source', () => {
   ]);
   assert.deepEqual(bad(['--submission', '127.0.0.1:465']), ['--submission: the implicit-TLS submission listener is not available in this version yet']);
   assert.deepEqual(bad(['--users', 'users.txt']), ['--users: AUTH is not available in this version yet']);
-  assert.deepEqual(bad(['--queue', 'postgres://db/postwire']), ['--queue: the shared PostgreSQL queue is not available in this version yet (use --spool)']);
-  assert.deepEqual(bad([], { POSTWIRE_QUEUE: 'postgres://db' }), ['POSTWIRE_QUEUE: the shared PostgreSQL queue is not available in this version yet (use --spool)']);
   const path = file({ 'tls-cert': 'cert.pem' });
   assert.deepEqual(bad(['--config', path]), [`${path}: key "tls-cert": STARTTLS is not available in this version yet`]);
+});
+
+test('the shared queue: a postgres URL, a schema name, a node name', () => {
+  const c = good(['--queue', 'postgres://u@db:5432/mail', '--queue-schema', 'relay_1', '--node-name', 'mx-a', '--lease-time', '30s', '--queue-connections', '4']);
+  assert.deepEqual([c.queue, c.queueSchema, c.nodeName, c.delivery.leaseTime, c.queueConnections], ['postgres://u@db:5432/mail', 'relay_1', 'mx-a', 30_000, 4]);
+  assert.equal(good([], { POSTWIRE_QUEUE: 'postgresql://db/x' }).queue, 'postgresql://db/x');
+  assert.deepEqual(bad(['--queue', '/var/spool/postwire']), ['--queue: "/var/spool/postwire" is not a postgres:// URL (the embedded queue is --spool DIR)']);
+  assert.deepEqual(bad(['--queue-schema', 'Relay; DROP']), ['--queue-schema: "Relay; DROP" is not a schema name (lower-case letters, digits and _, at most 63)']);
+  assert.deepEqual(bad(['--node-name', 'a b']), ['--node-name: "a b" must be 1 to 40 visible ASCII characters']);
 });
 
 test('unknown flags, stray arguments, missing values, repeats', () => {

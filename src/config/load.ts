@@ -205,6 +205,18 @@ function crossCheck(values: ReadonlyMap<string, SettingValue | undefined>, label
     if (hp.port !== 0 && seen.has(text)) errors.push(`${labels.get('listen') ?? '--listen'}: ${text} is listed twice`);
     seen.add(text);
   }
+  const queue = optional(values, 'queue', 'string');
+  if (queue !== undefined && !/^postgres(ql)?:\/\/./.test(queue)) {
+    errors.push(`${labels.get('queue') ?? '--queue'}: ${JSON.stringify(queue)} is not a postgres:// URL (the embedded queue is --spool DIR)`);
+  }
+  const schema = typed(values, 'queue-schema', 'string');
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+    errors.push(`${labels.get('queue-schema') ?? '--queue-schema'}: ${JSON.stringify(schema)} is not a schema name (lower-case letters, digits and _, at most 63)`);
+  }
+  const node = optional(values, 'node-name', 'string');
+  if (node !== undefined && !/^[\x21-\x7e]{1,40}$/.test(node)) {
+    errors.push(`${labels.get('node-name') ?? '--node-name'}: ${JSON.stringify(node)} must be 1 to 40 visible ASCII characters`);
+  }
   const admin = typed(values, 'admin', 'hostport-or-off');
   if (admin !== 'off' && admin.port !== 0 && seen.has(formatHostPort(admin))) {
     errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is also an SMTP --listen address`);
@@ -248,6 +260,9 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
     listen: typed(v, 'listen', 'hostport-list'),
     spool: typed(v, 'spool', 'string'),
     queue: optional(v, 'queue', 'string'),
+    queueSchema: typed(v, 'queue-schema', 'string'),
+    queueConnections: typed(v, 'queue-connections', 'integer'),
+    nodeName: optional(v, 'node-name', 'string'),
     smarthost: optional(v, 'smarthost', 'hostport'),
     dns: optional(v, 'dns', 'hostport'),
     retry: typed(v, 'retry', 'duration-list'),
@@ -280,6 +295,7 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
       longLines: oneOf(LONG_LINE_POLICIES, typed(v, 'long-lines', 'enum')),
       delayWarning: typed(v, 'delay-warning', 'duration'),
       keepDone: typed(v, 'keep-done', 'duration'),
+      leaseTime: typed(v, 'lease-time', 'duration'),
     },
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
     logFormat: oneOf(LOG_FORMATS, typed(v, 'log-format', 'enum')),

@@ -12,6 +12,7 @@ import { SCHEMA, type Section, type Setting } from './schema.js';
 
 const TITLES: Readonly<Record<Section, string>> = {
   relay: 'The relay',
+  'shared-queue': 'The shared queue (several nodes, one PostgreSQL)',
   limits: 'Limits',
   delivery: 'Delivery',
   'next-hop': 'Next hop and retries',
@@ -113,6 +114,12 @@ In a \`.json\` file the same list is \`"routes": [{ "pattern": "example.com", "s
 `;
 
 const NOTES: Partial<Record<Section, string>> = {
+  'shared-queue':
+    'Without `--queue`, each node keeps its own embedded queue in `--spool`. With `--queue ' +
+    'postgres://user[:password]@host[:port]/database`, every node given the same URL and schema accepts into and delivers ' +
+    'from one queue ([queue.md](queue.md#the-shared-postgresql-queue)). Create or upgrade the schema first with ' +
+    '`postwire migrate --queue URL [--queue-schema NAME]`; `serve` refuses a missing or older schema. A node\'s database ' +
+    'connections are named `postwire:NAME` (`application_name`) after `--node-name`, which is also the lease owner tools show.\n',
   observability: [
     '`--admin` serves the admin API under `/api/v1` ([admin-api.md](admin-api.md)) and `GET /metrics`',
     '([metrics.md](metrics.md)); the log is described in the README. With `--admin-token` (or',

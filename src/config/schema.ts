@@ -63,7 +63,7 @@ interface Common {
   readonly reload: 'live' | 'restart';
 }
 
-export const SECTIONS = ['relay', 'limits', 'delivery', 'next-hop', 'observability', 'unbuilt'] as const;
+export const SECTIONS = ['relay', 'shared-queue', 'limits', 'delivery', 'next-hop', 'observability', 'unbuilt'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 interface Range {
@@ -143,7 +143,9 @@ function define(spec: Spec): Setting {
 
 /** Each setting's section in docs/configuration.md; unlisted ones are in `relay`. */
 const SECTION_OF: Readonly<Record<string, Section>> = {
-  queue: 'unbuilt', 'tls-cert': 'unbuilt', 'tls-key': 'unbuilt', submission: 'unbuilt', users: 'unbuilt',
+  queue: 'shared-queue', 'queue-schema': 'shared-queue', 'queue-connections': 'shared-queue', 'node-name': 'shared-queue',
+  'lease-time': 'shared-queue',
+  'tls-cert': 'unbuilt', 'tls-key': 'unbuilt', submission: 'unbuilt', users: 'unbuilt',
   'max-connections': 'limits', 'max-connections-per-ip': 'limits', 'max-recipients': 'limits', 'max-message-size': 'limits',
   'max-command-line': 'limits', 'max-bad-commands': 'limits', 'listen-backlog': 'limits', 'command-timeout': 'limits',
   'data-timeout': 'limits', 'shutdown-grace': 'limits',
@@ -178,8 +180,13 @@ export const SCHEMA: readonly Setting[] = [
   define({ name: 'spool', key: 'spool', kind: 'string', default: './spool', metavar: 'DIR',
     doc: 'embedded queue directory' }),
   define({ name: 'queue', key: 'queue', kind: 'string', default: undefined, metavar: 'URL',
-    unavailable: 'the shared PostgreSQL queue is not available in this version yet (use --spool)',
-    doc: 'postgres://... shared queue instead of the embedded one' }),
+    doc: 'postgres://... shared queue instead of the embedded one (create its schema first: postwire migrate)' }),
+  define({ name: 'queue-schema', key: 'queueSchema', kind: 'string', default: 'postwire', metavar: 'NAME',
+    doc: 'PostgreSQL schema holding the shared queue (lower-case letters, digits, _)' }),
+  define({ name: 'queue-connections', key: 'queueConnections', kind: 'integer', min: 2, max: 1000, default: 10,
+    doc: 'connections this node keeps to the shared queue (plus one for destination slots)' }),
+  define({ name: 'node-name', key: 'nodeName', kind: 'string', default: undefined, metavar: 'NAME',
+    doc: 'this node in leases, logs and the database (application_name); default: host name:pid' }),
   define({ name: 'smarthost', key: 'smarthost', kind: 'hostport', ...peer, default: undefined,
     doc: 'deliver all mail via this host (default: MX lookup per domain)' }),
   define({ name: 'dns', key: 'dns', kind: 'hostport', portZero: false, ipOnly: true, default: undefined,
@@ -243,6 +250,8 @@ export const SCHEMA: readonly Setting[] = [
   define({ name: 'ambiguous', key: 'delivery.ambiguous', kind: 'enum', values: AMBIGUOUS_POLICIES, default: 'retry',
     metavar: AMBIGUOUS_POLICIES.join('|'),
     doc: 'connection lost after our end-of-data, before the reply: retry (a duplicate beats a loss) or hold' }),
+  define({ name: 'lease-time', key: 'delivery.leaseTime', kind: 'duration', min: 300, max: DAY, default: 2 * MINUTE,
+    doc: 'a claim on a message lasts this long, renewed every third of it; a dead node\'s work waits this long' }),
   define({ name: 'keep-done', key: 'delivery.keepDone', kind: 'duration', min: 100, max: 365 * DAY, default: HOUR,
     doc: 'how long a message whose recipients are all delivered, bounced or expired stays in the spool for inspection' }),
   define({ name: 'delay-warning', key: 'delivery.delayWarning', kind: 'duration', min: 100, max: 365 * DAY, default: 4 * HOUR,

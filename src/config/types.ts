@@ -67,6 +67,8 @@ export interface DeliverySettings {
   readonly delayWarning: number;
   /** Finished messages (every recipient final) stay this long, then are purged. */
   readonly keepDone: number;
+  /** How long a claim lasts (renewed every third of it): how long a dead node's work waits. */
+  readonly leaseTime: number;
 }
 
 export interface Config {
@@ -74,8 +76,14 @@ export interface Config {
   readonly listen: readonly HostPort[];
   /** The embedded queue's directory. */
   readonly spool: string;
-  /** A postgres:// URL for the shared queue (not built yet: load rejects it). */
+  /** A postgres:// URL for the shared queue; undefined: the embedded store in `spool`. */
   readonly queue: string | undefined;
+  /** The PostgreSQL schema of the shared queue. */
+  readonly queueSchema: string;
+  /** Pool size towards the shared queue. */
+  readonly queueConnections: number;
+  /** This node's name (lease owner, application_name); undefined: main picks host name:pid. */
+  readonly nodeName: string | undefined;
   /** Deliver everything via this host (delivery is not built yet; validated and kept). */
   readonly smarthost: HostPort | undefined;
   /** DNS server for MX lookups (delivery is not built yet; validated and kept). */

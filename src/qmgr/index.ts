@@ -6,6 +6,8 @@
 export { QueueManager } from './runner.js';
 export type { DeliveryJob, DeliveryPort, QmgrDeps, QmgrOptions, RoutePort } from './runner.js';
 export { DestinationWindows } from './destinations.js';
+export { ClusterWindows } from './cluster-windows.js';
+export type { DestinationSlots, Windows } from './cluster-windows.js';
 export { nextStep, retryDelay, RETRY_JITTER } from './schedule.js';
 export type { NextStep, RetryPolicy } from './schedule.js';
 export { createQueueControl, preview, DEFAULT_DELETE_REASON, DEFAULT_HOLD_REASON } from './control.js';

@@ -34,6 +34,8 @@ import type { Clock } from '../util/index.js';
 import { nextStep, retryDelay } from './schedule.js';
 import type { RetryPolicy } from './schedule.js';
 import { DestinationWindows } from './destinations.js';
+import { ClusterWindows } from './cluster-windows.js';
+import type { DestinationSlots, Windows } from './cluster-windows.js';
 import { sweepFinished } from './retention.js';
 
 /** What qmgr needs of delivery: one attempt of one message's recipients to one destination. */
@@ -112,6 +114,9 @@ const RECORD_TRIES = 5;
 /** Claimed messages (delivering or waiting for a window) per delivery slot. */
 const CLAIMED_PER_DELIVERY = 10;
 
+/** The reply of a group that a draining node did not start. */
+const NOT_STARTED = '451 4.3.2 not attempted: the relay is shutting down';
+
 /** The history note that marks a message whose delay warning went out. */
 const DELAY_NOTE = 'delay DSN sent';
 
@@ -126,6 +131,8 @@ export interface QmgrDeps {
   readonly random: () => number;
   /** Told of every recorded recipient outcome (metrics), with the recipient's destination. */
   readonly onOutcome?: (state: string, receivedAt: number, now: number, destination: string) => void;
+  /** Cluster-wide destination slots (a shared queue); absent: the windows are this process's alone. */
+  readonly slots?: DestinationSlots;
 }
 
 interface Group {
@@ -147,7 +154,7 @@ interface Decided {
 }
 
 export class QueueManager {
-  private readonly windows: DestinationWindows;
+  private readonly windows: Windows;
   /** One key, 'all': the global cap on deliveries, taken after the destination's window. */
   private readonly deliverySlots: DestinationWindows;
   /** Messages claimed and not yet recorded (delivering, or waiting for a window). */
@@ -168,7 +175,9 @@ export class QueueManager {
 
   constructor(private readonly deps: QmgrDeps) {
     this.policy = { retry: deps.options.retry, ambiguous: deps.options.ambiguous, keepDone: deps.options.keepDone, ...(deps.options.delayWarning !== undefined ? { delayWarning: deps.options.delayWarning } : {}) };
-    this.windows = new DestinationWindows(deps.options.destinationConcurrency);
+    this.windows = deps.slots
+      ? new ClusterWindows(deps.options.destinationConcurrency, deps.slots)
+      : new DestinationWindows(deps.options.destinationConcurrency);
     this.deliverySlots = new DestinationWindows(deps.options.maxInFlight);
   }
 
@@ -326,6 +335,12 @@ export class QueueManager {
         await store.releaseLease(lease, clock.now() + BACKOFF_MS);
         return 'given-back';
       }
+      // Draining: nothing of this message was started, so the claim goes back (due at once, for
+      // another node) instead of a deferral being recorded.
+      if (this.stopping && decided.nextHops.length === 0 && decided.results.every((r) => r.reply === NOT_STARTED)) {
+        await store.releaseLease(lease);
+        return 'given-back';
+      }
       const record = this.schedule(message, claim.attempts, decided);
       const dsnNote = await this.oweDsns(message, decided, record.results, record.nextAttemptAt);
       if (dsnNote) decided.notes.push(dsnNote);
@@ -451,7 +466,7 @@ export class QueueManager {
       // Shutting down: a group that was still waiting for its window is not started.
       release();
       for (const index of group.indices) {
-        decided.outcomes.set(index, { recipient: index, kind: 'deferred', scope: 'destination', reply: '451 4.3.2 not attempted: the relay is shutting down', enhanced: '4.3.2', local: true });
+        decided.outcomes.set(index, { recipient: index, kind: 'deferred', scope: 'destination', reply: NOT_STARTED, enhanced: '4.3.2', local: true });
       }
       return;
     }

@@ -1048,6 +1048,18 @@ function windowTests(test: StoreTest): void {
     assert.equal((await statesOf(again, stored.id))[0], 'delivered');
   });
 
+  test('settleDelivered of the last due recipient leaves the message due no more, even unrecorded', async (h) => {
+    const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
+    const t0 = later();
+    const { lease } = (await claim(h.current, t0, 'node-a', 1, 1000))[0] ?? assert.fail('claimed');
+    await h.current.settleDelivered(lease, [0, 1]);
+    // The run dies here: its lease runs out, and nobody may claim a message with nothing to try.
+    assert.deepEqual(await claim(h.current, t0 + HOUR, 'node-b'), []);
+    const message = await h.current.getMessage(stored.id);
+    assert.equal(message?.nextAttemptAt, undefined);
+    assert.deepEqual(message?.recipients.map((r) => r.state), ['delivered', 'delivered']);
+  });
+
   test('markInWindow refuses a lost lease and an invalid call, and writes nothing', async (h) => {
     const stored = await writeAndCommit(h.current, patternBytes(10), recipientsEnvelope(2));
     const t0 = later();

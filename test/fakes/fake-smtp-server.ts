@@ -39,7 +39,10 @@ export interface FakeSmtpServer {
   /** Transactions whose end-of-data got a 250. */
   readonly delivered: SinkTransaction[];
   readonly sessions: number;
+  /** Most connections open at once (idle pooled ones included). */
   readonly maxConcurrent: number;
+  /** Most transactions (MAIL FROM to the end-of-data reply) in progress at once: concurrent deliveries. */
+  readonly maxConcurrentTransactions: number;
   close(): Promise<void>;
 }
 
@@ -52,6 +55,7 @@ export async function startFakeSmtp(options: FakeSmtpOptions = {}): Promise<Fake
   const sockets = new Set<Socket>();
   let sessions = 0;
   let maxConcurrent = 0;
+  const tx = { active: 0, max: 0 };
   const once = (key: string): boolean => {
     if (seen.has(key)) return false;
     seen.add(key);
@@ -62,12 +66,16 @@ export async function startFakeSmtp(options: FakeSmtpOptions = {}): Promise<Fake
     socket.setNoDelay(true);
     sockets.add(socket);
     maxConcurrent = Math.max(maxConcurrent, sockets.size);
-    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
-    new SinkSession(socket, options, once, (t, ok) => {
+    const session = new SinkSession(socket, options, once, (t, ok) => {
       transactions.push(t);
       if (ok) delivered.push(t);
-    }).start();
+    }, tx);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      session.closed();
+    });
+    session.start();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -81,6 +89,9 @@ export async function startFakeSmtp(options: FakeSmtpOptions = {}): Promise<Fake
     },
     get maxConcurrent() {
       return maxConcurrent;
+    },
+    get maxConcurrentTransactions() {
+      return tx.max;
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -107,7 +118,28 @@ class SinkSession {
     private readonly options: FakeSmtpOptions,
     private readonly once: (key: string) => boolean,
     private readonly record: (t: SinkTransaction, delivered: boolean) => void,
+    private readonly tx: { active: number; max: number } = { active: 0, max: 0 },
   ) {}
+
+  private inTransaction = false;
+
+  /** The socket closed: a transaction in progress ends with it. */
+  closed(): void {
+    this.endTransaction();
+  }
+
+  private startTransaction(): void {
+    if (this.inTransaction) return;
+    this.inTransaction = true;
+    this.tx.active++;
+    this.tx.max = Math.max(this.tx.max, this.tx.active);
+  }
+
+  private endTransaction(): void {
+    if (!this.inTransaction) return;
+    this.inTransaction = false;
+    this.tx.active--;
+  }
 
   start(): void {
     this.say(`220 ${this.options.banner ?? 'sink.test ESMTP fake'}`);
@@ -176,6 +208,7 @@ class SinkSession {
     } else if (verb === 'HELO') this.say('250 sink.test');
     else if (verb === 'MAIL') {
       this.reset();
+      this.startTransaction();
       this.mailFrom = /<([^>]*)>/.exec(line)?.[1] ?? '';
       this.commands.push(line);
       this.say('250 2.1.0 ok');
@@ -250,6 +283,7 @@ class SinkSession {
   }
 
   private reset(): void {
+    this.endTransaction();
     this.mailFrom = '';
     this.rcpts = [];
     this.commands = [];

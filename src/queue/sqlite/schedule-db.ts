@@ -208,8 +208,10 @@ export class ScheduleDb {
           throw new QueueError('QUEUE_INVALID', `settleDelivered ${lease.id}: recipient ${idx} is out of range (0..${states.length - 1})`);
         }
       }
-      this.apply(lease.id, states, recipients.map((recipient) => ({ recipient, state: 'delivered' as const, reply: '' })), applyResult);
+      const after = this.apply(lease.id, states, recipients.map((recipient) => ({ recipient, state: 'delivered' as const, reply: '' })), applyResult);
       for (const idx of recipients) this.st.mark.run(null, lease.id, idx);
+      // Nothing left to try: not due any more, even if the run dies before it records.
+      if (!after.some(isDue)) this.st.setNext.run(null, lease.id);
     });
   }
 
