@@ -75,8 +75,9 @@ export async function runServe(args: readonly string[], io: CliIo, deps: ServeDe
     return EXIT_FAILURE;
   }
   let server: RunningServer;
+  let ready: ReadyInfo | undefined;
   try {
-    server = await main.startServer(loaded.config, { onReady: (info) => announce(io, info) });
+    server = await main.startServer(loaded.config, { onReady: (info) => (ready = info) });
   } catch (err) {
     // main's errors name what failed ("cannot listen: …", "spool directory ./spool: …").
     io.stderr(`postwire: ${explainError(err)}\n`);
@@ -91,7 +92,11 @@ export async function runServe(args: readonly string[], io: CliIo, deps: ServeDe
   };
   deps.signals.on('SIGHUP', reload);
   try {
-    return await supervise(server, io, deps.signals);
+    // The handlers go in before the "listening" line: whoever waits for that line (a supervisor,
+    // a test) may signal at once, and must not meet the default action (an instant exit).
+    const supervised = supervise(server, io, deps.signals);
+    if (ready !== undefined) announce(io, ready);
+    return await supervised;
   } finally {
     deps.signals.off('SIGHUP', reload);
   }

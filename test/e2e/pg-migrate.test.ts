@@ -44,8 +44,6 @@ it('serve refuses an unmigrated schema and names the fix; migrate creates it, id
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /version 1 -> 1, already up to date/);
     const node = await startServe(['--queue', PG_URL, '--queue-schema', schema, '--node-name', `${schema}-n0`]);
-    // serve installs its signal handlers just after it prints "listening": give it that moment.
-    await new Promise((r) => setTimeout(r, 500));
     node.kill('SIGTERM');
     assert.equal(await node.exited, 0);
   } finally {
