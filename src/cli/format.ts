@@ -40,7 +40,8 @@ export function listTable(list: MessageListV1, now: number): string {
       String(m.size),
       m.sender === '' ? '<>' : m.sender,
       m.recipients.map((r) => `${r.address}:${r.state}`).join(','),
-      m.lease !== undefined ? 'delivering' : when(m.nextAttemptAt, now),
+      // On a shared queue the lease says which node is delivering it.
+      m.lease !== undefined ? `delivering on ${m.lease.owner}` : when(m.nextAttemptAt, now),
       clip(last, REPLY_WIDTH),
     ];
   });

@@ -250,10 +250,15 @@ describe('metrics', () => {
       await until('final states', async () => ((await states(server, two)).join() === 'delivered,bounced' ? true : undefined));
       await until('held', async () => ((await states(server, early))[0] === 'held' ? true : undefined));
       await until('the DSN delivered', () => deliveredTo(sink, 'sender@source.test')[0]);
-      const res = await fetch(`http://127.0.0.1:${admin.port}/metrics`);
-      assert.equal(res.status, 200);
-      const text = await res.text();
+      // The sink has the DSN a moment before the relay records its delivery (and counts it).
+      let text = '';
       const value = (series: string): number => Number(new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      await until('the DSN delivery recorded', async () => {
+        const res = await fetch(`http://127.0.0.1:${admin.port}/metrics`);
+        assert.equal(res.status, 200);
+        text = await res.text();
+        return value('postwire_recipients_total{state="delivered"}') >= 2 ? true : undefined;
+      });
       assert.equal(value('postwire_messages_accepted_total'), 3, 'two submitted + one DSN');
       assert.equal(value('postwire_recipients_total{state="bounced"}'), 1);
       assert.equal(value('postwire_recipients_total{state="held"}'), 1);
