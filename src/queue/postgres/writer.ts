@@ -12,9 +12,10 @@
  * what a crash or a failed delete leaves). After commit/abort, write and commit reject
  * QUEUE_WRITER_DONE; once the store closes, QUEUE_CLOSED.
  */
-import type { Envelope, MessageWriter, StoredMessage } from '../store.js';
+import type { Envelope, StoredMessage } from '../store.js';
 import { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
+import { SerialMessageWriter } from '../writer-base.js';
 
 /** Bytes per stored chunk: also the most readBody yields at once. */
 export const CHUNK_SIZE = 128 * 1024;
@@ -39,73 +40,17 @@ export interface WriterHost {
   finished(writer: PgMessageWriter): void;
 }
 
-type Phase = 'open' | 'committing' | 'done';
-
-export class PgMessageWriter implements MessageWriter {
-  private phase: Phase = 'open';
-  private written = 0;
+/** Full chunks go to `bodies` as they fill; the tail travels with the group commit. */
+export class PgMessageWriter extends SerialMessageWriter {
   private parts: Buffer[] = [];
   private partBytes = 0;
   private streamed = 0;
-  private failure: QueueError | undefined;
-  private chain: Promise<void> = Promise.resolve();
 
-  constructor(
-    readonly id: QueueId,
-    private readonly receivedAt: number,
-    private readonly host: WriterHost,
-  ) {}
-
-  get size(): number {
-    return this.written;
+  constructor(id: QueueId, receivedAt: number, private readonly host: WriterHost) {
+    super(id, receivedAt, host);
   }
 
-  write(chunk: Uint8Array): Promise<void> {
-    try {
-      this.assertWritable();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const step = this.chain.then(() => this.append(chunk));
-    this.chain = step.catch(() => undefined);
-    return step;
-  }
-
-  async commit(envelope: Envelope): Promise<StoredMessage> {
-    this.assertWritable();
-    this.phase = 'committing';
-    await this.chain;
-    try {
-      if (this.failure !== undefined) throw this.failure;
-      const tail = Buffer.concat(this.parts, this.partBytes);
-      this.parts = [];
-      return await this.host.submit({ id: this.id, receivedAt: this.receivedAt, envelope, size: this.written, streamed: this.streamed, tail });
-    } catch (err) {
-      if (this.streamed > 0) await this.host.dropChunks(this.id);
-      throw err;
-    } finally {
-      this.end();
-    }
-  }
-
-  async abort(): Promise<void> {
-    if (this.phase !== 'open') return;
-    this.phase = 'done';
-    await this.chain;
-    this.parts = [];
-    if (this.streamed > 0) await this.host.dropChunks(this.id);
-    this.end();
-  }
-
-  private assertWritable(): void {
-    this.host.assertOpen();
-    if (this.phase !== 'open') {
-      throw new QueueError('QUEUE_WRITER_DONE', `message ${this.id}: writer already ${this.phase === 'committing' ? 'committing' : 'ended'}`);
-    }
-  }
-
-  private async append(chunk: Uint8Array): Promise<void> {
-    if (this.failure !== undefined) throw this.failure;
+  protected async append(chunk: Uint8Array): Promise<void> {
     let at = 0;
     while (at < chunk.byteLength) {
       const take = Math.min(CHUNK_SIZE - this.partBytes, chunk.byteLength - at);
@@ -117,21 +62,26 @@ export class PgMessageWriter implements MessageWriter {
     }
   }
 
+  protected finish(envelope: Envelope): Promise<StoredMessage> {
+    const tail = Buffer.concat(this.parts, this.partBytes);
+    this.parts = [];
+    return this.host.submit({ id: this.id, receivedAt: this.receivedAt, envelope, size: this.written, streamed: this.streamed, tail });
+  }
+
+  protected async discard(): Promise<void> {
+    this.parts = [];
+    if (this.streamed > 0) await this.host.dropChunks(this.id).catch(() => undefined);
+  }
+
+  protected writeFailure(err: unknown): QueueError {
+    return err instanceof QueueError ? err : new QueueError('QUEUE_IO', `message ${this.id}: write body chunk: ${String(err)}`, { cause: err });
+  }
+
   private async flushChunk(): Promise<void> {
     const data = Buffer.concat(this.parts, this.partBytes);
     this.parts = [];
     this.partBytes = 0;
-    try {
-      await this.host.writeChunk(this.id, this.streamed, data);
-      this.streamed += 1;
-    } catch (err) {
-      this.failure = err instanceof QueueError ? err : new QueueError('QUEUE_IO', `message ${this.id}: write body chunk: ${String(err)}`, { cause: err });
-      throw this.failure;
-    }
-  }
-
-  private end(): void {
-    this.phase = 'done';
-    this.host.finished(this);
+    await this.host.writeChunk(this.id, this.streamed, data);
+    this.streamed += 1;
   }
 }

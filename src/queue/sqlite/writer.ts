@@ -16,9 +16,10 @@
  */
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import type { Envelope, MessageWriter, StoredMessage } from '../store.js';
-import { QueueError } from '../store.js';
+import type { Envelope, StoredMessage } from '../store.js';
+import type { QueueError } from '../store.js';
 import type { QueueId } from '../ids.js';
+import { SerialMessageWriter } from '../writer-base.js';
 import { ioError, removeFile, writeAll } from './fs-util.js';
 
 /** A message handed to the committer: its body is complete and, if spilled, not yet fsynced. */
@@ -41,79 +42,40 @@ export interface WriterHost {
   finished(writer: SqliteMessageWriter): void;
 }
 
-type Phase = 'open' | 'committing' | 'done';
-
-export class SqliteMessageWriter implements MessageWriter {
-  private phase: Phase = 'open';
-  private written = 0;
+/** Small bodies in memory until commit; past inlineLimit, written through to `bodies/<id>`. */
+export class SqliteMessageWriter extends SerialMessageWriter {
   private chunks: Buffer[] = [];
   private spill: { fh: FileHandle; path: string } | undefined;
-  private failure: QueueError | undefined;
-  private chain: Promise<void> = Promise.resolve();
 
-  constructor(
-    readonly id: QueueId,
-    private readonly receivedAt: number,
-    private readonly host: WriterHost,
-  ) {}
-
-  get size(): number {
-    return this.written;
+  constructor(id: QueueId, receivedAt: number, private readonly host: WriterHost) {
+    super(id, receivedAt, host);
   }
 
-  write(chunk: Uint8Array): Promise<void> {
-    try {
-      this.assertWritable();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const step = this.chain.then(() => this.append(chunk));
-    this.chain = step.catch(() => undefined);
-    return step;
+  protected async append(chunk: Uint8Array): Promise<void> {
+    if (this.spill !== undefined) await this.writeThrough([chunk]);
+    else if (this.written + chunk.byteLength <= this.host.inlineLimit) this.buffer(chunk);
+    else await this.spillWith(chunk);
   }
 
-  async commit(envelope: Envelope): Promise<StoredMessage> {
-    this.assertWritable();
-    this.phase = 'committing';
-    await this.chain;
-    try {
-      if (this.failure !== undefined) throw this.failure;
-      return await this.host.submit(this.toPending(envelope));
-    } catch (err) {
-      await this.discard();
-      throw err;
-    } finally {
-      await this.spill?.fh.close().catch(() => undefined);
-      this.end();
+  protected finish(envelope: Envelope): Promise<StoredMessage> {
+    return this.host.submit(this.toPending(envelope));
+  }
+
+  /** Drop buffered bytes and the spill file; never rejects (recovery reclaims what this misses). */
+  protected async discard(): Promise<void> {
+    this.chunks = [];
+    if (this.spill !== undefined) {
+      await this.spill.fh.close().catch(() => undefined);
+      await removeFile(this.spill.path).catch(() => undefined);
     }
   }
 
-  async abort(): Promise<void> {
-    if (this.phase !== 'open') return;
-    this.phase = 'done';
-    await this.chain;
-    await this.discard();
+  protected override async release(): Promise<void> {
     await this.spill?.fh.close().catch(() => undefined);
-    this.end();
   }
 
-  private assertWritable(): void {
-    this.host.assertOpen();
-    if (this.phase !== 'open') {
-      throw new QueueError('QUEUE_WRITER_DONE', `message ${this.id}: writer already ${this.phase === 'committing' ? 'committing' : 'ended'}`);
-    }
-  }
-
-  private async append(chunk: Uint8Array): Promise<void> {
-    if (this.failure !== undefined) throw this.failure;
-    try {
-      if (this.spill !== undefined) await this.writeThrough([chunk]);
-      else if (this.written + chunk.byteLength <= this.host.inlineLimit) this.buffer(chunk);
-      else await this.spillWith(chunk);
-    } catch (err) {
-      this.failure = ioError('write body', this.host.bodyPath(this.id), err);
-      throw this.failure;
-    }
+  protected writeFailure(err: unknown): QueueError {
+    return ioError('write body', this.host.bodyPath(this.id), err);
   }
 
   private buffer(chunk: Uint8Array): void {
@@ -143,19 +105,5 @@ export class SqliteMessageWriter implements MessageWriter {
       : { kind: 'file', fh: this.spill.fh, path: this.spill.path };
     this.chunks = [];
     return { id: this.id, receivedAt: this.receivedAt, envelope, size: this.written, body };
-  }
-
-  /** Drop buffered bytes and the spill file; never rejects (recovery reclaims what this misses). */
-  private async discard(): Promise<void> {
-    this.chunks = [];
-    if (this.spill !== undefined) {
-      await this.spill.fh.close().catch(() => undefined);
-      await removeFile(this.spill.path).catch(() => undefined);
-    }
-  }
-
-  private end(): void {
-    this.phase = 'done';
-    this.host.finished(this);
   }
 }
