@@ -22,7 +22,7 @@ import type pg from 'pg';
 import type { StoredMessage } from '../store.js';
 import { QueueError } from '../store.js';
 import { ioError, tx } from './db.js';
-import { encodeNotify } from './rows.js';
+import { encodeNotify } from '../rows.js';
 import type { PendingCommit } from './writer.js';
 
 interface Waiting {

@@ -4,9 +4,9 @@
  * other part shares (one message, a page of messages, the recipient states). Pure mapping plus
  * indexed SELECTs; a row whose JSON does not parse is QUEUE_CORRUPT with its id.
  */
-import type { AttemptRecord, AttemptResult, Envelope, EnvelopeRecipient, RecipientRecord, RecipientState, StoredMessage } from '../store.js';
+import type { AttemptRecord, AttemptResult, RecipientState, StoredMessage } from '../store.js';
+import { storedFromColumns } from '../rows.js';
 import { QueueError } from '../store.js';
-import type { QueueId } from '../ids.js';
 import type { Queryable } from './db.js';
 
 export interface MessageRow {
@@ -41,7 +41,6 @@ export interface HistoryRow {
 export const MESSAGE_COLUMNS = 'id, received_at, envelope, size, chunks, next_attempt_at, attempts, lease_owner, lease_until';
 const RECIPIENT_COLUMNS = 'message_id, idx, address, notify, orcpt, state';
 
-type NotifyList = Extract<EnvelopeRecipient['notify'], readonly unknown[]>;
 
 /** The messages with these ids (any order in, the order of `ids` out; missing ones dropped). */
 export async function readMessages(db: Queryable, ids: readonly string[]): Promise<StoredMessage[]> {
@@ -51,14 +50,14 @@ export async function readMessages(db: Queryable, ids: readonly string[]): Promi
   const recipients = await recipientsOf(db, ids);
   return ids.flatMap((id) => {
     const row = byId.get(id);
-    return row === undefined ? [] : [toStored(row, recipients.get(id) ?? [])];
+    return row === undefined ? [] : [storedFromColumns(row, recipients.get(id) ?? [])];
   });
 }
 
 /** Rows already read (a page), with their recipients in one range read. */
 export async function withRecipients(db: Queryable, rows: readonly MessageRow[]): Promise<StoredMessage[]> {
   const recipients = await recipientsOf(db, rows.map((r) => r.id));
-  return rows.map((r) => toStored(r, recipients.get(r.id) ?? []));
+  return rows.map((r) => storedFromColumns(r, recipients.get(r.id) ?? []));
 }
 
 async function recipientsOf(db: Queryable, ids: readonly string[]): Promise<Map<string, RecipientRow[]>> {
@@ -81,35 +80,6 @@ export async function statesOf(db: Queryable, id: string): Promise<RecipientStat
   return rows.rows.map((r) => r.state);
 }
 
-export function toStored(raw: MessageRow, recipients: readonly RecipientRow[]): StoredMessage {
-  let envelope: Envelope;
-  try {
-    envelope = JSON.parse(raw.envelope) as Envelope;
-  } catch (err) {
-    throw new QueueError('QUEUE_CORRUPT', `message ${raw.id}: envelope JSON does not parse`, { cause: err });
-  }
-  return {
-    id: raw.id as QueueId,
-    envelope,
-    recipients: recipients.map(toRecipient),
-    size: raw.size,
-    receivedAt: raw.received_at,
-    ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
-    attempts: raw.attempts,
-    ...(raw.lease_owner === null || raw.lease_until === null ? {} : { lease: { owner: raw.lease_owner, until: raw.lease_until } }),
-  };
-}
-
-function toRecipient(raw: RecipientRow): RecipientRecord {
-  const notify = decodeNotify(raw.notify);
-  return {
-    address: raw.address,
-    ...(notify === undefined ? {} : { notify }),
-    ...(raw.orcpt === null ? {} : { orcpt: raw.orcpt }),
-    state: raw.state,
-  };
-}
-
 export function toRecord(id: string, raw: HistoryRow): AttemptRecord {
   let results: AttemptResult[];
   try {
@@ -124,17 +94,6 @@ export function toRecord(id: string, raw: HistoryRow): AttemptRecord {
     ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
     ...(raw.note === null ? {} : { note: raw.note }),
   };
-}
-
-export function encodeNotify(notify: EnvelopeRecipient['notify']): string | null {
-  if (notify === undefined) return null;
-  return notify === 'NEVER' ? 'NEVER' : notify.join(',');
-}
-
-function decodeNotify(text: string | null): EnvelopeRecipient['notify'] {
-  if (text === null) return undefined;
-  if (text === 'NEVER') return 'NEVER';
-  return text === '' ? [] : (text.split(',') as NotifyList);
 }
 
 /** Append one history entry (seq = the next one of this message), inside the caller's transaction. */

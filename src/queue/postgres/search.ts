@@ -11,6 +11,7 @@
  * interface says. The cursor format is the embedded store's ([sort, key, id], base64url JSON).
  */
 import type { AttemptRecord, RecipientState, SearchPage, SearchQuery, SearchSort, StoredMessage } from '../store.js';
+import { decodeCursor, encodeCursor } from '../rows.js';
 import { QueueError } from '../store.js';
 import { containsFolded, domainOf, lastReplies } from '../transitions.js';
 import type { Queryable } from './db.js';
@@ -92,20 +93,3 @@ async function historiesOf(db: Queryable, ids: readonly string[]): Promise<Map<s
   return out;
 }
 
-function encodeCursor(sort: SearchSort, key: number | string, id: string): string {
-  return Buffer.from(JSON.stringify([sort, sort === 'received' ? 0 : Number(key), id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string, sort: SearchSort): { key: number; id: string } {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    parsed = undefined;
-  }
-  if (!Array.isArray(parsed) || parsed.length !== 3 || typeof parsed[1] !== 'number' || typeof parsed[2] !== 'string') {
-    throw new QueueError('QUEUE_INVALID', `searchMessages: cursor ${JSON.stringify(cursor)} was not made by this store`);
-  }
-  if (parsed[0] !== sort) throw new QueueError('QUEUE_INVALID', `searchMessages: the cursor belongs to sort '${String(parsed[0])}', not '${sort}'`);
-  return { key: parsed[1], id: parsed[2] };
-}

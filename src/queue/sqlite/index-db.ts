@@ -19,7 +19,8 @@
  * does not parse is QUEUE_CORRUPT with its id. It trusts the envelope JSON it wrote itself.
  */
 import Database from 'better-sqlite3';
-import type { Envelope, EnvelopeRecipient, ListQuery, RecipientRecord, RecipientState, SearchPage, SearchQuery, SearchSort, StoredMessage } from '../store.js';
+import type { Envelope, ListQuery, RecipientState, SearchPage, SearchQuery, SearchSort, StoredMessage } from '../store.js';
+import { decodeCursor, encodeCursor, encodeNotify, storedFromColumns } from '../rows.js';
 import { OPERATOR_NOTES, QueueError } from '../store.js';
 import { containsFolded, domainOf } from '../transitions.js';
 import type { QueueId } from '../ids.js';
@@ -79,7 +80,6 @@ interface RecipientRowRaw {
   state: RecipientState;
 }
 
-type NotifyList = Extract<EnvelopeRecipient['notify'], readonly unknown[]>;
 
 const SEARCH_DEFAULT = 50;
 const SEARCH_CAP = 1_000;
@@ -204,7 +204,7 @@ export class IndexDb {
   getMessage(id: QueueId): StoredMessage | undefined {
     return guard(this.path, () => {
       const raw = this.st.getMessage.get(id);
-      return raw === undefined ? undefined : toStored(raw, this.st.recipientsOf.all(id));
+      return raw === undefined ? undefined : storedFromColumns(raw, this.st.recipientsOf.all(id));
     });
   }
 
@@ -232,7 +232,7 @@ export class IndexDb {
         if (list === undefined) byMessage.set(r.message_id, [r]);
         else list.push(r);
       }
-      return rows.map((raw) => toStored(raw, byMessage.get(raw.id) ?? []));
+      return rows.map((raw) => storedFromColumns(raw, byMessage.get(raw.id) ?? []));
     });
   }
 
@@ -289,7 +289,7 @@ export class IndexDb {
       }
       const rows = statement.all(bind) as Array<MessageRowRaw & { sort_key: number | string }>;
       const page = rows.slice(0, limit);
-      const messages = page.map((raw) => toStored(raw, this.st.recipientsOf.all(raw.id)));
+      const messages = page.map((raw) => storedFromColumns(raw, this.st.recipientsOf.all(raw.id)));
       const last = page[page.length - 1];
       return rows.length > limit && last !== undefined ? { messages, next: encodeCursor(sort, last.sort_key, last.id) } : { messages };
     });
@@ -402,35 +402,6 @@ export function storedFromRow(row: NewRow): StoredMessage {
   };
 }
 
-function toStored(raw: MessageRowRaw, recipients: readonly RecipientRowRaw[]): StoredMessage {
-  let envelope: Envelope;
-  try {
-    envelope = JSON.parse(raw.envelope) as Envelope;
-  } catch (err) {
-    throw new QueueError('QUEUE_CORRUPT', `message ${raw.id}: envelope JSON does not parse`, { cause: err });
-  }
-  return {
-    id: raw.id as QueueId,
-    envelope,
-    recipients: recipients.map(toRecipient),
-    size: raw.size,
-    receivedAt: raw.received_at,
-    ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
-    attempts: raw.attempts,
-    ...(raw.lease_owner === null || raw.lease_until === null ? {} : { lease: { owner: raw.lease_owner, until: raw.lease_until } }),
-  };
-}
-
-function toRecipient(raw: RecipientRowRaw): RecipientRecord {
-  const notify = decodeNotify(raw.notify);
-  return {
-    address: raw.address,
-    ...(notify === undefined ? {} : { notify }),
-    ...(raw.orcpt === null ? {} : { orcpt: raw.orcpt }),
-    state: raw.state,
-  };
-}
-
 function toLocation(raw: MessageRowRaw): BodyLocation {
   if (raw.body_kind === 'file') return { kind: 'file' };
   if (raw.body_kind === 'segment' && raw.segment !== null && raw.body_offset !== null) {
@@ -439,32 +410,3 @@ function toLocation(raw: MessageRowRaw): BodyLocation {
   throw new QueueError('QUEUE_CORRUPT', `message ${raw.id}: body location '${raw.body_kind}' is not valid`);
 }
 
-function encodeNotify(notify: EnvelopeRecipient['notify']): string | null {
-  if (notify === undefined) return null;
-  return notify === 'NEVER' ? 'NEVER' : notify.join(',');
-}
-
-function decodeNotify(text: string | null): EnvelopeRecipient['notify'] {
-  if (text === null) return undefined;
-  if (text === 'NEVER') return 'NEVER';
-  return text === '' ? [] : (text.split(',') as NotifyList);
-}
-
-/** A keyset cursor: the sort it belongs to, the last sort key and id, as base64url JSON. */
-function encodeCursor(sort: SearchSort, key: number | string, id: string): string {
-  return Buffer.from(JSON.stringify([sort, sort === 'received' ? 0 : key, id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string, sort: SearchSort): { key: number; id: string } {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    parsed = undefined;
-  }
-  if (!Array.isArray(parsed) || parsed.length !== 3 || typeof parsed[1] !== 'number' || typeof parsed[2] !== 'string') {
-    throw new QueueError('QUEUE_INVALID', `searchMessages: cursor ${JSON.stringify(cursor)} was not made by this store`);
-  }
-  if (parsed[0] !== sort) throw new QueueError('QUEUE_INVALID', `searchMessages: the cursor belongs to sort '${String(parsed[0])}', not '${sort}'`);
-  return { key: parsed[1], id: parsed[2] };
-}
