@@ -1,13 +1,13 @@
 /**
  * @module queue/rows
  * What both backends' rows have in common: the column shapes of a message and its recipients,
- * their mapping to StoredMessage, the NOTIFY column encoding, and the searchMessages keyset
+ * their mapping to StoredMessage, history rows to AttemptRecord, the NOTIFY column encoding, and the searchMessages keyset
  * cursor. Pure; the backends keep their own SQL. (The backends may not import each other.)
  *
  * Failure: an envelope column that is not JSON is QUEUE_CORRUPT with the message id; a cursor
  * that does not decode, or belongs to another sort, is QUEUE_INVALID.
  */
-import type { Envelope, EnvelopeRecipient, RecipientRecord, RecipientState, SearchSort, StoredMessage } from './store.js';
+import type { AttemptRecord, AttemptResult, Envelope, EnvelopeRecipient, RecipientRecord, RecipientState, SearchSort, StoredMessage } from './store.js';
 import { QueueError } from './store.js';
 import type { QueueId } from './ids.js';
 
@@ -29,6 +29,15 @@ export interface RecipientColumns {
   readonly notify: string | null;
   readonly orcpt: string | null;
   readonly state: RecipientState;
+}
+
+/** The history columns both schemas share (results as JSON). */
+export interface HistoryColumns {
+  readonly at: number;
+  readonly next_hop: string;
+  readonly results: string;
+  readonly next_attempt_at: number | null;
+  readonly note: string | null;
 }
 
 type NotifyList = Extract<EnvelopeRecipient['notify'], readonly unknown[]>;
@@ -59,6 +68,23 @@ function recipientFromColumns(raw: RecipientColumns): RecipientRecord {
     ...(notify === undefined ? {} : { notify }),
     ...(raw.orcpt === null ? {} : { orcpt: raw.orcpt }),
     state: raw.state,
+  };
+}
+
+/** One history row as the AttemptRecord it was written from. */
+export function recordFromColumns(id: string, raw: HistoryColumns): AttemptRecord {
+  let results: AttemptResult[];
+  try {
+    results = JSON.parse(raw.results) as AttemptResult[];
+  } catch (err) {
+    throw new QueueError('QUEUE_CORRUPT', `message ${id}: history results JSON does not parse`, { cause: err });
+  }
+  return {
+    at: raw.at,
+    nextHop: raw.next_hop,
+    results,
+    ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
+    ...(raw.note === null ? {} : { note: raw.note }),
   };
 }
 

@@ -4,9 +4,8 @@
  * other part shares (one message, a page of messages, the recipient states). Pure mapping plus
  * indexed SELECTs; a row whose JSON does not parse is QUEUE_CORRUPT with its id.
  */
-import type { AttemptRecord, AttemptResult, RecipientState, StoredMessage } from '../store.js';
-import { storedFromColumns } from '../rows.js';
-import { QueueError } from '../store.js';
+import type { AttemptRecord, RecipientState, StoredMessage } from '../store.js';
+import { recordFromColumns, storedFromColumns } from '../rows.js';
 import type { Queryable } from './db.js';
 
 export interface MessageRow {
@@ -80,21 +79,8 @@ export async function statesOf(db: Queryable, id: string): Promise<RecipientStat
   return rows.rows.map((r) => r.state);
 }
 
-export function toRecord(id: string, raw: HistoryRow): AttemptRecord {
-  let results: AttemptResult[];
-  try {
-    results = JSON.parse(raw.results) as AttemptResult[];
-  } catch (err) {
-    throw new QueueError('QUEUE_CORRUPT', `message ${id}: history results JSON does not parse`, { cause: err });
-  }
-  return {
-    at: raw.at,
-    nextHop: raw.next_hop,
-    results,
-    ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
-    ...(raw.note === null ? {} : { note: raw.note }),
-  };
-}
+/** One history row as its AttemptRecord (queue/rows.ts, shared with the embedded store). */
+export const toRecord = recordFromColumns;
 
 /** Append one history entry (seq = the next one of this message), inside the caller's transaction. */
 export async function appendHistory(db: Queryable, id: string, record: AttemptRecord): Promise<void> {

@@ -41,6 +41,7 @@ import type { QueueId } from '../ids.js';
 import { applyResult, checkClaimQuery, checkRecord, isDue, isFinal, nextAttemptAfter, releaseHeld, splitClaim } from '../transitions.js';
 import type { Transition } from '../transitions.js';
 import { guard } from './sql-guard.js';
+import { recordFromColumns } from '../rows.js';
 
 interface HistoryRowRaw {
   at: number;
@@ -364,18 +365,4 @@ export class ScheduleDb {
   }
 }
 
-function toRecord(id: QueueId, raw: HistoryRowRaw): AttemptRecord {
-  let results: AttemptResult[];
-  try {
-    results = JSON.parse(raw.results) as AttemptResult[];
-  } catch (err) {
-    throw new QueueError('QUEUE_CORRUPT', `message ${id}: history results JSON does not parse`, { cause: err });
-  }
-  return {
-    at: raw.at,
-    nextHop: raw.next_hop,
-    results,
-    ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
-    ...(raw.note === null ? {} : { note: raw.note }),
-  };
-}
+const toRecord = recordFromColumns;
