@@ -10,7 +10,7 @@
  * Cost: each function is O(recipients) or O(1), no I/O. Trusts nothing about its inputs beyond
  * their types: validators throw QueueError QUEUE_INVALID naming the bad field.
  */
-import type { AttemptRecord, AttemptState, ClaimQuery, RecipientState } from './store.js';
+import type { AttemptRecord, AttemptState, ClaimQuery, RecipientState, SearchQuery, SearchSort } from './store.js';
 import { DUE_STATES, FINAL_STATES, OPERATOR_NOTES, QueueError } from './store.js';
 
 /** Most messages one claimDue returns, whatever `limit` says. */
@@ -66,6 +66,23 @@ export function checkClaimQuery(query: ClaimQuery): ClaimQuery {
   if (!(query.leaseMs >= 1) || !Number.isFinite(query.leaseMs)) throw invalid(`claimDue: leaseMs ${query.leaseMs} must be at least 1`);
   if (query.owner === '') throw invalid('claimDue: owner is empty');
   return { ...query, limit: Math.min(Math.max(0, Math.floor(query.limit)), CLAIM_CAP) };
+}
+
+const SEARCH_DEFAULT = 50;
+const SEARCH_CAP = 1_000;
+const SEARCH_SORTS: ReadonlySet<string> = new Set<SearchSort>(['received', 'next-attempt', 'size']);
+const ALL_STATES: ReadonlySet<string> = new Set<RecipientState>(['queued', 'deferred', 'held', 'ambiguous', 'delivered', 'bounced', 'expired', 'deleted']);
+
+/** The search's sort (default 'received') and page size (default 50, in [1, 1000]); throws QUEUE_INVALID. */
+export function checkSearchQuery(query: SearchQuery): { readonly sort: SearchSort; readonly limit: number } {
+  const sort: SearchSort = query.sort ?? 'received';
+  if (!SEARCH_SORTS.has(sort)) throw invalid(`searchMessages: unknown sort '${String(sort)}'`);
+  if (query.state !== undefined && !ALL_STATES.has(query.state)) throw invalid(`searchMessages: unknown state '${String(query.state)}'`);
+  if (query.receivedBefore !== undefined && !Number.isFinite(query.receivedBefore)) {
+    throw invalid(`searchMessages: receivedBefore ${query.receivedBefore} is not a finite time`);
+  }
+  const limit = Math.min(Math.max(1, Math.floor(Number.isFinite(query.limit) ? (query.limit as number) : SEARCH_DEFAULT)), SEARCH_CAP);
+  return { sort, limit };
 }
 
 /** Throws QUEUE_INVALID unless every result names a distinct existing recipient with a known state. */

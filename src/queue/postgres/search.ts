@@ -10,18 +10,14 @@
  * is given) until a page is full or the queue ends: proportional to the messages skipped, as the
  * interface says. The cursor format is the embedded store's ([sort, key, id], base64url JSON).
  */
-import type { AttemptRecord, RecipientState, SearchPage, SearchQuery, SearchSort, StoredMessage } from '../store.js';
+import type { AttemptRecord, SearchPage, SearchQuery, SearchSort, StoredMessage } from '../store.js';
 import { decodeCursor, encodeCursor } from '../rows.js';
-import { QueueError } from '../store.js';
-import { containsFolded, domainOf, lastReplies } from '../transitions.js';
+import { checkSearchQuery, containsFolded, domainOf, lastReplies } from '../transitions.js';
 import type { Queryable } from './db.js';
 import { MESSAGE_COLUMNS, toRecord, withRecipients } from './rows.js';
 import type { HistoryRow, MessageRow } from './rows.js';
 
-const SEARCH_DEFAULT = 50;
-const SEARCH_CAP = 1_000;
 const BATCH = 200;
-const STATES: ReadonlySet<string> = new Set<RecipientState>(['queued', 'deferred', 'held', 'ambiguous', 'delivered', 'bounced', 'expired', 'deleted']);
 const SORT_KEY: Readonly<Record<SearchSort, string>> = {
   received: 'm.id',
   'next-attempt': 'COALESCE(m.next_attempt_at, 9007199254740991)',
@@ -29,13 +25,7 @@ const SORT_KEY: Readonly<Record<SearchSort, string>> = {
 };
 
 export async function searchMessages(db: Queryable, query: SearchQuery): Promise<SearchPage> {
-  const sort: SearchSort = query.sort ?? 'received';
-  if (!(sort in SORT_KEY)) throw new QueueError('QUEUE_INVALID', `searchMessages: unknown sort '${String(sort)}'`);
-  if (query.state !== undefined && !STATES.has(query.state)) throw new QueueError('QUEUE_INVALID', `searchMessages: unknown state '${String(query.state)}'`);
-  if (query.receivedBefore !== undefined && !Number.isFinite(query.receivedBefore)) {
-    throw new QueueError('QUEUE_INVALID', `searchMessages: receivedBefore ${query.receivedBefore} is not a finite time`);
-  }
-  const limit = Math.min(Math.max(1, Math.floor(Number.isFinite(query.limit) ? (query.limit as number) : SEARCH_DEFAULT)), SEARCH_CAP);
+  const { sort, limit } = checkSearchQuery(query);
   const key = SORT_KEY[sort];
   let after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, sort);
   const found: Array<{ message: StoredMessage; key: number | string }> = [];

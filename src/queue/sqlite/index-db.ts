@@ -22,7 +22,7 @@ import Database from 'better-sqlite3';
 import type { Envelope, ListQuery, RecipientState, SearchPage, SearchQuery, SearchSort, StoredMessage } from '../store.js';
 import { decodeCursor, encodeCursor, encodeNotify, storedFromColumns } from '../rows.js';
 import { OPERATOR_NOTES, QueueError } from '../store.js';
-import { containsFolded, domainOf } from '../transitions.js';
+import { checkSearchQuery, containsFolded, domainOf } from '../transitions.js';
 import type { QueueId } from '../ids.js';
 import { migrate } from './migrations.js';
 import { ScheduleDb } from './schedule-db.js';
@@ -81,9 +81,6 @@ interface RecipientRowRaw {
 }
 
 
-const SEARCH_DEFAULT = 50;
-const SEARCH_CAP = 1_000;
-const STATES: ReadonlySet<string> = new Set<RecipientState>(['queued', 'deferred', 'held', 'ambiguous', 'delivered', 'bounced', 'expired', 'deleted']);
 /** The sort key of each order, as SQL over `m`; messages with no next attempt sort last. */
 const SORT_KEY: Readonly<Record<SearchSort, string>> = {
   received: 'm.id',
@@ -238,13 +235,7 @@ export class IndexDb {
 
   /** QueueStore.searchMessages: one statement per page, limit + 1 rows to know whether more follow. */
   search(query: SearchQuery): SearchPage {
-    const sort: SearchSort = query.sort ?? 'received';
-    if (!(sort in SORT_KEY)) throw new QueueError('QUEUE_INVALID', `searchMessages: unknown sort '${String(sort)}'`);
-    if (query.state !== undefined && !STATES.has(query.state)) throw new QueueError('QUEUE_INVALID', `searchMessages: unknown state '${String(query.state)}'`);
-    if (query.receivedBefore !== undefined && !Number.isFinite(query.receivedBefore)) {
-      throw new QueueError('QUEUE_INVALID', `searchMessages: receivedBefore ${query.receivedBefore} is not a finite time`);
-    }
-    const limit = Math.min(Math.max(1, Math.floor(Number.isFinite(query.limit) ? (query.limit as number) : SEARCH_DEFAULT)), SEARCH_CAP);
+    const { sort, limit } = checkSearchQuery(query);
     const key = SORT_KEY[sort];
     const where: string[] = [];
     const bind: Record<string, unknown> = { limit: limit + 1 };
