@@ -30,6 +30,7 @@ import { buildDsn, streamDsn } from '../bounce/index.js';
 import type { DsnRecipient } from '../bounce/index.js';
 import type { MessageIntake } from '../cleanup/index.js';
 import type { Logger } from '../obs/index.js';
+import { sleepOn } from '../util/index.js';
 import type { Clock } from '../util/index.js';
 import { nextStep, retryDelay } from './schedule.js';
 import type { RetryPolicy } from './schedule.js';
@@ -200,13 +201,9 @@ export class QueueManager {
     const { store, clock, options, log } = this.deps;
     const every = Math.min(60_000, Math.max(100, Math.floor(options.keepDone / 4)));
     while (!this.stopping) {
-      await new Promise<void>((resolve) => {
-        const timer = clock.setTimer(every, resolve);
-        this.stopSweep = () => {
-          timer.cancel();
-          resolve();
-        };
-      });
+      const sleep = sleepOn(clock, every);
+      this.stopSweep = sleep.cancel;
+      await sleep.done;
       if (this.stopping) return;
       try {
         const keepDone = this.policy.keepDone;
@@ -289,20 +286,16 @@ export class QueueManager {
     this.active.add(run);
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = this.deps.clock.setTimer(ms, () => {
-        this.wakeUp = undefined;
-        resolve();
-      });
-      // Wakes come in bursts (a commit batch, many deliveries ending in one turn): they share
-      // one claim at the end of this event-loop turn instead of one small claim each.
-      this.wakeUp = () => {
-        this.wakeUp = undefined;
-        timer.cancel();
-        setImmediate(resolve);
-      };
-    });
+  private async sleep(ms: number): Promise<void> {
+    const sleep = sleepOn(this.deps.clock, ms);
+    // Wakes come in bursts (a commit batch, many deliveries ending in one turn): they share
+    // one claim at the end of this event-loop turn instead of one small claim each.
+    this.wakeUp = () => {
+      this.wakeUp = undefined;
+      setImmediate(sleep.cancel);
+    };
+    await sleep.done;
+    this.wakeUp = undefined;
   }
 
   /** One claimed message: route, deliver per destination, decide, owe DSNs, record; or give it back. */

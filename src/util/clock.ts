@@ -25,3 +25,22 @@ export const systemClock: Clock = {
     };
   },
 };
+
+/** A wait on the clock that someone else may end early: `done` resolves at `ms` or at cancel(), whichever is first. */
+export interface Sleep {
+  readonly done: Promise<void>;
+  /** End the wait now; idempotent. */
+  cancel(): void;
+}
+
+export function sleepOn(clock: Clock, ms: number): Sleep {
+  let cancel!: () => void;
+  const done = new Promise<void>((resolve) => {
+    const timer = clock.setTimer(ms, resolve);
+    cancel = () => {
+      timer.cancel();
+      resolve();
+    };
+  });
+  return { done, cancel };
+}

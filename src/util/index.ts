@@ -3,8 +3,8 @@
  * Mail-agnostic helpers, the public surface of util/: the injectable Clock (time is never read
  * directly elsewhere), durations, sizes and CIDR sets. Imports nothing from the rest of src/.
  */
-export { systemClock } from './clock.js';
-export type { Clock, Timer } from './clock.js';
+export { sleepOn, systemClock } from './clock.js';
+export type { Clock, Sleep, Timer } from './clock.js';
 export { cidrContains, compileCidrList, parseCidr, parseCidrList, ipToBytes, isIPv4Mapped } from './cidr.js';
 export type { Cidr, CidrResult } from './cidr.js';
 export { parseDuration, formatDuration, DURATION_HINT } from './duration.js';
