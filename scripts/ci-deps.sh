@@ -17,9 +17,11 @@ command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || missing+=(post
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 command -v swaks >/dev/null 2>&1 || [ -x /usr/bin/swaks ] || missing+=(swaks)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# openssl: test/support/test-ca.ts makes the TLS tests' CA and certificates with it
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ci-deps: postfix, python3-aiosmtpd, swaks and chromium already installed"
+  echo "ci-deps: postfix, python3-aiosmtpd, swaks, chromium and openssl already installed"
   exit 0
 fi
 
