@@ -55,8 +55,19 @@ export interface Envelope {
   readonly smtputf8: boolean;
   readonly dsnRet?: DsnRet;
   readonly dsnEnvid?: string;
+  /**
+   * MAIL FROM carried REQUIRETLS (RFC 8689): every hop must be TLS with a verified certificate and
+   * must itself offer REQUIRETLS, or the recipient bounces (5.7.30); never delivered in plain text.
+   */
+  readonly requireTls?: true;
+  /**
+   * Header fields (whole lines, CRLF-terminated) sent before the stored bytes at every delivery,
+   * e.g. the DKIM-Signature computed once at enqueue, so each retry sends the same signed bytes.
+   * `size` includes them.
+   */
+  readonly prepend?: string;
   /** Where it came from: client IP, HELO name, protocol (RFC 3848 name), for logs and `queue show`. */
-  readonly client: { readonly ip: string; readonly helo: string; readonly protocol: string };
+  readonly client: { readonly ip: string; readonly helo: string; readonly protocol: string; readonly user?: string };
 }
 
 /** Recipients in these states are waiting for a delivery attempt; all others never are. */

@@ -16,6 +16,10 @@ export interface PolicyClient {
   readonly ip: string;
   readonly session: string;
   readonly helo: string;
+  /** The AUTH identity (RFC 4954) once the client authenticated; absent before and without AUTH. */
+  readonly user?: string;
+  /** The session runs over TLS (STARTTLS done, or the implicit-TLS submission listener). */
+  readonly tls?: boolean;
 }
 
 export type Verdict = { readonly accept: true } | { readonly accept: false; readonly reply: Reply };
