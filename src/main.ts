@@ -27,18 +27,21 @@ import { migratePostgres, openPostgresStore, PgDestinationSlots, redact } from '
 import type { MigrateResult } from './queue/postgres/index.js';
 import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
-import { SmtpServer, relayPolicy } from './smtpd/index.js';
+import { Authenticator, SmtpServer, TlsCredentials, relayPolicy, senderBinding } from './smtpd/index.js';
+import type { AuthLimits, Policy } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
 import { createAdminApi, createOverview, createTimeseries, loadWebFiles, startAdminServer } from './admin/index.js';
 import type { AdminServer, ExplainPorts } from './admin/index.js';
 import type { AdminApiV1 } from './api/index.js';
 import { explainRoutes, offlineTimeseries } from './admin-ports.js';
 import type { Logger } from './obs/index.js';
-import { cidrContains, compileCidrList, systemClock } from './util/index.js';
+import { cidrContains, compileCidrList, readUserFile, systemClock } from './util/index.js';
 import type { Clock } from './util/index.js';
 
 export interface Server {
   readonly listeners: readonly HostPort[];
+  /** The implicit-TLS submission listener's bound address, when --submission is set. */
+  readonly submission: HostPort | undefined;
   /** The admin listener's bound address (GET /metrics), when --admin is not off. */
   readonly admin: HostPort | undefined;
   readonly store: QueueStore;
@@ -81,12 +84,49 @@ function smtpdOptions(config: Config, relayNetworks: ReturnType<typeof compileCi
       bareNewline: config.bareNewline,
       commandTimeout: config.timeouts.command,
       dataTimeout: config.timeouts.data,
+      authWithoutTls: config.auth.withoutTls,
     },
   };
 }
 
+/**
+ * A setting that names a file which cannot be used (certificate, key, user file): startServer
+ * rejects with it, and `serve` exits 2 as for any configuration error.
+ */
+export class StartupConfigError extends Error {
+  readonly code = 'POSTWIRE_CONFIG';
+}
+
+function authLimits(config: Config): AuthLimits {
+  const a = config.auth;
+  return { failuresPerIp: a.failuresPerIp, failuresPerUser: a.failuresPerUser, failureWindow: a.failureWindow, failureDelay: a.failureDelay, maxVerifications: a.maxVerifications };
+}
+
+/** The relay rule, plus the MAIL FROM binding of authenticated users when it is on. */
+function smtpdPolicy(config: Config, auth: () => Authenticator | undefined): Policy {
+  const relay = relayPolicy({ relayFrom: config.relayFrom });
+  if (config.auth.senderLoginMatch !== 'on') return relay;
+  return senderBinding(relay, (user) => auth()?.sendersOf(user));
+}
+
+async function loadTls(config: Config): Promise<TlsCredentials | undefined> {
+  const { cert, key } = config.tls;
+  if (cert === undefined || key === undefined) return undefined;
+  return TlsCredentials.load({ cert, key }).catch((err: unknown) => {
+    throw new StartupConfigError(err instanceof Error ? err.message : String(err), { cause: err });
+  });
+}
+
+async function loadAuthenticator(config: Config, clock: Clock, log: Logger): Promise<Authenticator | undefined> {
+  const path = config.auth.users;
+  if (path === undefined) return undefined;
+  const read = await readUserFile(path);
+  if (!read.ok) throw new StartupConfigError(`--users: ${read.errors.join('; ')} (create it with: postwire user add NAME --users ${path})`);
+  return new Authenticator(read.users, authLimits(config), clock, log);
+}
+
 export interface StartOptions {
-  readonly onReady?: (info: { listeners: HostPort[] }) => void;
+  readonly onReady?: (info: { listeners: HostPort[]; submission?: HostPort }) => void;
   readonly log?: Logger;
   readonly clock?: Clock;
   /** Uniform in [0, 1): MX shuffling and retry jitter (tests pass a seeded one). */
@@ -153,6 +193,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const log = options.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const clock = options.clock ?? systemClock;
   const node = config.nodeName ?? `${osHostname()}:${process.pid}`;
+  // Files named by settings first: a bad certificate or user file must not leave a queue open.
+  let tls = await loadTls(config);
+  let authenticator = await loadAuthenticator(config, clock, log);
   const { store, slots } = await openBackend(config, clock, log, node);
 
   const relayNetworks = compileCidrList(config.relayFrom);
@@ -221,12 +264,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     },
     ...(slots ? { slots } : {}),
   });
+  const currentAuth = (): Authenticator | undefined => authenticator;
   const smtpd = new SmtpServer({
-    options: { listen: config.listen, listenBacklog: config.limits.listenBacklog, ...smtpdOptions(config, relayNetworks) },
-    policy: relayPolicy({ relayFrom: config.relayFrom }),
+    options: {
+      listen: config.listen,
+      listenBacklog: config.limits.listenBacklog,
+      ...(config.submission !== undefined ? { submission: config.submission } : {}),
+      ...smtpdOptions(config, relayNetworks),
+    },
+    policy: smtpdPolicy(config, currentAuth),
     intake,
     clock,
     log,
+    tls: () => tls?.context,
+    auth: currentAuth,
   });
 
   openSessions = () => smtpd.openConnections;
@@ -267,25 +318,29 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     await slots?.close();
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
-  log.info({ listeners, hostname: config.hostname, relayFrom: config.relayFrom }, 'smtpd ready');
+  const submission = smtpd.submissionAddress;
+  log.info(
+    { listeners, hostname: config.hostname, relayFrom: config.relayFrom, starttls: tls !== undefined, ...(submission ? { submission } : {}), auth: authenticator !== undefined ? { users: authenticator.userCount, withoutTls: config.auth.withoutTls } : false },
+    'smtpd ready',
+  );
   timeseries.start();
   if (config.delivery.mode === 'on') qmgr.start();
   else log.warn({}, 'delivery is off (--delivery off): accepted mail stays queued');
   if (config.delivery.mode === 'on') log.info({ nextHop: config.smarthost ? `smarthost ${config.smarthost.host}:${config.smarthost.port}` : `MX, port ${config.delivery.mxPort}`, dns: config.dns ?? 'system' }, 'delivery ready');
   if (admin) log.info({ admin: admin.address, token: config.adminToken !== undefined }, 'admin ready: the web page at /, /api/v1 and GET /metrics');
-  options.onReady?.({ listeners });
+  options.onReady?.({ listeners, ...(submission ? { submission } : {}) });
 
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   let closing: Promise<void> | undefined;
   let current = config;
   /**
-   * What a reload applies, in order, to the new configuration's live settings. TLS certificates
-   * add theirs here when STARTTLS exists (re-read the files, swap the secure context: sessions
-   * already in TLS keep theirs), so SIGHUP renews certificates without a restart.
+   * What a reload applies, in order, to the new configuration's live settings. The files named
+   * by settings (certificate, key, user file) are re-read by reloadFiles on every SIGHUP instead,
+   * whether or not their names changed: renewing a certificate changes the file, not the flag.
    */
   const reloaders: Array<(next: Config) => void> = [
-    (next) => smtpd.reconfigure({ options: smtpdOptions(next, compileCidrList(next.relayFrom)), policy: relayPolicy({ relayFrom: next.relayFrom }) }),
+    (next) => smtpd.reconfigure({ options: smtpdOptions(next, compileCidrList(next.relayFrom)), policy: smtpdPolicy(next, currentAuth) }),
     (next) => {
       currentRoutes = routeTable(next);
     },
@@ -297,8 +352,51 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         keepDone: next.delivery.keepDone,
       }),
   ];
+  /**
+   * SIGHUP: re-read the certificate and key (a new SecureContext for handshakes from now on;
+   * sessions already in TLS keep theirs) and the user file. A file that fails keeps the running
+   * one, and the log says why. Removing --tls-cert needs a restart (the submission listener and
+   * open sessions depend on it); removing --users turns AUTH off for new sessions.
+   */
+  const reloadFiles = async (next: Config): Promise<void> => {
+    const { cert, key } = next.tls;
+    if (cert !== undefined && key !== undefined) {
+      if (tls === undefined) {
+        try {
+          tls = await TlsCredentials.load({ cert, key });
+          log.info({ cert, key }, 'tls certificate loaded: STARTTLS offered from now on');
+        } catch (err) {
+          log.error({ error: err instanceof Error ? err.message : String(err) }, 'tls certificate reload failed: STARTTLS stays off');
+        }
+      } else {
+        const result = await tls.reload({ cert, key });
+        if (result.ok) log.info({ cert, key }, 'tls certificate reloaded');
+        else log.error({ error: result.error }, 'tls certificate reload failed: the running certificate stays');
+      }
+    } else if (tls !== undefined) {
+      log.warn({ setting: 'tls-cert' }, 'config reload: removing the certificate needs a restart; the running one stays');
+    }
+    const users = next.auth.users;
+    if (users === undefined) {
+      if (authenticator !== undefined) log.info({}, 'AUTH turned off for new sessions (no --users)');
+      authenticator = undefined;
+      return;
+    }
+    const read = await readUserFile(users);
+    if (!read.ok) {
+      for (const error of read.errors) log.error({ error }, 'user file reload failed: the running users stay');
+      return;
+    }
+    if (authenticator === undefined) authenticator = new Authenticator(read.users, authLimits(next), clock, log);
+    else {
+      authenticator.setUsers(read.users);
+      authenticator.setLimits(authLimits(next));
+    }
+    log.info({ file: users, users: read.users.size }, 'user file reloaded');
+  };
   return {
     listeners,
+    submission,
     admin: admin?.address,
     store,
     control,
@@ -325,6 +423,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         return { ok: false, errors: [error] };
       }
       current = plan.config;
+      void reloadFiles(current).catch((err: unknown) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'reload of the TLS and user files failed'));
       for (const setting of plan.restart) log.warn({ setting }, 'config reload: this setting changes only at a restart');
       log.info({ live: plan.live, restartNeeded: plan.restart }, 'config reloaded');
       return { ok: true, live: plan.live, restart: plan.restart };

@@ -23,6 +23,10 @@ export interface ClientInfo {
   /** RFC 3848 name: SMTP, ESMTP, UTF8SMTP … */
   readonly protocol: string;
   readonly session: string;
+  /** The AUTH identity, when the client authenticated (stored in the envelope, not in headers). */
+  readonly user?: string;
+  /** The session's TLS version and cipher, for the Received: comment. */
+  readonly tls?: { readonly version: string; readonly cipher: string };
 }
 
 export interface IncomingMessage {
@@ -79,6 +83,7 @@ export function createCleanup(deps: CleanupDeps): MessageIntake {
         clientIp: client.ip,
         hostname: deps.hostname,
         protocol: client.protocol,
+        ...(client.tls !== undefined ? { tls: client.tls } : {}),
         queueId: writer.id,
         forRecipient: recipients.length === 1 ? recipients[0]?.mailbox.address : undefined,
         utf8: envelope.params.smtputf8 === true,
@@ -158,7 +163,9 @@ function toStoreEnvelope(env: TransactionEnvelope, recipients: readonly Accepted
     smtputf8: env.params.smtputf8 === true,
     ...(env.params.ret ? { dsnRet: env.params.ret } : {}),
     ...(env.params.envid !== undefined ? { dsnEnvid: env.params.envid } : {}),
-    client: { ip: client.ip, helo: client.helo, protocol: client.protocol },
+    // RFC 8689: the session accepted REQUIRETLS only over TLS; delivery must now honour it.
+    ...(env.params.requireTls ? { requireTls: true as const } : {}),
+    client: { ip: client.ip, helo: client.helo, protocol: client.protocol, ...(client.user !== undefined ? { user: client.user } : {}) },
   };
 }
 

@@ -1,8 +1,10 @@
 /**
  * @module cleanup/received
  * The one header Postwire adds: a `Received:` trace line (RFC 5321 §4.4) with the RFC 3848 /
- * RFC 6531 protocol name, the queue id, and `for <rcpt>` only when there is exactly one
- * recipient (more would disclose the envelope's Bcc). Pure: the time comes in as a number.
+ * RFC 6531 protocol name (ESMTPS / ESMTPSA … say TLS and AUTH), the TLS version and cipher in
+ * a comment as Postfix writes it, the queue id, and `for <rcpt>` only when there is exactly one
+ * recipient (more would disclose the envelope's Bcc). The AUTH identity is never written: the
+ * header travels to the recipients. Pure: the time comes in as a number.
  *
  * Trust: the HELO name is client text, so anything outside printable ASCII (or UTF-8 when the
  * transaction is SMTPUTF8) is replaced, and CR/LF can never reach the header.
@@ -13,6 +15,8 @@ export interface ReceivedFields {
   readonly clientIp: string;
   readonly hostname: string;
   readonly protocol: string;
+  /** The session's TLS parameters, when it ran over TLS. */
+  readonly tls?: { readonly version: string; readonly cipher: string };
   readonly queueId: string;
   /** The recipient for the `for` clause, or undefined to leave it out. */
   readonly forRecipient: string | undefined;
@@ -21,7 +25,8 @@ export interface ReceivedFields {
 }
 
 export function formatReceived(f: ReceivedFields): string {
-  const from = `from ${clean(f.helo || 'unknown', f.utf8)} (${ipLiteral(f.clientIp)})`;
+  const tls = f.tls === undefined ? '' : `\r\n\t(using ${clean(f.tls.version, false)} with cipher ${clean(f.tls.cipher, false)})`;
+  const from = `from ${clean(f.helo || 'unknown', f.utf8)} (${ipLiteral(f.clientIp)})${tls}`;
   const by = `by ${f.hostname} (Postwire) with ${f.protocol} id ${f.queueId}`;
   const forClause = f.forRecipient === undefined ? '' : `\r\n\tfor <${clean(f.forRecipient, f.utf8)}>`;
   return `Received: ${from}\r\n\t${by}${forClause};\r\n\t${rfc5322Date(f.nowMs)}\r\n`;

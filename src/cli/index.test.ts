@@ -35,7 +35,8 @@ test('help, --help, -h: usage on stdout listing commands and every flag, exit 0'
     for (const s of SCHEMA) assert.match(text, new RegExp(`^  ${s.flag} ${s.metavar.replace(/[|.]/g, '\\$&')} `, 'm'), s.flag);
     assert.match(text, /--listen HOST:PORT .*\(default 127\.0\.0\.1:2525; repeatable\)/);
     assert.match(text, /--max-message-size SIZE .*\(default 50MiB\)/);
-    assert.match(text, /--tls-cert FILE .*\[not available yet\]/);
+    assert.match(text, /--tls-cert FILE .*re-read on SIGHUP/);
+    assert.doesNotMatch(text, /not available yet/, 'every designed setting and command is built');
   }
 });
 
@@ -49,13 +50,14 @@ test('unknown command: exit 2, named, with a suggestion when close', async () =>
   assert.equal(d.out(), '');
 });
 
-test('designed but unbuilt subcommands refuse with exit 2', async () => {
-  for (const cmd of ['user']) {
-    const c = capture();
-    assert.equal(await runCli([cmd, 'list', '--json'], c.io), 2, cmd);
-    assert.equal(c.err(), `postwire ${cmd}: not available in this version yet\n`);
-    assert.equal(c.out(), '');
-  }
+test('user: usage errors exit 2 and name what to fix', async () => {
+  const c = capture();
+  assert.equal(await runCli(['user', 'list', '--json'], c.io), 2);
+  assert.match(c.err(), /^postwire user: Unknown option '--json'/);
+  const d = capture();
+  assert.equal(await runCli(['user', 'list'], d.io), 2);
+  assert.match(d.err(), /^postwire user: name the user file with --users FILE \(or POSTWIRE_USERS\)\n/);
+  assert.equal(d.out(), '');
 });
 
 test('check-config prints the effective configuration and exits 0', async () => {
@@ -76,7 +78,6 @@ test('check-config with bad settings: every error on stderr, prefixed, exit 2', 
   assert.deepEqual(c.err().trimEnd().split('\n'), [
     'postwire: --bogus: unknown flag',
     'postwire: POSTWIRE_SPOOL: is empty (expected DIR)',
-    'postwire: --tls-cert: STARTTLS is not available in this version yet',
     'postwire: --max-recipients: "abc" is not a whole number (expected 1..100000)',
   ]);
 });
@@ -89,7 +90,7 @@ test('serve with bad flags: exit 2 with the messages, nothing started', async ()
   assert.equal(lines.length, 2);
   assert.match(lines[0] ?? '', /^postwire: --listen: "localhost" is not HOST:PORT \(the port is missing/);
   assert.equal(lines[1], 'postwire: --max-age: "5" has no unit (write 5ms, 5s, 5m, ...)');
-  const d = capture({ POSTWIRE_USERS: '/etc/postwire/users' });
+  const d = capture({ POSTWIRE_SUBMISSION: '127.0.0.1:0' });
   assert.equal(await runCli(['serve'], d.io), 2);
-  assert.equal(d.err(), 'postwire: POSTWIRE_USERS: AUTH is not available in this version yet\n');
+  assert.equal(d.err(), 'postwire: POSTWIRE_SUBMISSION: the implicit-TLS listener needs --tls-cert and --tls-key\n');
 });

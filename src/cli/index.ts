@@ -6,7 +6,7 @@
  *
  * Dispatch is a table of subcommands, one file each (KumoMTA kcli): serve, check-config, send,
  * migrate, help, queue and explain (admin API clients, cli/queue.ts and cli/explain.ts, which
- * print their own usage), and the designed-but-unbuilt ones, which refuse with exit 2.
+ * print their own usage), and user (the AUTH user file, cli/user.ts).
  * Exit codes (DESIGN §3): 0 ok, 1 runtime failure, 2 usage or configuration error; errors go to
  * stderr one per line, prefixed `postwire: `. The CLI may import config/, api/, util/ and main.ts
  * (serve and migrate only, lazily).
@@ -16,11 +16,11 @@ import { runCheckConfig } from './check-config.js';
 import { runHelp, runNoCommand } from './help.js';
 import { EXIT_USAGE, processIo, wantsHelp, type CliIo } from './io.js';
 import { runMigrate } from './migrate.js';
-import { runNotYet } from './not-yet.js';
 import { runExplain } from './explain.js';
 import { runQueue } from './queue.js';
 import { runServe } from './serve.js';
 import { runSend } from './send.js';
+import { runUser } from './user.js';
 
 interface Command {
   readonly name: string;
@@ -30,13 +30,6 @@ interface Command {
   run(args: readonly string[], io: CliIo): Promise<number> | number;
 }
 
-const notYet = (name: string, summary: string): Command => ({
-  name,
-  summary: `${summary} [not available yet]`,
-  takesFlags: false,
-  run: (_args, io) => runNotYet(name, io),
-});
-
 const COMMANDS: readonly Command[] = [
   { name: 'serve', summary: 'run the relay', takesFlags: true, run: (args, io) => runServe(args, io) },
   { name: 'check-config', summary: 'validate and print the effective configuration', takesFlags: true, run: runCheckConfig },
@@ -44,7 +37,7 @@ const COMMANDS: readonly Command[] = [
   { name: 'queue', summary: 'list, show, retry, hold, release, delete or bounce queued mail', takesFlags: false, run: runQueue },
   { name: 'explain', summary: 'the decision path for a recipient or a queued message', takesFlags: false, run: runExplain },
   { name: 'send', summary: 'submit a message read from stdin (sendmail-like: -f, -t, -i)', takesFlags: false, run: runSend },
-  notYet('user', 'manage the AUTH user file'),
+  { name: 'user', summary: 'add, remove or list AUTH users (--users FILE)', takesFlags: false, run: runUser },
   { name: 'migrate', summary: 'create or upgrade the shared PostgreSQL queue schema (--queue URL)', takesFlags: true, run: (args, io) => runMigrate(args, io) },
 ];
 

@@ -23,6 +23,8 @@ export interface CliIo {
   stderrIsTTY?: boolean;
   /** All of standard input (`send` reads the message from it). */
   readStdin?: () => Promise<Buffer>;
+  /** Ask for a secret on the terminal without echo; absent when stdin is not a terminal. */
+  promptSecret?: (prompt: string) => Promise<string>;
 }
 
 export const processIo: CliIo = {
@@ -35,7 +37,36 @@ export const processIo: CliIo = {
     for await (const chunk of process.stdin) parts.push(Buffer.from(chunk as Uint8Array));
     return Buffer.concat(parts);
   },
+  ...(process.stdin.isTTY === true ? { promptSecret } : {}),
 };
+
+/** Reads one line from the terminal in raw mode, echoing nothing; Ctrl-C or Ctrl-D give up. */
+function promptSecret(prompt: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stdin = process.stdin;
+    process.stderr.write(prompt);
+    stdin.setRawMode(true);
+    stdin.resume();
+    let text = '';
+    const done = (err?: Error): void => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(text);
+    };
+    const onData = (chunk: Buffer): void => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done();
+        if (ch === '\u0003' || ch === '\u0004') return done(new Error('cancelled'));
+        if (ch === '\u007f' || ch === '\b') text = [...text].slice(0, -1).join('');
+        else text += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
 
 export function systemHostname(io: CliIo): string {
   return io.hostname ?? hostname();

@@ -4,7 +4,8 @@
  * composition root, imported lazily so that `help` or a config error never loads the server),
  * and supervise it until it stops.
  *
- * Exit codes: 2 when the configuration is bad (every error printed, nothing started); 1 when
+ * Exit codes: 2 when the configuration is bad (every error printed, nothing started), or a file
+ * it names (certificate, key, user file) cannot be used; 1 when
  * startup fails (`postwire: <what failed>: <why>`: port in use, spool not writable...), when the
  * server stops without being asked, or when a second signal cuts the shutdown short; 0 after a
  * clean shutdown.
@@ -18,7 +19,7 @@
  * Signals and the main module are injected (ServeDeps) so tests drive both in-process.
  */
 import { formatHostPort, loadConfig, type Config, type LoadResult } from '../config/index.js';
-import { EXIT_FAILURE, EXIT_OK, explainError, reportErrors, systemHostname, type CliIo } from './io.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, explainError, reportErrors, systemHostname, type CliIo } from './io.js';
 
 /** What serve needs of a running server (main.ts's Server). */
 export interface RunningServer {
@@ -30,6 +31,8 @@ export interface RunningServer {
 
 export interface ReadyInfo {
   readonly listeners: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  /** The implicit-TLS submission listener, when configured. */
+  readonly submission?: { readonly host: string; readonly port: number };
 }
 
 export interface MainModule {
@@ -80,8 +83,10 @@ export async function runServe(args: readonly string[], io: CliIo, deps: ServeDe
     server = await main.startServer(loaded.config, { onReady: (info) => (ready = info) });
   } catch (err) {
     // main's errors name what failed ("cannot listen: …", "spool directory ./spool: …").
-    io.stderr(`postwire: ${explainError(err)}\n`);
-    return EXIT_FAILURE;
+    // A file a setting names that cannot be used (certificate, user file) is a configuration error.
+    const isConfig = err instanceof Error && 'code' in err && err.code === 'POSTWIRE_CONFIG';
+    io.stderr(`postwire: ${isConfig && err instanceof Error ? err.message : explainError(err)}\n`);
+    return isConfig ? EXIT_USAGE : EXIT_FAILURE;
   }
   const reload = (): void => {
     // The same flags and environment as at start: the file is what an operator edits.
@@ -106,6 +111,7 @@ export async function runServe(args: readonly string[], io: CliIo, deps: ServeDe
 function announce(io: CliIo, info: ReadyInfo): void {
   const list = info.listeners.map((l) => formatHostPort(l)).join(', ');
   io.stderr(`postwire: listening on ${list}\n`);
+  if (info.submission !== undefined) io.stderr(`postwire: submission (implicit TLS) on ${formatHostPort(info.submission)}\n`);
 }
 
 function supervise(server: RunningServer, io: CliIo, signals: SignalSource): Promise<number> {

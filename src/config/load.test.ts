@@ -62,6 +62,12 @@ test('defaults match DESIGN §3 and types.ts', () => {
       maxCommandLine: 512, maxBadCommands: 20, listenBacklog: 1024,
     },
     timeouts: { command: 300_000, data: 180_000, shutdownGrace: 10_000 },
+    tls: { cert: undefined, key: undefined },
+    submission: undefined,
+    auth: {
+      users: undefined, withoutTls: 'off', senderLoginMatch: 'off', failuresPerIp: 5, failuresPerUser: 10,
+      failureWindow: 900_000, failureDelay: 1_000, maxVerifications: 2,
+    },
     delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
     routes: [],
     logLevel: 'info',
@@ -219,15 +225,14 @@ test('--hostname: host names and address literals; a bad system name is reported
   assert.equal(good(['--hostname', 'ok.example']).hostname, 'ok.example', 'a flag spares a bad system name');
 });
 
-test('not-yet-available features are errors from every source', () => {
-  assert.deepEqual(bad(['--tls-cert', 'cert.pem', '--tls-key', 'key.pem']), [
-    '--tls-cert: STARTTLS is not available in this version yet',
-    '--tls-key: STARTTLS is not available in this version yet',
-  ]);
-  assert.deepEqual(bad(['--submission', '127.0.0.1:465']), ['--submission: the implicit-TLS submission listener is not available in this version yet']);
-  assert.deepEqual(bad(['--users', 'users.txt']), ['--users: AUTH is not available in this version yet']);
-  const path = file({ 'tls-cert': 'cert.pem' });
-  assert.deepEqual(bad(['--config', path]), [`${path}: key "tls-cert": STARTTLS is not available in this version yet`]);
+test('TLS and AUTH settings: pairs and prerequisites are checked, from every source', () => {
+  const c = good(['--tls-cert', 'cert.pem', '--tls-key', 'key.pem', '--submission', '127.0.0.1:465', '--users', 'users.txt', '--auth-without-tls', 'loopback']);
+  assert.deepEqual([c.tls, c.submission, c.auth.users, c.auth.withoutTls, c.auth.senderLoginMatch], [{ cert: 'cert.pem', key: 'key.pem' }, { host: '127.0.0.1', port: 465 }, 'users.txt', 'loopback', 'off']);
+  assert.deepEqual(bad(['--tls-cert', 'cert.pem']), ['--tls-cert: needs --tls-key too (the certificate and its private key)']);
+  assert.deepEqual(bad(['--submission', '127.0.0.1:465']), ['--submission: the implicit-TLS listener needs --tls-cert and --tls-key']);
+  assert.deepEqual(bad(['--sender-login-match', 'on']), ['--sender-login-match: "on" needs --users (the addresses are in the user file)']);
+  const path = file({ 'tls-key': 'key.pem' });
+  assert.deepEqual(bad(['--config', path]), [`${path}: key "tls-key": needs --tls-cert too (the certificate and its private key)`]);
 });
 
 test('the shared queue: a postgres URL, a schema name, a node name', () => {

@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { formatHostPort, parseSetting, type Raw, type SettingValue } from './parse.js';
 import {
   BARE_NEWLINE_POLICIES,
-  LOG_LEVELS, LOG_FORMATS, AMBIGUOUS_POLICIES, DELIVERY_MODES, LONG_LINE_POLICIES,
+  LOG_LEVELS, LOG_FORMATS, AMBIGUOUS_POLICIES, DELIVERY_MODES, LONG_LINE_POLICIES, AUTH_WITHOUT_TLS, ON_OFF,
   SCHEMA,
   settingByEnv,
   settingByName,
@@ -221,6 +221,22 @@ function crossCheck(values: ReadonlyMap<string, SettingValue | undefined>, label
   if (admin !== 'off' && admin.port !== 0 && seen.has(formatHostPort(admin))) {
     errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is also an SMTP --listen address`);
   }
+  const cert = optional(values, 'tls-cert', 'string');
+  const key = optional(values, 'tls-key', 'string');
+  if ((cert === undefined) !== (key === undefined)) {
+    const [given, missing] = cert === undefined ? ['tls-key', '--tls-cert'] : ['tls-cert', '--tls-key'];
+    errors.push(`${labels.get(given) ?? `--${given}`}: needs ${missing} too (the certificate and its private key)`);
+  }
+  const submission = optional(values, 'submission', 'hostport');
+  if (submission !== undefined && cert === undefined) {
+    errors.push(`${labels.get('submission') ?? '--submission'}: the implicit-TLS listener needs --tls-cert and --tls-key`);
+  }
+  if (submission !== undefined && submission.port !== 0 && seen.has(formatHostPort(submission))) {
+    errors.push(`${labels.get('submission') ?? '--submission'}: ${formatHostPort(submission)} is also an SMTP --listen address`);
+  }
+  if (typed(values, 'sender-login-match', 'enum') === 'on' && optional(values, 'users', 'string') === undefined) {
+    errors.push(`${labels.get('sender-login-match') ?? '--sender-login-match'}: "on" needs --users (the addresses are in the user file)`);
+  }
   // The admin API can delete and bounce mail: off loopback, it must ask for a token.
   if (admin !== 'off' && !isLoopback(admin.host) && optional(values, 'admin-token', 'string') === undefined) {
     errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is not a loopback address, so the admin API needs --admin-token (or POSTWIRE_ADMIN_TOKEN)`);
@@ -280,6 +296,21 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
       maxCommandLine: typed(v, 'max-command-line', 'integer'),
       maxBadCommands: typed(v, 'max-bad-commands', 'integer'),
       listenBacklog: typed(v, 'listen-backlog', 'integer'),
+    },
+    tls: {
+      cert: optional(v, 'tls-cert', 'string'),
+      key: optional(v, 'tls-key', 'string'),
+    },
+    submission: optional(v, 'submission', 'hostport'),
+    auth: {
+      users: optional(v, 'users', 'string'),
+      withoutTls: oneOf(AUTH_WITHOUT_TLS, typed(v, 'auth-without-tls', 'enum')),
+      senderLoginMatch: oneOf(ON_OFF, typed(v, 'sender-login-match', 'enum')),
+      failuresPerIp: typed(v, 'auth-failures-per-ip', 'integer'),
+      failuresPerUser: typed(v, 'auth-failures-per-user', 'integer'),
+      failureWindow: typed(v, 'auth-failure-window', 'duration'),
+      failureDelay: typed(v, 'auth-failure-delay', 'duration'),
+      maxVerifications: typed(v, 'auth-verifications', 'integer'),
     },
     timeouts: {
       command: typed(v, 'command-timeout', 'duration'),

@@ -13,6 +13,7 @@ import { SCHEMA, type Section, type Setting } from './schema.js';
 const TITLES: Readonly<Record<Section, string>> = {
   relay: 'The relay',
   'shared-queue': 'The shared queue (several nodes, one PostgreSQL)',
+  'tls-auth': 'Inbound TLS and AUTH',
   limits: 'Limits',
   delivery: 'Delivery',
   'next-hop': 'Next hop and retries',
@@ -120,6 +121,12 @@ const NOTES: Partial<Record<Section, string>> = {
     'from one queue ([queue.md](queue.md#the-shared-postgresql-queue)). Create or upgrade the schema first with ' +
     '`postwire migrate --queue URL [--queue-schema NAME]`; `serve` refuses a missing or older schema. A node\'s database ' +
     'connections are named `postwire:NAME` (`application_name`) after `--node-name`, which is also the lease owner tools show.\n',
+  'tls-auth':
+    'With `--tls-cert` and `--tls-key`, every `--listen` listener offers STARTTLS (TLS 1.2 or later) and `--submission` ' +
+    'listens with implicit TLS. With `--users`, AUTH PLAIN and LOGIN are offered once the session is TLS (a client ' +
+    'that tries before gets `538 5.7.11`); an authenticated client may relay from any address. SIGHUP re-reads the ' +
+    'certificate, the key and the user file; a file that fails to load keeps the running one and is logged. ' +
+    'See [security.md](security.md).\n',
   observability: [
     '`--admin` serves the admin API under `/api/v1` ([admin-api.md](admin-api.md)) and `GET /metrics`',
     '([metrics.md](metrics.md)); the log is described in the README. With `--admin-token` (or',

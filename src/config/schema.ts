@@ -63,7 +63,7 @@ interface Common {
   readonly reload: 'live' | 'restart';
 }
 
-export const SECTIONS = ['relay', 'shared-queue', 'limits', 'delivery', 'next-hop', 'observability', 'unbuilt'] as const;
+export const SECTIONS = ['relay', 'shared-queue', 'tls-auth', 'limits', 'delivery', 'next-hop', 'observability', 'unbuilt'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 interface Range {
@@ -99,6 +99,8 @@ export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export const AMBIGUOUS_POLICIES = ['retry', 'hold'] as const;
 export const DELIVERY_MODES = ['on', 'off'] as const;
 export const LONG_LINE_POLICIES = ['wrap', 'pass', 'bounce'] as const;
+export const AUTH_WITHOUT_TLS = ['off', 'loopback'] as const;
+export const ON_OFF = ['off', 'on'] as const;
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -145,7 +147,9 @@ function define(spec: Spec): Setting {
 const SECTION_OF: Readonly<Record<string, Section>> = {
   queue: 'shared-queue', 'queue-schema': 'shared-queue', 'queue-connections': 'shared-queue', 'node-name': 'shared-queue',
   'lease-time': 'shared-queue',
-  'tls-cert': 'unbuilt', 'tls-key': 'unbuilt', submission: 'unbuilt', users: 'unbuilt',
+  'tls-cert': 'tls-auth', 'tls-key': 'tls-auth', submission: 'tls-auth', users: 'tls-auth', 'auth-without-tls': 'tls-auth',
+  'sender-login-match': 'tls-auth', 'auth-failures-per-ip': 'tls-auth', 'auth-failures-per-user': 'tls-auth',
+  'auth-failure-window': 'tls-auth', 'auth-failure-delay': 'tls-auth', 'auth-verifications': 'tls-auth',
   'max-connections': 'limits', 'max-connections-per-ip': 'limits', 'max-recipients': 'limits', 'max-message-size': 'limits',
   'max-command-line': 'limits', 'max-bad-commands': 'limits', 'listen-backlog': 'limits', 'command-timeout': 'limits',
   'data-timeout': 'limits', 'shutdown-grace': 'limits',
@@ -159,13 +163,15 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
  * Settings SIGHUP applies to a running server (main.ts's reload). Everything else needs a restart:
  * listeners and the spool are open resources, qmgr's windows and slots are sized at start, and
  * the host name is in every component's greeting. `keep-done` applies from the next sweep (at
- * the cadence set at start). TLS
- * certificates join this set when STARTTLS exists (the reload hook in main.ts is where).
+ * the cadence set at start). The certificate, key and user files are also re-read on every
+ * SIGHUP whether or not their names changed (main.ts): renewing a certificate needs no restart.
  */
 const LIVE: ReadonlySet<string> = new Set([
   'relay-from', 'bare-newline', 'max-connections', 'max-connections-per-ip', 'max-recipients', 'max-message-size',
   'max-command-line', 'max-bad-commands', 'command-timeout', 'data-timeout', 'shutdown-grace',
   'smarthost', 'dns', 'mx-port', 'retry', 'max-age', 'ambiguous', 'delay-warning', 'keep-done',
+  'tls-cert', 'tls-key', 'users', 'auth-without-tls', 'sender-login-match', 'auth-failures-per-ip', 'auth-failures-per-user',
+  'auth-failure-window', 'auth-failure-delay',
 ]);
 
 const local = (port: number): HostPort => ({ host: '127.0.0.1', port });
@@ -204,18 +210,28 @@ export const SCHEMA: readonly Setting[] = [
     doc: 'bearer token the admin API requires (Authorization: Bearer TOKEN); needed when --admin is not loopback' }),
   define({ name: 'relay-from', key: 'relayFrom', kind: 'cidr-list', default: ['127.0.0.0/8', '::1/128'],
     doc: 'networks allowed to relay without AUTH (IPv4-mapped IPv6 clients match IPv4 networks)' }),
-  define({ name: 'tls-cert', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
-    unavailable: 'STARTTLS is not available in this version yet',
-    doc: 'certificate chain (PEM) for STARTTLS and the submission listener' }),
-  define({ name: 'tls-key', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
-    unavailable: 'STARTTLS is not available in this version yet',
-    doc: 'private key (PEM) for --tls-cert' }),
-  define({ name: 'submission', key: undefined, kind: 'hostport', ...listener, default: undefined,
-    unavailable: 'the implicit-TLS submission listener is not available in this version yet',
-    doc: 'implicit-TLS submission listener (RFC 8314)' }),
-  define({ name: 'users', key: undefined, kind: 'string', default: undefined, metavar: 'FILE',
-    unavailable: 'AUTH is not available in this version yet',
-    doc: 'AUTH user file (managed with `postwire user`)' }),
+  define({ name: 'tls-cert', key: 'tls.cert', kind: 'string', default: undefined, metavar: 'FILE',
+    doc: 'certificate chain (PEM) for STARTTLS and the submission listener; re-read on SIGHUP' }),
+  define({ name: 'tls-key', key: 'tls.key', kind: 'string', default: undefined, metavar: 'FILE',
+    doc: 'private key (PEM) for --tls-cert; re-read on SIGHUP' }),
+  define({ name: 'submission', key: 'submission', kind: 'hostport', ...listener, default: undefined,
+    doc: 'implicit-TLS submission listener (RFC 8314, usually port 465); needs --tls-cert' }),
+  define({ name: 'users', key: 'auth.users', kind: 'string', default: undefined, metavar: 'FILE',
+    doc: 'AUTH user file (managed with `postwire user`); enables AUTH PLAIN and LOGIN over TLS; re-read on SIGHUP' }),
+  define({ name: 'auth-without-tls', key: 'auth.withoutTls', kind: 'enum', values: AUTH_WITHOUT_TLS, default: 'off',
+    metavar: AUTH_WITHOUT_TLS.join('|'), doc: 'loopback: also offer AUTH without TLS to loopback clients (tests, local tools); never to others' }),
+  define({ name: 'sender-login-match', key: 'auth.senderLoginMatch', kind: 'enum', values: ON_OFF, default: 'off',
+    metavar: ON_OFF.join('|'), doc: "on: an authenticated client's MAIL FROM must be one of its addresses in the user file (553 5.7.1)" }),
+  define({ name: 'auth-failures-per-ip', key: 'auth.failuresPerIp', kind: 'integer', min: 1, max: 100_000, default: 5,
+    doc: 'failed AUTH attempts from one client IP per --auth-failure-window; beyond it: 421 4.7.0 and close' }),
+  define({ name: 'auth-failures-per-user', key: 'auth.failuresPerUser', kind: 'integer', min: 1, max: 100_000, default: 10,
+    doc: 'failed AUTH attempts for one user name per --auth-failure-window; beyond it: 454 4.7.0 for that user' }),
+  define({ name: 'auth-failure-window', key: 'auth.failureWindow', kind: 'duration', min: 1000, max: DAY, default: 15 * MINUTE,
+    doc: 'how long a failed AUTH attempt counts against its IP and user' }),
+  define({ name: 'auth-failure-delay', key: 'auth.failureDelay', kind: 'duration', min: 0, max: MINUTE, default: SECOND,
+    doc: 'a failed or throttled AUTH attempt is answered after this delay (slows guessing)' }),
+  define({ name: 'auth-verifications', key: 'auth.maxVerifications', kind: 'integer', min: 1, max: 64, default: 2,
+    doc: 'password verifications (argon2id, CPU-heavy, off the event loop) running at once; more wait their turn' }),
   define({ name: 'max-connections', key: 'limits.maxConnections', kind: 'integer', min: 1, max: 1_000_000, default: 1000,
     doc: 'simultaneous inbound connections; beyond it: 421 and close' }),
   define({ name: 'max-connections-per-ip', key: 'limits.maxConnectionsPerIp', kind: 'integer', min: 1, max: 1_000_000,

@@ -71,6 +71,30 @@ export interface DeliverySettings {
   readonly leaseTime: number;
 }
 
+/** Inbound TLS (STARTTLS and the submission listener): PEM file paths, re-read on SIGHUP. */
+export interface TlsSettings {
+  readonly cert: string | undefined;
+  readonly key: string | undefined;
+}
+
+/** AUTH (RFC 4954) for inbound clients. */
+export interface AuthSettings {
+  /** The user file; undefined: AUTH is not offered. */
+  readonly users: string | undefined;
+  /** 'loopback': AUTH is also offered without TLS to loopback clients. */
+  readonly withoutTls: 'off' | 'loopback';
+  /** 'on': an authenticated client's MAIL FROM must be one of its addresses. */
+  readonly senderLoginMatch: 'off' | 'on';
+  readonly failuresPerIp: number;
+  readonly failuresPerUser: number;
+  /** ms a failure counts. */
+  readonly failureWindow: number;
+  /** ms before a failed or throttled attempt is answered. */
+  readonly failureDelay: number;
+  /** Concurrent argon2 verifications. */
+  readonly maxVerifications: number;
+}
+
 export interface Config {
   /** Inbound SMTP listeners. */
   readonly listen: readonly HostPort[];
@@ -104,6 +128,10 @@ export interface Config {
   readonly bareNewline: BareNewlinePolicy;
   readonly limits: SmtpdLimits;
   readonly timeouts: SmtpdTimeouts;
+  readonly tls: TlsSettings;
+  /** The implicit-TLS submission listener (RFC 8314), if any. */
+  readonly submission: HostPort | undefined;
+  readonly auth: AuthSettings;
   readonly delivery: DeliverySettings;
   /** Routes from the config file, in order; `--smarthost` is added by main as the `*` route. */
   readonly routes: readonly RouteSetting[];

@@ -155,7 +155,8 @@ function parseAuth(arg: string): Command | Reply {
   const [mechanism = '', initialResponse, ...extra] = arg.split(/ +/);
   if (!MECHANISM.test(mechanism) || extra.length > 0) return badArg('Syntax: AUTH <mechanism> [initial-response]');
   if (initialResponse === undefined) return { verb: 'AUTH', mechanism: mechanism.toUpperCase() };
-  if (!BASE64.test(initialResponse)) return badArg('AUTH initial response must be base64 or =');
+  // RFC 4954 §4: a response that is not base64 is 501 5.5.2, the same as in the exchange.
+  if (!BASE64.test(initialResponse)) return reply(501, '5.5.2', 'AUTH initial response must be base64 or =');
   return { verb: 'AUTH', mechanism: mechanism.toUpperCase(), initialResponse };
 }
 

@@ -13,7 +13,7 @@ export * from './status.js';
 export * from './dot.js';
 // server-session exports are added by the lead
 export { ServerSession } from './server-session.js';
-export type { AcceptedRecipient, Decision, ServerSessionOptions, TransactionEnvelope } from './server-session.js';
+export type { AcceptedRecipient, AuthCredentials, Decision, ServerSessionOptions, TransactionEnvelope } from './server-session.js';
 export { CLIENT_STEPS, ClientSession, NO_EXTENSIONS, parseEhlo } from './client-session.js';
 export type {
   AttemptFact,

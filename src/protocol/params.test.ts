@@ -39,7 +39,9 @@ test('MAIL parameters parse case-insensitively', () => {
 
 test('MAIL parameter errors: 555 unknown, 501 bad value or duplicate', () => {
   assert.equal(refused(parseMailParams('FOO=1')), '555 5.5.4');
-  assert.equal(refused(parseMailParams('REQUIRETLS')), '555 5.5.4');
+  assert.equal(refused(parseMailParams('MT-PRIORITY=3')), '555 5.5.4');
+  assert.equal(refused(parseMailParams('REQUIRETLS=yes')), '501 5.5.4');
+  assert.deepEqual(mailOk('REQUIRETLS'), { requireTls: true });
   assert.equal(refused(parseMailParams('NOTIFY=NEVER')), '555 5.5.4');
   for (const bad of ['SIZE', 'SIZE=-1', 'SIZE=1e3', 'SIZE=99999999999999999999', 'BODY=9BIT', 'SMTPUTF8=yes', 'RET=ALL', 'ENVID=a+2', `ENVID=${'a'.repeat(101)}`, 'AUTH=', 'SIZE=1 size=2', '=x', 'SIZE=a=b']) {
     assert.equal(refused(parseMailParams(bad)), '501 5.5.4', bad);

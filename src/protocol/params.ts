@@ -1,7 +1,8 @@
 /**
  * @module protocol/params
  * ESMTP parameters of MAIL FROM and RCPT TO (RFC 5321 §4.1.2 esmtp-param): SIZE (RFC 1870),
- * BODY (6152, 3030), SMTPUTF8 (6531), RET/ENVID/NOTIFY/ORCPT (3461, 6533), AUTH (4954); and the
+ * BODY (6152, 3030), SMTPUTF8 (6531), RET/ENVID/NOTIFY/ORCPT (3461, 6533), AUTH (4954),
+ * REQUIRETLS (8689); and the
  * xtext encodings they use, both ways.
  *
  * Who calls it: protocol/command parses with parseMailParams/parseRcptParams and formats with
@@ -64,6 +65,11 @@ const MAIL_PARAMS: Readonly<Record<string, Handler<MailParams>>> = {
     const auth = v === '<>' ? v : v === undefined ? undefined : decodeXtext(v);
     if (auth === undefined || auth === '') return 'AUTH must be xtext or <>';
     p.auth = auth;
+    return undefined;
+  },
+  REQUIRETLS: (v, p) => {
+    if (v !== undefined) return 'REQUIRETLS takes no value';
+    p.requireTls = true;
     return undefined;
   },
 };
@@ -190,6 +196,7 @@ export function formatMailParams(p: MailParams): string {
   if (p.ret !== undefined) out.push(`RET=${p.ret}`);
   if (p.envid !== undefined) out.push(`ENVID=${encodeXtext(p.envid)}`);
   if (p.auth !== undefined) out.push(`AUTH=${p.auth === '<>' ? '<>' : encodeXtext(p.auth)}`);
+  if (p.requireTls) out.push('REQUIRETLS');
   return out.join(' ');
 }
 

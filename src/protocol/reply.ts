@@ -48,7 +48,9 @@ export function formatReply(r: Reply): string {
   lines.forEach((line, i) => {
     const clean = line.replace(NEWLINES, ' ');
     const text = r.enhanced === undefined ? clean : clean === '' ? r.enhanced : `${r.enhanced} ${clean}`;
-    out += `${r.code}${i === last ? ' ' : '-'}${text}`.trimEnd() + '\r\n';
+    const rendered = `${r.code}${i === last ? ' ' : '-'}${text}`;
+    // RFC 4954's continue-req is `"334" SP [base64]`: an empty challenge keeps its space.
+    out += (r.code === 334 && text === '' ? rendered : rendered.trimEnd()) + '\r\n';
   });
   return out;
 }

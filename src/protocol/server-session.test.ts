@@ -55,6 +55,10 @@ function driver(s: ServerSession, policy: Policy = {}) {
         return wire(d.reply);
       case 'bdat':
         return d.reply ? wire(d.reply) : `bdat accept size=${d.size} last=${d.last} open=${d.open}`;
+      case 'start-tls':
+        return `${wire(d.reply)} [start-tls]`;
+      case 'check-auth':
+        return `check-auth ${d.credentials.mechanism} ${JSON.stringify([d.credentials.authzid, d.credentials.username, d.credentials.password])}`;
     }
   };
   return { decide, say };
@@ -549,5 +553,115 @@ describe('ServerSession: property', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('ServerSession: STARTTLS (RFC 3207)', () => {
+  const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+  const ehloKeywords = (s: ServerSession): string[] => {
+    const d = s.receive(parseCommand('EHLO client.test'));
+    assert.equal(d.kind, 'reply');
+    return d.kind === 'reply' ? d.reply.lines.slice(1) : [];
+  };
+
+  it('is offered only before TLS, and the handshake makes the client start again', () => {
+    const s = session({ starttls: true });
+    assert.ok(ehloKeywords(s).includes('STARTTLS'));
+    assert.ok(!ehloKeywords(s).includes('REQUIRETLS'), 'REQUIRETLS only over TLS');
+    const { say } = driver(s);
+    assert.equal(say('MAIL FROM:<a@x.example>'), '250 2.1.0 Ok');
+    assert.equal(say('STARTTLS'), '503 5.5.1 STARTTLS is not allowed during a mail transaction');
+    assert.equal(say('RSET'), '250 2.0.0 Ok');
+    assert.equal(say('STARTTLS'), '220 2.0.0 Ready to start TLS [start-tls]');
+    s.tlsStarted();
+    assert.equal(say('MAIL FROM:<a@x.example>'), '503 5.5.1 Send HELO or EHLO first', 'EHLO is forgotten (§4.2)');
+    const after = ehloKeywords(s);
+    assert.ok(!after.includes('STARTTLS'));
+    assert.ok(after.includes('REQUIRETLS'));
+    assert.equal(say('STARTTLS'), '503 5.5.1 TLS is already active');
+    assert.equal(s.protocolName, 'ESMTPS');
+  });
+
+  it('is 502 without a certificate', () => {
+    assert.equal(driver(session()).say('STARTTLS'), '502 5.5.1 STARTTLS is not available');
+  });
+
+  it('REQUIRETLS on MAIL FROM is refused in plain text and accepted over TLS', () => {
+    const plain = session({ starttls: true });
+    ehloKeywords(plain);
+    assert.equal(driver(plain).say('MAIL FROM:<a@x.example> REQUIRETLS'), '530 5.7.10 REQUIRETLS needs a TLS session: issue STARTTLS first');
+    const tls = session({ implicitTls: true });
+    ehloKeywords(tls);
+    const d = tls.receive(parseCommand('MAIL FROM:<a@x.example> REQUIRETLS'));
+    assert.equal(d.kind, 'check-mail');
+    assert.equal(d.kind === 'check-mail' ? d.params.requireTls : undefined, true);
+  });
+
+  it('AUTH is refused before TLS (538 5.7.11), offered after, and only once', () => {
+    const s = session({ starttls: true, auth: true });
+    assert.ok(!ehloKeywords(s).some((k) => k.startsWith('AUTH')), 'not advertised in plain text');
+    const { say } = driver(s);
+    assert.equal(say(`AUTH PLAIN ${b64('\0alice\0secret')}`), '538 5.7.11 Encryption required for requested authentication mechanism');
+    s.tlsStarted();
+    assert.ok(ehloKeywords(s).includes('AUTH PLAIN LOGIN'));
+    assert.equal(say(`AUTH PLAIN ${b64('\0alice\0secret')}`), 'check-auth PLAIN ["","alice","secret"]');
+    assert.equal(wire(s.authSucceeded('alice')), '235 2.7.0 Authentication successful');
+    assert.equal(s.protocolName, 'ESMTPSA');
+    assert.equal(say(`AUTH PLAIN ${b64('\0alice\0secret')}`), '503 5.5.1 Already authenticated');
+    assert.ok(!ehloKeywords(s).some((k) => k.startsWith('AUTH')), 'not advertised once authenticated');
+  });
+
+  it('loopback plain-text AUTH when allowed; ESMTPA without TLS', () => {
+    const s = session({ auth: true, authWithoutTls: true });
+    assert.ok(ehloKeywords(s).includes('AUTH PLAIN LOGIN'));
+    assert.equal(driver(s).say(`AUTH PLAIN ${b64('\0alice\0pw')}`), 'check-auth PLAIN ["","alice","pw"]');
+    s.authSucceeded('alice');
+    assert.equal(s.protocolName, 'ESMTPA');
+  });
+
+  it('the PLAIN and LOGIN exchanges, cancel, bad base64, and AUTH inside a transaction', () => {
+    const s = session({ implicitTls: true, auth: true, maxBadCommands: 50 });
+    ehloKeywords(s);
+    const { say } = driver(s);
+    assert.equal(say('AUTH PLAIN'), '334 ');
+    assert.equal(formatReply(reply(334, undefined, '')), '334 \r\n', 'the empty challenge keeps its space');
+    assert.ok(s.inAuthExchange);
+    const plain = s.authResponse(b64('alice\0alice\0pw'));
+    assert.deepEqual(plain.kind === 'check-auth' ? plain.credentials : undefined, { mechanism: 'PLAIN', authzid: 'alice', username: 'alice', password: 'pw' });
+    assert.equal(wire(s.authFailed(reply(535, '5.7.8', 'Authentication credentials invalid'))), '535 5.7.8 Authentication credentials invalid');
+    assert.equal(say('AUTH LOGIN'), `334 ${b64('Username:')}`);
+    const pw = s.authResponse(b64('bob'));
+    assert.equal(pw.kind === 'reply' ? wire(pw.reply) : pw.kind, `334 ${b64('Password:')}`);
+    const login = s.authResponse(b64('hunter2'));
+    assert.deepEqual(login.kind === 'check-auth' ? login.credentials : undefined, { mechanism: 'LOGIN', authzid: '', username: 'bob', password: 'hunter2' });
+    assert.equal(say(`AUTH LOGIN ${b64('carol')}`), `334 ${b64('Password:')}`, 'LOGIN initial response is the user name');
+    const cancel = s.authResponse('*');
+    assert.equal(cancel.kind === 'reply' ? wire(cancel.reply) : cancel.kind, '501 5.7.0 Authentication cancelled');
+    assert.ok(!s.inAuthExchange);
+    assert.equal(say('AUTH PLAIN'), '334 ');
+    const bad = s.authResponse('not base64!');
+    assert.equal(bad.kind === 'reply' ? wire(bad.reply) : bad.kind, '501 5.5.2 Cannot decode the response: not base64');
+    assert.equal(say('AUTH PLAIN !!!'), '501 5.5.2 AUTH initial response must be base64 or =');
+    assert.equal(say(`AUTH PLAIN ${b64('no-nuls')}`), '501 5.5.2 PLAIN response must be [authzid] NUL authcid NUL passwd');
+    assert.equal(say('AUTH CRAM-MD5'), '504 5.5.4 Unrecognized authentication type');
+    assert.equal(say('MAIL FROM:<a@x.example>'), '250 2.1.0 Ok');
+    assert.equal(say(`AUTH PLAIN ${b64('\0a\0b')}`), '503 5.5.1 AUTH is not allowed during a mail transaction');
+  });
+
+  it('AUTH needs EHLO, and is 502 without a user file', () => {
+    const s = session({ implicitTls: true, auth: true });
+    assert.equal(driver(s).say('HELO client.test'), '250 mx.postwire.test');
+    assert.equal(driver(s).say('AUTH PLAIN'), '503 5.5.1 Send EHLO first');
+    const none = session({ implicitTls: true });
+    ehloKeywords(none);
+    assert.equal(driver(none).say('AUTH PLAIN'), '502 5.5.1 AUTH is not available');
+  });
+
+  it('UTF8SMTP forms of the protocol name', () => {
+    const s = session({ implicitTls: true, auth: true });
+    ehloKeywords(s);
+    s.authSucceeded('alice');
+    assert.equal(driver(s).say('MAIL FROM:<a@x.example> SMTPUTF8'), '250 2.1.0 Ok');
+    assert.equal(s.protocolName, 'UTF8SMTPSA');
   });
 });

@@ -23,7 +23,7 @@ export type BodyType = '7BIT' | '8BITMIME' | 'BINARYMIME';
 export type DsnRet = 'FULL' | 'HDRS';
 export type DsnNotify = 'SUCCESS' | 'FAILURE' | 'DELAY';
 
-/** MAIL FROM parameters (RFC 1870 SIZE, 6152 BODY, 3030 BINARYMIME, 6531 SMTPUTF8, 3461 DSN, 4954 AUTH). */
+/** MAIL FROM parameters (RFC 1870 SIZE, 6152 BODY, 3030 BINARYMIME, 6531 SMTPUTF8, 3461 DSN, 4954 AUTH, 8689 REQUIRETLS). */
 export interface MailParams {
   readonly size?: number;
   readonly body?: BodyType;
@@ -33,6 +33,8 @@ export interface MailParams {
   readonly envid?: string;
   /** AUTH=, decoded from xtext; `<>` means an unknown or unauthenticated submitter. */
   readonly auth?: string;
+  /** REQUIRETLS (RFC 8689): every hop must be TLS, verified; the session decides if it may be used. */
+  readonly requireTls?: true;
 }
 
 /** RCPT TO parameters (RFC 3461 DSN). */

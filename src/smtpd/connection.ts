@@ -18,12 +18,21 @@
  * stored cannot leave a session running on its behalf. A client that half-closes (sends its
  * last commands and FIN) still has its pipelined input processed and answered, then we close.
  *
+ * TLS: STARTTLS (RFC 3207) upgrades the socket in place. Every byte that arrived after the
+ * STARTTLS line and before the handshake (pipelined, or already queued) is dropped and logged,
+ * never read as a command of the TLS session (the CVE-2011-0411 injection class). On the
+ * submission listener the handshake comes first, before the banner (RFC 8314). A failed or
+ * timed-out handshake is logged and the connection closed. AUTH (RFC 4954): the lines of an
+ * exchange go to the session as responses, the credentials to the Authenticator.
+ *
  * Failure: a store error answers 451 4.3.0 and nothing is queued; a client that disconnects or
  * times out mid-message leaves nothing queued (the writer is aborted); a 250 for a message is
  * sent only after cleanup's commit resolved, i.e. the message is durable. A store or policy call
  * that hangs for two idle periods ends the session with 421 4.3.0 rather than holding it forever.
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import {
   DataDecoder,
@@ -42,10 +51,11 @@ import type {
   ServerSessionOptions,
   TransactionEnvelope,
 } from '../protocol/index.js';
-import type { IncomingMessage, MessageIntake } from '../cleanup/index.js';
+import type { ClientInfo, IncomingMessage, MessageIntake } from '../cleanup/index.js';
 import type { Clock, Timer } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Policy, PolicyClient } from './policy.js';
+import type { Authenticator } from './auth.js';
 
 const TOO_BIG = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
 const QUEUE_WRITE_ERROR = reply(451, '4.3.0', 'Queue write error, try again later');
@@ -66,6 +76,8 @@ export interface ConnectionOptions {
   readonly bareNewline: BareNewlinePolicy;
   readonly commandTimeout: number;
   readonly dataTimeout: number;
+  /** 'loopback': offer AUTH without TLS when the client is on a loopback address. */
+  readonly authWithoutTls?: 'off' | 'loopback';
 }
 
 export interface ConnectionDeps {
@@ -74,6 +86,12 @@ export interface ConnectionDeps {
   readonly intake: MessageIntake;
   readonly clock: Clock;
   readonly log: Logger;
+  /** The context for a handshake starting now; undefined: no certificate, no STARTTLS. */
+  readonly tls?: () => SecureContext | undefined;
+  /** Present when a user file is configured: AUTH is offered. */
+  readonly auth?: Authenticator;
+  /** The submission listener: TLS from the first byte (RFC 8314). */
+  readonly implicitTls?: boolean;
 }
 
 type Mode =
@@ -96,6 +114,10 @@ export class SmtpConnection {
 
   private readonly session: ServerSession;
   private readonly lines: LineReader;
+  /** The plain socket, or the TLSSocket over it once TLS is up. */
+  private socket: Socket;
+  /** Negotiated TLS parameters, for the log and the Received: header. */
+  private tlsInfo: { readonly version: string; readonly cipher: string } | undefined;
   private readonly client: { ip: string; port: number };
   private readonly log: Logger;
   private mode: Mode = { kind: 'command' };
@@ -118,13 +140,24 @@ export class SmtpConnection {
   private gone = false;
   private resolveClosed!: () => void;
 
+  private readonly onSocketData = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onSocketEnd = (): void => this.onEnd();
+
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     private readonly deps: ConnectionDeps,
   ) {
-    this.session = new ServerSession(deps.options.session);
-    this.lines = new LineReader({ maxLineLength: deps.options.maxCommandLine });
+    this.socket = socket;
     this.client = { ip: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
+    const loopbackAuth = deps.options.authWithoutTls === 'loopback' && isLoopbackIp(this.client.ip);
+    this.session = new ServerSession({
+      ...deps.options.session,
+      starttls: deps.tls?.() !== undefined,
+      implicitTls: deps.implicitTls === true,
+      auth: deps.auth !== undefined,
+      authWithoutTls: loopbackAuth,
+    });
+    this.lines = new LineReader({ maxLineLength: deps.options.maxCommandLine });
     this.log = deps.log.child({ session: this.id, client: this.client.ip });
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
@@ -137,10 +170,11 @@ export class SmtpConnection {
     this.socket.setNoDelay(true);
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     this.socket.on('close', () => this.onClose());
-    this.socket.on('end', () => this.onEnd());
+    this.socket.on('end', this.onSocketEnd);
     this.idleMs = this.deps.options.commandTimeout;
     this.idle = this.deps.clock.setTimer(this.idleMs, () => this.onIdleTimeout());
-    this.log.debug({ port: this.client.port }, 'connect');
+    this.log.debug({ port: this.client.port, implicitTls: this.deps.implicitTls === true }, 'connect');
+    if (this.deps.implicitTls && !(await this.handshake())) return;
     const verdict = await this.deps.policy.onConnect(this.policyClient());
     if (this.stopped) return;
     if (!verdict.accept) {
@@ -151,7 +185,68 @@ export class SmtpConnection {
     this.send(this.session.greeting());
     this.flush();
     // Only now: bytes an early talker sent before the banner wait in the socket until here.
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('data', this.onSocketData);
+  }
+
+  /**
+   * Turn the socket into a TLSSocket and wait for the handshake (bounded by the command
+   * timeout). True when TLS is up; false when it failed, which is logged, and the connection is
+   * closed. The plain socket's data and end listeners go first: from here on the TLS layer
+   * alone reads it.
+   */
+  private async handshake(): Promise<boolean> {
+    const context = this.deps.tls?.();
+    if (context === undefined) throw new Error('TLS handshake without a certificate');
+    const plain = this.socket;
+    plain.off('data', this.onSocketData);
+    plain.off('end', this.onSocketEnd);
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: context });
+    secure.on('error', (err) => this.log.debug({ err: err.message }, 'tls socket error'));
+    const outcome = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
+      const timer = this.deps.clock.setTimer(this.deps.options.commandTimeout, () => resolve({ ok: false, reason: 'handshake timed out' }));
+      secure.once('secure', () => {
+        timer.cancel();
+        resolve({ ok: true });
+      });
+      secure.once('error', (err) => {
+        timer.cancel();
+        resolve({ ok: false, reason: err.message });
+      });
+      secure.once('close', () => {
+        timer.cancel();
+        resolve({ ok: false, reason: 'connection closed during the handshake' });
+      });
+    });
+    if (!outcome.ok) {
+      this.log.warn({ reason: outcome.reason }, 'TLS handshake failed');
+      this.mode = { kind: 'closed' };
+      secure.destroy();
+      plain.destroy();
+      return false;
+    }
+    this.socket = secure;
+    secure.on('close', () => this.onClose());
+    secure.on('end', this.onSocketEnd);
+    secure.on('data', this.onSocketData);
+    this.tlsInfo = { version: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown' };
+    this.log.info(this.tlsInfo, 'TLS established');
+    return !this.stopped;
+  }
+
+  /**
+   * STARTTLS: the 220 goes out in plain text, whatever the client sent after the command is
+   * dropped (it was sent before TLS, so it cannot be trusted to belong to the TLS session), the
+   * handshake runs, and the session starts over (RFC 3207 §4.2).
+   */
+  private async startTls(ready: Reply): Promise<void> {
+    this.send(ready);
+    this.flush();
+    const dropped = this.lines.takeBuffered().length + this.inboxBytes;
+    this.inbox = [];
+    this.inboxBytes = 0;
+    if (dropped > 0) this.log.warn({ octets: dropped }, 'STARTTLS: discarded input sent before the TLS handshake');
+    if (!(await this.handshake())) return;
+    this.session.tlsStarted();
   }
 
   /** Closed by us or gone: nothing more is read, answered or stored for this client. */
@@ -232,7 +327,12 @@ export class SmtpConnection {
       this.shutdownNow();
       return;
     }
-    const decision = event.kind === 'error' ? this.session.lineError(event.code) : this.session.receive(parseCommand(event.line));
+    const decision =
+      event.kind === 'error'
+        ? this.session.lineError(event.code)
+        : this.session.inAuthExchange
+          ? this.session.authResponse(Buffer.from(event.line).toString('latin1'))
+          : this.session.receive(parseCommand(event.line));
     await this.execute(decision);
     if (this.bdat && !this.session.inTransaction && !this.stopped) await this.dropBdatMessage();
   }
@@ -243,6 +343,23 @@ export class SmtpConnection {
         this.send(decision.reply);
         if (decision.close || decision.reply.code === 421) this.close();
         return;
+      case 'start-tls':
+        await this.startTls(decision.reply);
+        return;
+      case 'check-auth': {
+        const auth = this.deps.auth;
+        if (auth === undefined) throw new Error('AUTH offered without an authenticator');
+        const outcome = await auth.authenticate({ ip: this.client.ip, session: this.id }, decision.credentials);
+        if (this.stopped) return;
+        if (outcome.ok) {
+          this.log.info({ user: outcome.user }, 'authenticated');
+          this.sendChecked(this.session.authSucceeded(outcome.user));
+          return;
+        }
+        this.sendChecked(this.session.authFailed(outcome.reply));
+        if (outcome.close) this.close();
+        return;
+      }
       case 'check-mail': {
         const verdict = await this.deps.policy.onMail(this.policyClient(), decision.from, decision.params);
         if (this.stopped) return;
@@ -424,16 +541,21 @@ export class SmtpConnection {
   }
 
   private openMessage(envelope: TransactionEnvelope): IncomingMessage {
-    return this.deps.intake.open(envelope, {
+    const user = this.session.user;
+    const client: ClientInfo = {
       ip: this.client.ip,
       helo: this.session.heloName,
       protocol: this.session.protocolName,
       session: this.id,
-    });
+      ...(user !== undefined ? { user } : {}),
+      ...(this.tlsInfo !== undefined ? { tls: this.tlsInfo } : {}),
+    };
+    return this.deps.intake.open(envelope, client);
   }
 
   private policyClient(): PolicyClient {
-    return { ip: this.client.ip, session: this.id, helo: this.session.heloName };
+    const user = this.session.user;
+    return { ip: this.client.ip, session: this.id, helo: this.session.heloName, tls: this.session.secure, ...(user !== undefined ? { user } : {}) };
   }
 
   /** Send a reply the session produced after an effect; 421 means the error budget is spent. */
@@ -526,6 +648,8 @@ export class SmtpConnection {
   }
 
   private onClose(): void {
+    // After STARTTLS both the plain socket and the TLSSocket report the close.
+    if (this.gone) return;
     this.gone = true;
     void this.abortUnfinished();
     this.idle?.cancel();
@@ -547,4 +671,9 @@ export class SmtpConnection {
     if (mode.kind === 'data') await mode.message.abort();
     await this.dropBdatMessage();
   }
+}
+
+/** 127.0.0.0/8, ::1 and their IPv4-mapped forms: a client on this machine. */
+function isLoopbackIp(ip: string): boolean {
+  return ip === '::1' || /^(?:::ffff:)?127\.\d+\.\d+\.\d+$/i.test(ip);
 }

@@ -1,12 +1,16 @@
 /**
  * @module smtpd
  * Inbound SMTP, the public surface of smtpd/: the listeners (SmtpServer), one SmtpConnection per
- * socket, and the Policy seam (relay access). It hands messages to cleanup and never touches the
- * queue itself.
+ * socket, the Policy seam (relay access), inbound TLS credentials and AUTH. It hands messages
+ * to cleanup and never touches the queue itself.
  */
 export { SmtpServer } from './listener.js';
 export type { SmtpServerOptions, SmtpServerDeps } from './listener.js';
 export { SmtpConnection } from './connection.js';
 export type { ConnectionOptions, ConnectionDeps } from './connection.js';
 export { relayPolicy } from './policy.js';
+export { Authenticator, senderBinding } from './auth.js';
+export type { AuthLimits, AuthOutcome } from './auth.js';
+export { TlsCredentials, TLS_MIN_VERSION } from './tls.js';
+export type { TlsFiles } from './tls.js';
 export type { Policy, PolicyClient, Verdict } from './policy.js';

@@ -1,7 +1,9 @@
 /**
  * @module smtpd/listener
  * The inbound SMTP listeners: accept sockets, enforce the connection limits (total and per
- * client IP) before any SMTP is spoken, and hand each socket to an SmtpConnection.
+ * client IP) before any SMTP is spoken, and hand each socket to an SmtpConnection. The
+ * `--listen` listeners speak plain SMTP (with STARTTLS when a certificate is configured); the
+ * `--submission` listener speaks TLS from the first byte (RFC 8314) and shares the limits.
  *
  * A connection over a limit is greeted with `421 4.7.0` and closed: the client retries later
  * and nobody else is slowed. The listen backlog is explicit (a burst of hundreds of connects
@@ -21,12 +23,16 @@ import type { MessageIntake } from '../cleanup/index.js';
 import { SmtpConnection } from './connection.js';
 import type { ConnectionOptions } from './connection.js';
 import type { Policy } from './policy.js';
+import type { Authenticator } from './auth.js';
+import type { SecureContext } from 'node:tls';
 
 /** How long a connection refused at the door may take to read its 421 before it is cut. */
 const REFUSED_LINGER_MS = 2_000;
 
 export interface SmtpServerOptions {
   readonly listen: readonly HostPort[];
+  /** The implicit-TLS submission listener; needs `tls` in the deps. */
+  readonly submission?: HostPort;
   readonly listenBacklog: number;
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
@@ -44,6 +50,10 @@ export interface SmtpServerDeps {
   readonly intake: MessageIntake;
   readonly clock: Clock;
   readonly log: Logger;
+  /** The TLS context for handshakes starting now (swapped on SIGHUP); undefined: no TLS. */
+  readonly tls?: () => SecureContext | undefined;
+  /** The authenticator, when a user file is configured. */
+  readonly auth?: () => Authenticator | undefined;
 }
 
 export class SmtpServer {
@@ -67,10 +77,18 @@ export class SmtpServer {
    * on. Open sessions keep the options they started with, so nothing in flight changes under a
    * client. Listeners and the backlog are bound already: changing them needs a restart.
    */
-  reconfigure(change: { readonly options: Omit<SmtpServerOptions, 'listen' | 'listenBacklog'>; readonly policy: Policy }): void {
-    this.options = { ...change.options, listen: this.options.listen, listenBacklog: this.options.listenBacklog };
+  reconfigure(change: { readonly options: Omit<SmtpServerOptions, 'listen' | 'listenBacklog' | 'submission'>; readonly policy: Policy }): void {
+    this.options = {
+      ...change.options,
+      listen: this.options.listen,
+      listenBacklog: this.options.listenBacklog,
+      ...(this.options.submission !== undefined ? { submission: this.options.submission } : {}),
+    };
     this.policy = change.policy;
   }
+
+  /** The submission listener's bound address, once listening. */
+  submissionAddress: HostPort | undefined;
 
   get openConnections(): number {
     return this.connections.size;
@@ -86,22 +104,29 @@ export class SmtpServer {
   /** Bind every listener; resolves with the bound addresses (port 0 becomes the real port). */
   async listen(): Promise<HostPort[]> {
     const bound: HostPort[] = [];
-    for (const at of this.options.listen) {
-      // allowHalfOpen: a client may send its last commands and FIN at once; it still gets answers.
-      const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: at.host, port: at.port, backlog: this.options.listenBacklog }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      server.on('error', (err) => this.deps.log.error({ err: err.message }, 'listener error'));
-      this.servers.push(server);
-      const address = server.address();
-      if (address && typeof address === 'object') bound.push({ host: address.address, port: address.port });
+    for (const at of this.options.listen) bound.push(await this.bind(at, false));
+    if (this.options.submission !== undefined) {
+      if (this.deps.tls?.() === undefined) throw new Error('the submission listener needs a TLS certificate');
+      this.submissionAddress = await this.bind(this.options.submission, true);
     }
     return bound;
+  }
+
+  private async bind(at: HostPort, implicitTls: boolean): Promise<HostPort> {
+    // allowHalfOpen: a client may send its last commands and FIN at once; it still gets answers.
+    const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket, implicitTls));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: at.host, port: at.port, backlog: this.options.listenBacklog }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.deps.log.error({ err: err.message }, 'listener error'));
+    this.servers.push(server);
+    const address = server.address();
+    if (!address || typeof address !== 'object') throw new Error(`listener ${at.host}:${at.port} has no address`);
+    return { host: address.address, port: address.port };
   }
 
   /** Stop accepting; drain sessions for up to `graceMs`; then close the rest with 421. */
@@ -120,7 +145,7 @@ export class SmtpServer {
     await stopped;
   }
 
-  private accept(socket: Socket): void {
+  private accept(socket: Socket, implicitTls: boolean): void {
     const ip = socket.remoteAddress ?? 'unknown';
     const refusal = this.admissionRefusal(ip);
     if (refusal !== undefined) {
@@ -132,12 +157,16 @@ export class SmtpServer {
       this.deps.log.info({ client: ip, code: refusal.code }, 'connection refused');
       return;
     }
+    const auth = this.deps.auth?.();
     const connection = new SmtpConnection(socket, {
       options: this.options.connection,
       policy: this.policy,
       intake: this.deps.intake,
       clock: this.deps.clock,
       log: this.deps.log,
+      ...(this.deps.tls !== undefined ? { tls: this.deps.tls } : {}),
+      ...(auth !== undefined ? { auth } : {}),
+      implicitTls,
     });
     this.connections.add(connection);
     this.sockets.add(socket);

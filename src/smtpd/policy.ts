@@ -5,8 +5,8 @@
  * turns a refusal into the reply it carries (go-smtp's Session / Haraka's verdicts).
  *
  * The default, relayPolicy, is the no-open-relay rule: Postwire has no local mailboxes, so every
- * recipient is a relay, and only clients inside `--relay-from` may name one. Everyone else gets
- * `554 5.7.1` per recipient, so a misconfigured relay fails closed.
+ * recipient is a relay, and only clients inside `--relay-from`, or authenticated ones (AUTH), may
+ * name one. Everyone else gets `554 5.7.1` per recipient, so a misconfigured relay fails closed.
  */
 import type { Mailbox, MailParams, RcptParams, Reply, ReversePath } from '../protocol/index.js';
 import { reply } from '../protocol/index.js';
@@ -41,7 +41,8 @@ export function relayPolicy(options: { relayFrom: readonly string[] }): Policy {
       if (to.domain === '') {
         return { accept: false, reply: reply(550, '5.1.1', `<${to.localPart}>: this relay has no local mailboxes`) };
       }
-      if (cidrContains(networks, client.ip)) return ACCEPT;
+      // RFC 4954 §8 / RFC 6409: an authenticated client relays from wherever it is.
+      if (client.user !== undefined || cidrContains(networks, client.ip)) return ACCEPT;
       return { accept: false, reply: reply(554, '5.7.1', `<${to.address}>: Relay access denied`) };
     },
   };

@@ -12,3 +12,6 @@ export type { DurationResult } from './duration.js';
 export { parseSize, formatSize, SIZE_HINT } from './size.js';
 export type { SizeResult } from './size.js';
 export { rfc5322Date } from './date.js';
+export { writeFileAtomic } from './atomic-file.js';
+export { formatUserFile, isValidSenderAddress, isValidUserName, parseUserFile, readUserFile, writeUserFile } from './user-file.js';
+export type { UserEntry, UserFileResult } from './user-file.js';
