@@ -192,7 +192,7 @@ export class SmtpConnection {
    * Turn the socket into a TLSSocket and wait for the handshake (bounded by the command
    * timeout). True when TLS is up; false when it failed, which is logged, and the connection is
    * closed. The plain socket's data and end listeners go first: from here on the TLS layer
-   * alone reads it.
+   * alone reads it. The caller attaches the data listener when it is ready for commands.
    */
   private async handshake(): Promise<boolean> {
     const context = this.deps.tls?.();
@@ -212,10 +212,14 @@ export class SmtpConnection {
         timer.cancel();
         resolve({ ok: false, reason: err.message });
       });
-      secure.once('close', () => {
-        timer.cancel();
-        resolve({ ok: false, reason: 'connection closed during the handshake' });
-      });
+      // allowHalfOpen: a client that gives up (e.g. it does not trust our certificate) may only
+      // half-close, so its FIN ends the handshake as surely as a reset does.
+      for (const event of ['close', 'end'] as const) {
+        secure.once(event, () => {
+          timer.cancel();
+          resolve({ ok: false, reason: `connection ${event === 'end' ? 'ended' : 'closed'} by the client during the handshake` });
+        });
+      }
     });
     if (!outcome.ok) {
       this.log.warn({ reason: outcome.reason }, 'TLS handshake failed');
@@ -227,7 +231,6 @@ export class SmtpConnection {
     this.socket = secure;
     secure.on('close', () => this.onClose());
     secure.on('end', this.onSocketEnd);
-    secure.on('data', this.onSocketData);
     this.tlsInfo = { version: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown' };
     this.log.info(this.tlsInfo, 'TLS established');
     return !this.stopped;
@@ -247,6 +250,7 @@ export class SmtpConnection {
     if (dropped > 0) this.log.warn({ octets: dropped }, 'STARTTLS: discarded input sent before the TLS handshake');
     if (!(await this.handshake())) return;
     this.session.tlsStarted();
+    this.socket.on('data', this.onSocketData);
   }
 
   /** Closed by us or gone: nothing more is read, answered or stored for this client. */

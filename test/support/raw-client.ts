@@ -5,6 +5,8 @@
  */
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 
 export interface TestReply {
   readonly code: number;
@@ -19,7 +21,11 @@ export class RawClient {
   private pending: string[] = [];
   closed = false;
 
-  private constructor(readonly socket: Socket) {
+  private constructor(public socket: Socket) {
+    this.bind(socket);
+  }
+
+  private bind(socket: Socket): void {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => {
@@ -27,6 +33,34 @@ export class RawClient {
       this.wake();
     });
     socket.on('error', () => undefined);
+  }
+
+  /** Implicit TLS (the submission port): the handshake first, verifying with `options` (ca, servername). */
+  static connectTls(port: number, options: ConnectionOptions, host = '127.0.0.1'): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ port, host, ...options }, () => resolve(new RawClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  /**
+   * STARTTLS's second half: the handshake over this connection, verifying with `options`.
+   * Bytes the server sends after this point are read only through TLS; replies still unread
+   * stay queued. Rejects when the handshake fails (certificate refused, server closed).
+   */
+  startTls(options: ConnectionOptions): Promise<TLSSocket> {
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    return new Promise((resolve, reject) => {
+      const secure = tlsConnect({ socket: plain, ...options }, () => {
+        secure.off('error', reject);
+        resolve(secure);
+      });
+      secure.once('error', reject);
+      this.socket = secure;
+      this.bind(secure);
+    });
   }
 
   static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
