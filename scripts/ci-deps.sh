@@ -2,7 +2,8 @@
 # CI dependencies of the interop and browser tests, from Debian's packages: postfix (a private
 # instance is the next hop in test/interop/delivery.test.ts and the client in postfix-relay.test.ts),
 # python3-aiosmtpd (the sink in test/interop/delivery.test.ts, run with /usr/bin/python3), swaks
-# (a submitter in test/interop/clients.test.ts), and chromium (the browser that
+# (a submitter in test/interop/clients.test.ts; with libnet-ssleay-perl and libio-socket-ssl-perl it
+# speaks TLS in test/interop/tls-auth-clients.test.ts), and chromium (the browser that
 # test/web/web-page.test.ts drives through playwright-core, at /usr/bin/chromium; Playwright never
 # downloads a browser of its own).
 # Idempotent: when all are present it does nothing (no apt-get update). It never starts, enables
@@ -19,9 +20,12 @@ command -v swaks >/dev/null 2>&1 || [ -x /usr/bin/swaks ] || missing+=(swaks)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # openssl: test/support/test-ca.ts makes the TLS tests' CA and certificates with it
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# swaks' --tls/--tlsc (test/interop/tls-auth-clients.test.ts) need Perl's TLS modules
+perl -MNet::SSLeay -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl)
+perl -MIO::Socket::SSL -e1 >/dev/null 2>&1 || missing+=(libio-socket-ssl-perl)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ci-deps: postfix, python3-aiosmtpd, swaks, chromium and openssl already installed"
+  echo "ci-deps: postfix, python3-aiosmtpd, swaks (with TLS), chromium and openssl already installed"
   exit 0
 fi
 
