@@ -83,6 +83,11 @@ export class Authenticator {
     this.limits = { ...limits, maxVerifications: this.limits.maxVerifications };
   }
 
+  /** Verifications running now (never more than maxVerifications). */
+  get verificationsRunning(): number {
+    return this.running;
+  }
+
   get userCount(): number {
     return this.users.size;
   }
