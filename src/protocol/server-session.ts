@@ -201,6 +201,8 @@ export class ServerSession {
 
   /** A framing error from the line reader: refuse the line, count it. */
   lineError(code: LineErrorCode): Decision {
+    // A malformed line ends an AUTH exchange: the next line is a command again.
+    this.exchange = undefined;
     const text: Record<LineErrorCode, string> = {
       LINE_TOO_LONG: 'Line too long',
       BARE_LF: 'Bare <LF> received; lines must end with <CR><LF>',

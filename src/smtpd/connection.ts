@@ -134,6 +134,8 @@ export class SmtpConnection {
   private idleMs = 0;
   /** The idle timer fired once while we were busy on the store or a policy. */
   private stalled = false;
+  /** A TLS handshake is under way: it has its own deadline, and no SMTP reply may be written. */
+  private handshaking = false;
   /** The client sent FIN: finish what it sent, answer it, then close. */
   private inputEnded = false;
   /** The socket is gone (closed both ways or reset). */
@@ -201,6 +203,7 @@ export class SmtpConnection {
     plain.off('data', this.onSocketData);
     plain.off('end', this.onSocketEnd);
     const secure = new TLSSocket(plain, { isServer: true, secureContext: context });
+    this.handshaking = true;
     secure.on('error', (err) => this.log.debug({ err: err.message }, 'tls socket error'));
     const outcome = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
       const timer = this.deps.clock.setTimer(this.deps.options.commandTimeout, () => resolve({ ok: false, reason: 'handshake timed out' }));
@@ -221,6 +224,7 @@ export class SmtpConnection {
         });
       }
     });
+    this.handshaking = false;
     if (!outcome.ok) {
       this.log.warn({ reason: outcome.reason }, 'TLS handshake failed');
       this.mode = { kind: 'closed' };
@@ -229,6 +233,8 @@ export class SmtpConnection {
       return false;
     }
     this.socket = secure;
+    // The idle timer may have fired (and been ignored) during the handshake: start it afresh.
+    this.idle?.refresh();
     secure.on('close', () => this.onClose());
     secure.on('end', this.onSocketEnd);
     this.tlsInfo = { version: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown' };
@@ -605,7 +611,7 @@ export class SmtpConnection {
   }
 
   private onIdleTimeout(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.handshaking) return;
     if (this.running && !this.stalled) {
       // We are the slow party (the store, a policy); the client is waiting on us, not idle.
       this.stalled = true;
