@@ -87,7 +87,8 @@ export interface AttemptV1 {
 }
 
 export interface MessageDetailV1 extends MessageSummaryV1 {
-  readonly client: { readonly ip: string; readonly helo: string; readonly protocol: string };
+  /** `user`: the AUTH identity, when the client authenticated (RFC 4954). */
+  readonly client: { readonly ip: string; readonly helo: string; readonly protocol: string; readonly user?: string };
   readonly body: '7BIT' | '8BITMIME' | 'BINARYMIME';
   readonly smtputf8: boolean;
   readonly dsn: { readonly ret?: 'FULL' | 'HDRS'; readonly envid?: string };

@@ -60,7 +60,7 @@ export function showPage(d: MessageDetailV1, now: number): string {
   out.push(`Message ${d.id}`);
   out.push(`  received   ${d.receivedAt} (${age(d.receivedAt, now)} ago), ${d.size} bytes, ${d.attempts} attempt(s)`);
   out.push(`  sender     <${d.sender}>`);
-  out.push(`  client     ${d.client.ip} (HELO ${d.client.helo}, ${d.client.protocol})`);
+  out.push(`  client     ${d.client.ip} (HELO ${d.client.helo}, ${d.client.protocol}${d.client.user !== undefined ? `, user ${d.client.user}` : ''})`);
   out.push(`  body       ${d.body}${d.smtputf8 ? ', SMTPUTF8' : ''}${d.dsn.ret ? `, RET=${d.dsn.ret}` : ''}${d.dsn.envid !== undefined ? `, ENVID=${d.dsn.envid}` : ''}`);
   if (d.lease) out.push(`  lease      ${d.lease.owner} until ${d.lease.until}`);
   out.push('Recipients');

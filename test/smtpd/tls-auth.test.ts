@@ -100,6 +100,8 @@ describe('inbound STARTTLS and AUTH', () => {
     const head = stored.body.toString('latin1').split('\r\n\r\n')[0] ?? '';
     assert.match(head, /^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)\r\n\tby mx\.postwire\.test \(Postwire\) with ESMTPSA id /);
     assert.ok(!head.includes('alice'), 'the AUTH identity is not written into the message');
+    const shown = await server.server.api.show(stored.id);
+    assert.deepEqual(shown.client, { ip: '127.0.0.1', helo: 'client.test', protocol: 'ESMTPSA', user: 'alice' }, 'the admin API shows who sent it');
   });
 
   it('STARTTLS injection: bytes pipelined after STARTTLS are discarded, never answered after TLS', async () => {
