@@ -44,9 +44,10 @@ export const processIo: CliIo = {
 function promptSecret(prompt: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
-    process.stderr.write(prompt);
+    // Echo off before the prompt shows: whatever is typed after seeing it is never echoed.
     stdin.setRawMode(true);
     stdin.resume();
+    process.stderr.write(prompt);
     let text = '';
     const done = (err?: Error): void => {
       stdin.off('data', onData);

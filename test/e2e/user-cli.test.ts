@@ -10,8 +10,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
+import { verify } from '@node-rs/argon2';
 import { described, runPostwire } from '../support/cli.js';
-import { startServe } from '../support/process.js';
+import { BIN, startServe } from '../support/process.js';
 import { RawClient } from '../support/raw-client.js';
 import { plain } from '../support/users.js';
 
@@ -60,6 +62,30 @@ describe('postwire user', () => {
     }
   });
 
+  it('on a terminal, asks for the password twice without echoing it', { skip: hasScript() ? false : 'util-linux script is not installed' }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'postwire-user-tty-'));
+    const file = join(dir, 'users');
+    try {
+      // util-linux `script` gives the command a pseudo-terminal; what we type goes through it.
+      const child = spawn('script', ['-qfec', `${process.execPath} ${BIN} user add tty --users ${file}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const typeAfter = async (prompt: RegExp, text: string): Promise<void> => {
+        for (let i = 0; i < 500 && !prompt.test(out); i++) await new Promise((r) => setTimeout(r, 20));
+        child.stdin.write(text);
+      };
+      await typeAfter(/Password: /, 'typed secret\r');
+      await typeAfter(/Password again: /, 'typed secret\r');
+      assert.equal(await exited, 0, out);
+      assert.ok(!out.includes('typed secret'), `the password is not echoed: ${JSON.stringify(out)}`);
+      const line = (await readFile(file, 'utf8')).split('\n').find((l) => l.startsWith('tty:')) ?? '';
+      assert.ok(await verify(line.split(':')[1] ?? '', 'typed secret'), 'the stored hash verifies the typed password');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('serve --users authenticates a user the CLI added; an unusable user file or certificate is exit 2', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'postwire-user-serve-'));
     const file = join(dir, 'users');
@@ -90,3 +116,12 @@ describe('postwire user', () => {
     }
   });
 });
+
+function hasScript(): boolean {
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
