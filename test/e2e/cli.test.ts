@@ -38,11 +38,10 @@ describe('postwire serve: configuration errors exit 2 before starting anything',
     assert.match(r.stderr, /unknown/i, show(r));
   });
 
-  it('--tls-cert says it is not available yet', async () => {
+  it('--tls-cert without --tls-key names the missing half', async () => {
     const r = await postwire(['serve', '--tls-cert', 'x']);
     assert.equal(r.code, 2, show(r));
-    assert.match(r.stderr, /--tls-cert/, show(r));
-    assert.match(r.stderr, /not available/, show(r));
+    assert.match(r.stderr, /--tls-cert: needs --tls-key too/, show(r));
   });
 });
 
