@@ -1,7 +1,8 @@
 /**
  * @module util
  * Mail-agnostic helpers, the public surface of util/: the injectable Clock (time is never read
- * directly elsewhere), durations, sizes and CIDR sets. Imports nothing from the rest of src/.
+ * directly elsewhere), durations, sizes, CIDR sets and token buckets. Imports nothing from the
+ * rest of src/.
  */
 export { sleepOn, systemClock } from './clock.js';
 export type { Clock, Sleep, Timer } from './clock.js';
@@ -12,3 +13,5 @@ export type { DurationResult } from './duration.js';
 export { parseSize, formatSize, SIZE_HINT } from './size.js';
 export type { SizeResult } from './size.js';
 export { rfc5322Date } from './date.js';
+export { BucketTable, take, tokensAt } from './token-bucket.js';
+export type { BucketRate, BucketState, BucketTableOptions, TakeResult } from './token-bucket.js';
