@@ -27,14 +27,15 @@ import { migratePostgres, openPostgresStore, PgDestinationSlots, redact } from '
 import type { MigrateResult } from './queue/postgres/index.js';
 import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
-import { SmtpServer, relayPolicy } from './smtpd/index.js';
+import { InboundLimits, SmtpServer, relayPolicy } from './smtpd/index.js';
+import type { LimitSettings } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
 import { createAdminApi, createOverview, createTimeseries, loadWebFiles, startAdminServer } from './admin/index.js';
 import type { AdminServer, ExplainPorts } from './admin/index.js';
 import type { AdminApiV1 } from './api/index.js';
 import { explainRoutes, offlineTimeseries } from './admin-ports.js';
 import type { Logger } from './obs/index.js';
-import { cidrContains, compileCidrList, systemClock } from './util/index.js';
+import { systemClock } from './util/index.js';
 import type { Clock } from './util/index.js';
 
 export interface Server {
@@ -65,11 +66,11 @@ export type ReloadResult =
   | { readonly ok: false; readonly errors: readonly string[] };
 
 /** The smtpd options a Config gives (at start, and again on each reload). */
-function smtpdOptions(config: Config, relayNetworks: ReturnType<typeof compileCidrList>) {
+function smtpdOptions(config: Config, limits: InboundLimits) {
   return {
     maxConnections: config.limits.maxConnections,
     maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-    perIpExempt: (ip: string) => cidrContains(relayNetworks, ip),
+    perIpExempt: (ip: string) => limits.isExempt(ip),
     connection: {
       session: {
         hostname: config.hostname,
@@ -82,6 +83,24 @@ function smtpdOptions(config: Config, relayNetworks: ReturnType<typeof compileCi
       commandTimeout: config.timeouts.command,
       dataTimeout: config.timeouts.data,
     },
+  };
+}
+
+/** The abuse limits a Config gives (smtpd/limits). */
+function limitSettings(config: Config): LimitSettings {
+  const a = config.abuse;
+  return {
+    exempt: a.exempt,
+    rates: {
+      ipMessages: a.ipMessageRate,
+      ipRecipients: a.ipRecipientRate,
+      userMessages: a.userMessageRate,
+      userRecipients: a.userRecipientRate,
+      windowMs: a.rateWindow,
+      maxKeys: a.rateMaxClients,
+    },
+    tarpit: { after: a.tarpitAfter, stepMs: a.tarpitDelay, maxMs: a.tarpitMaxDelay },
+    logPerMinute: a.logRate,
   };
 }
 
@@ -155,7 +174,6 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const node = config.nodeName ?? `${osHostname()}:${process.pid}`;
   const { store, slots } = await openBackend(config, clock, log, node);
 
-  const relayNetworks = compileCidrList(config.relayFrom);
   const random = options.random ?? Math.random;
   // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
   let qmgr: QueueManager | undefined;
@@ -221,12 +239,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     },
     ...(slots ? { slots } : {}),
   });
+  // One InboundLimits for the server's life: a reload changes its rules, never what clients spent.
+  const limits = new InboundLimits(limitSettings(config), {
+    now: () => clock.now(),
+    log,
+    onRefusal: (limit) => metrics.limitRefused(limit),
+    onTarpit: (ms) => metrics.tarpitDelayed(ms),
+  });
   const smtpd = new SmtpServer({
-    options: { listen: config.listen, listenBacklog: config.limits.listenBacklog, ...smtpdOptions(config, relayNetworks) },
-    policy: relayPolicy({ relayFrom: config.relayFrom }),
+    options: { listen: config.listen, listenBacklog: config.limits.listenBacklog, ...smtpdOptions(config, limits) },
+    policy: limits.withRateLimits(relayPolicy({ relayFrom: config.relayFrom })),
     intake,
     clock,
     log,
+    limits,
   });
 
   openSessions = () => smtpd.openConnections;
@@ -285,7 +311,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
    * already in TLS keep theirs), so SIGHUP renews certificates without a restart.
    */
   const reloaders: Array<(next: Config) => void> = [
-    (next) => smtpd.reconfigure({ options: smtpdOptions(next, compileCidrList(next.relayFrom)), policy: relayPolicy({ relayFrom: next.relayFrom }) }),
+    (next) => {
+      limits.reconfigure(limitSettings(next));
+      smtpd.reconfigure({ options: smtpdOptions(next, limits), policy: limits.withRateLimits(relayPolicy({ relayFrom: next.relayFrom })) });
+    },
     (next) => {
       currentRoutes = routeTable(next);
     },

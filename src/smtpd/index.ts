@@ -10,3 +10,5 @@ export { SmtpConnection } from './connection.js';
 export type { ConnectionOptions, ConnectionDeps } from './connection.js';
 export { relayPolicy } from './policy.js';
 export type { Policy, PolicyClient, Verdict } from './policy.js';
+export { InboundLimits, Tarpit, LIMIT_NAMES, addressKey } from './limits.js';
+export type { LimitName, LimitSettings, LimitsDeps, RateSettings, TarpitSettings } from './limits.js';
