@@ -178,7 +178,8 @@ function bucketRate(limit: number, windowMs: number): { capacity: number; window
 function rateReply(kind: Kind, byUser: boolean, limit: number, windowMs: number, retryAfterMs: number): Reply {
   const who = byUser ? 'for your user' : 'from your address';
   const retry = formatDuration(Math.max(1, Math.ceil(retryAfterMs / 1000)) * 1000);
-  return reply(451, '4.7.1', `Rate limit: at most ${limit} ${kind} per ${formatDuration(windowMs)} ${who}; try again in ${retry}`);
+  const what = limit === 1 ? kind.slice(0, -1) : kind;
+  return reply(451, '4.7.1', `Rate limit: at most ${limit} ${what} per ${formatDuration(windowMs)} ${who}; try again in ${retry}`);
 }
 
 /**
