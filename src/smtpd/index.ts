@@ -1,7 +1,7 @@
 /**
  * @module smtpd
  * Inbound SMTP, the public surface of smtpd/: the listeners (SmtpServer), one SmtpConnection per
- * socket, and the Policy seam (relay access). It hands messages to cleanup and never touches the
+ * socket, the Policy seam (relay access) and the abuse limits (rates, tarpit, exemptions). It hands messages to cleanup and never touches the
  * queue itself.
  */
 export { SmtpServer } from './listener.js';
