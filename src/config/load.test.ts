@@ -63,7 +63,7 @@ test('defaults match DESIGN §3 and types.ts', () => {
     },
     abuse: {
       exempt: ['127.0.0.0/8', '::1/128'], ipMessageRate: 1000, ipRecipientRate: 10_000, userMessageRate: 300, userRecipientRate: 3000,
-      rateWindow: 60_000, rateMaxClients: 100_000, tarpitAfter: 10, tarpitDelay: 1000, tarpitMaxDelay: 10_000, logRate: 60,
+      rateWindow: 60_000, rateMaxClients: 50_000, tarpitAfter: 10, tarpitDelay: 1000, tarpitMaxDelay: 10_000, logRate: 60,
     },
     timeouts: { command: 300_000, data: 180_000, shutdownGrace: 10_000 },
     delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },

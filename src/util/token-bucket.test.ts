@@ -133,3 +133,14 @@ test('an unknown key has the full burst; reconfigure keeps what the buckets hold
   assert.equal(table.peek('a'), 3);
   assert.throws(() => table.reconfigure({ capacity: 0, windowMs: 1_000 }, 10), /at least 1/);
 });
+
+test('a client that keeps sending is not forgiven by a spray of new keys (eviction spares recently used keys)', () => {
+  const table = new BucketTable({ capacity: 2, windowMs: 60_000 }, { maxKeys: 100, now: () => 0 });
+  table.take('hot');
+  table.take('hot');
+  for (let i = 0; i < 10_000; i++) {
+    table.take(`spray-${i}`);
+    assert.equal(table.take('hot').allowed, false, `the hot key was forgotten after ${i} sprayed keys`);
+  }
+  assert.equal(table.size, 100);
+});

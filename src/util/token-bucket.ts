@@ -7,10 +7,14 @@
  * The table has bounded memory whatever the traffic, because its keys come from the network (an
  * attacker who sprays source addresses chooses how many keys there are):
  *   - an idle key, whose bucket has refilled to full, is indistinguishable from an absent one and
- *     is dropped; every take() looks at the two least recently used keys and drops them if idle,
- *     so a table whose clients have gone quiet shrinks without a sweeper timer;
- *   - at `maxKeys` the least recently used key is dropped even if not idle. That forgives one
- *     client its debt (fails open for it) rather than refusing everyone or growing without end.
+ *     is dropped; every take() moves a sweeping cursor two keys on and drops them if idle, so a
+ *     table whose clients have gone quiet shrinks without a sweeper timer;
+ *   - at `maxKeys` a key not used since the cursor last passed it is dropped even if not idle
+ *     (the CLOCK approximation of least-recently-used). That forgives one client its debt (fails
+ *     open for it) rather than refusing everyone or growing without end, and a client that keeps
+ *     sending, the one a limit is for, is the last to be forgotten.
+ * Every take is O(1) amortised: keys are never moved within the Map (a delete-and-reinsert per
+ * take would leave V8 a trail of deleted slots that each fresh iteration has to walk).
  *
  * Tokens are fractional (a refill of 60 per minute adds one per second, continuously); a take is
  * all-or-nothing, so a refused request costs nothing and `retryAfterMs` says when it would pass.
@@ -55,13 +59,20 @@ export interface BucketTableOptions {
   readonly now: () => number;
 }
 
-/** Keys looked at for idleness on each take (the least recently used ones). */
+/** Keys the sweeping cursor looks at on each take. */
 const IDLE_PROBES = 2;
+
+interface Entry {
+  state: BucketState;
+  /** Used since the cursor last passed: spared once by the eviction at maxKeys (CLOCK). */
+  used: boolean;
+}
 
 /** One bucket per key, all at the same rate, in bounded memory (see the module header). */
 export class BucketTable {
-  /** Insertion order is recency: a key is deleted and re-set on each use, so the first is the LRU. */
-  private readonly buckets = new Map<string, BucketState>();
+  private readonly buckets = new Map<string, Entry>();
+  /** Map iterators stay valid across inserts and deletes; at the end it starts a new lap. */
+  private cursor: Iterator<[string, Entry]> = this.buckets.entries();
   private rate: BucketRate;
   private maxKeys: number;
 
@@ -74,41 +85,67 @@ export class BucketTable {
   reconfigure(rate: BucketRate, maxKeys: number): void {
     this.rate = checkRate(rate);
     this.maxKeys = checkMaxKeys(maxKeys);
-    while (this.buckets.size > this.maxKeys) this.dropOldest();
+    while (this.buckets.size > this.maxKeys) this.evictOne(this.options.now());
   }
 
   take(key: string, n = 1): TakeResult {
     const now = this.options.now();
     this.dropIdle(now);
-    const previous = this.buckets.get(key);
-    const result = take(previous, this.rate, now, n);
-    this.buckets.delete(key);
-    if (previous === undefined && this.buckets.size >= this.maxKeys) this.dropOldest();
-    // A refused take of a key we had no state for changes nothing worth remembering.
-    if (result.allowed || previous !== undefined) this.buckets.set(key, result.state);
+    const entry = this.buckets.get(key);
+    const result = take(entry?.state, this.rate, now, n);
+    if (entry !== undefined) {
+      entry.state = result.state;
+      entry.used = true;
+    } else if (result.allowed) {
+      // (A refused take of a key we had no state for changes nothing worth remembering.)
+      if (this.buckets.size >= this.maxKeys) this.evictOne(now);
+      this.buckets.set(key, { state: result.state, used: true });
+    }
     return result;
   }
 
   /** Tokens `key` has now (capacity for an unknown key); does not count as a use. */
   peek(key: string): number {
-    return tokensAt(this.buckets.get(key), this.rate, this.options.now());
+    return tokensAt(this.buckets.get(key)?.state, this.rate, this.options.now());
   }
 
   get size(): number {
     return this.buckets.size;
   }
 
+  private idle(entry: Entry, now: number): boolean {
+    return tokensAt(entry.state, this.rate, now) >= this.rate.capacity;
+  }
+
+  private advance(): [string, Entry] | undefined {
+    let next = this.cursor.next();
+    if (next.done === true) {
+      this.cursor = this.buckets.entries();
+      next = this.cursor.next();
+    }
+    return next.done === true ? undefined : next.value;
+  }
+
   private dropIdle(now: number): void {
-    let probed = 0;
-    for (const [key, state] of this.buckets) {
-      if (probed++ >= IDLE_PROBES) return;
-      if (tokensAt(state, this.rate, now) >= this.rate.capacity) this.buckets.delete(key);
+    for (let i = 0; i < IDLE_PROBES; i++) {
+      const at = this.advance();
+      if (at !== undefined && this.idle(at[1], now)) this.buckets.delete(at[0]);
     }
   }
 
-  private dropOldest(): void {
-    const oldest = this.buckets.keys().next();
-    if (oldest.done !== true) this.buckets.delete(oldest.value);
+  /** CLOCK: spare (and unmark) the keys used since the last lap; drop the first idle or unused one. */
+  private evictOne(now: number): void {
+    // Two laps at most: after one, no key is marked used any more.
+    for (let i = 0, limit = 2 * this.buckets.size + 1; i < limit; i++) {
+      const at = this.advance();
+      if (at === undefined) return;
+      const [key, entry] = at;
+      if (!entry.used || this.idle(entry, now)) {
+        this.buckets.delete(key);
+        return;
+      }
+      entry.used = false;
+    }
   }
 }
 
