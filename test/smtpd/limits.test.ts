@@ -47,9 +47,14 @@ async function transaction(c: RawClient, rcpts: readonly string[]): Promise<stri
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+async function metricsOf(admin: { host: string; port: number } | undefined): Promise<string> {
+  assert.ok(admin, 'the test server runs an admin listener');
+  return (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
+}
+
 describe('abuse limits', () => {
   it('refuses the N+1th concurrent connection from one IP with 421 4.7.0 before any other SMTP, and admits it once one closed', async () => {
-    const server = await startTestServer(['--max-connections-per-ip', '2', ...NOT_EXEMPT]);
+    const server = await startTestServer(['--max-connections-per-ip', '2', '--admin', '127.0.0.1:0', ...NOT_EXEMPT]);
     try {
       const a = await RawClient.connect(server.port);
       const b = await RawClient.connect(server.port);
@@ -70,6 +75,8 @@ describe('abuse limits', () => {
         else await sleep(20);
       }
       assert.ok(d, 'a connection was admitted again after one closed');
+      const refusals = Number(/^postwire_smtpd_limit_refusals_total\{limit="connections-per-ip"\} (\d+)$/m.exec(await metricsOf(server.server.admin))?.[1]);
+      assert.ok(refusals >= 1, `connections-per-ip refusals counted: ${refusals}`);
       d.close();
       b.close();
     } finally {
@@ -92,9 +99,7 @@ describe('abuse limits', () => {
       await sleep(600); // one message refills every 500ms
       assert.match((await transaction(c, ['four@dest.test'])).at(-1) ?? '', /^250 2\.0\.0 Ok: queued/);
       assert.equal((await server.messages()).length, 3);
-      const admin = server.server.admin;
-      assert.ok(admin);
-      const metrics = await (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
+      const metrics = await metricsOf(server.server.admin);
       assert.match(metrics, /^postwire_smtpd_limit_refusals_total\{limit="ip-messages"\} 2$/m);
       c.close();
       other.close();
@@ -122,7 +127,7 @@ describe('abuse limits', () => {
   });
 
   it('tarpits a session after repeated errors: every further reply waits, longer with each error', async () => {
-    const server = await startTestServer(['--tarpit-after', '2', '--tarpit-delay', '300ms', '--tarpit-max-delay', '500ms', ...NOT_EXEMPT]);
+    const server = await startTestServer(['--tarpit-after', '2', '--tarpit-delay', '300ms', '--tarpit-max-delay', '500ms', '--admin', '127.0.0.1:0', ...NOT_EXEMPT]);
     try {
       const bad = await session(server.port);
       const timed = async (line: string): Promise<{ code: number; ms: number }> => {
@@ -138,6 +143,9 @@ describe('abuse limits', () => {
       const fourth = await timed('NOOP');
       assert.equal(fourth.code, 250, 'a good command is delayed too once in the tarpit, and is still answered');
       assert.ok(fourth.ms >= 490, `the reply after 3 errors waited ${fourth.ms.toFixed(0)}ms, expected at least 500ms (2 steps, capped)`);
+      const metrics = await metricsOf(server.server.admin);
+      assert.match(metrics, /^postwire_smtpd_tarpit_delays_total 2$/m);
+      assert.match(metrics, /^postwire_smtpd_tarpit_seconds_total 0\.8$/m);
       bad.close();
     } finally {
       await server.stop();
@@ -158,6 +166,23 @@ describe('abuse limits', () => {
       assert.deepEqual(order, ['other session queued its message', 'tarpitted 250']);
       bad.close();
       good.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('caps the tarpit delay below the command timeout, so a tarpitted session is slowed, not timed out', async () => {
+    const server = await startTestServer(['--command-timeout', '400ms', '--tarpit-after', '1', '--tarpit-delay', '5s', '--tarpit-max-delay', '5s', ...NOT_EXEMPT]);
+    try {
+      const c = await session(server.port);
+      assert.equal((await c.command('BOGUS')).code, 500);
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        const r = await c.command('NOOP');
+        assert.equal(r.code, 250, `reply ${i}: ${r.code} ${r.text}`);
+        assert.ok(performance.now() - started >= 190, 'delayed by half the command timeout');
+      }
+      c.close();
     } finally {
       await server.stop();
     }
