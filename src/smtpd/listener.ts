@@ -5,8 +5,8 @@
  *
  * A connection over a limit is greeted with `421 4.7.0` and closed: the client retries later
  * and nobody else is slowed. Per-IP counts key IPv6 per /64 and skip the exempt networks
- * (smtpd/limits); each session gets its tarpit from there too. The listen backlog is explicit (a burst of hundreds of connects
- * must not be dropped by the kernel's default queue).
+ * (smtpd/limits); each session gets its tarpit from there too. The listen backlog is explicit
+ * (a burst of hundreds of connects must not be dropped by the kernel's default queue).
  *
  * Shutdown (SIGTERM): stop listening, let each session finish its current transaction (it gets
  * 421 at its next command), and after the grace period close whatever remains with 421.
