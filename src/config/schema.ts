@@ -257,7 +257,7 @@ export const SCHEMA: readonly Setting[] = [
   define({ name: 'rate-max-clients', key: 'abuse.rateMaxClients', kind: 'integer', min: 1, max: 10_000_000, default: 50_000,
     doc: 'clients remembered per rate (bounded memory, about 260 bytes each); beyond it one not seen lately is forgotten' }),
   define({ name: 'tarpit-after', key: 'abuse.tarpitAfter', kind: 'integer', min: 0, max: 10_000, default: 10,
-    doc: 'errors in a session (5xx replies, 4.7.x refusals) after which each reply is delayed; 0: no tarpit' }),
+    doc: 'errors in a session (5xx replies) after which each reply is delayed; 0: no tarpit' }),
   define({ name: 'tarpit-delay', key: 'abuse.tarpitDelay', kind: 'duration', min: 1, max: HOUR, default: SECOND,
     doc: 'tarpit delay per error beyond --tarpit-after (the delay grows with each error)' }),
   define({ name: 'tarpit-max-delay', key: 'abuse.tarpitMaxDelay', kind: 'duration', min: 1, max: HOUR, default: 10 * SECOND,

@@ -193,9 +193,13 @@ export class Tarpit {
 
   constructor(private readonly settings: TarpitSettings, private readonly onDelay?: (ms: number) => void) {}
 
-  /** Errors are what the hard limit counts (5xx) plus policy refusals that are temporary (4.7.x). */
+  /**
+   * Errors are what the hard limit counts: 5xx replies (bad commands, relay refusals, failed
+   * AUTH). Not the 451s of the rate limits: a bulk client that pipelines a hundred recipients
+   * past its rate would otherwise wait minutes in the tarpit on top of being refused.
+   */
   noteReply(r: Reply): void {
-    if (r.code >= 500 || (r.code >= 400 && r.code !== 421 && r.enhanced?.startsWith('4.7.') === true)) this.errors++;
+    if (r.code >= 500) this.errors++;
   }
 
   /** How long to wait before handling the next command; 0 until the session is in the tarpit. */
