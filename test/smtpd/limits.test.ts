@@ -12,6 +12,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient } from '../support/raw-client.js';
 import { startTestServer } from '../support/server.js';
+import { systemClock } from '../../src/util/index.js';
+import type { Clock } from '../../src/util/index.js';
 
 /** Exempts a documentation network only, so 127.0.0.1 is subject to every limit. */
 const NOT_EXEMPT = ['--limits-exempt', '192.0.2.0/24'];
@@ -46,6 +48,20 @@ async function transaction(c: RawClient, rcpts: readonly string[]): Promise<stri
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The system clock, plus whatever the test skips ahead: the rates are decided on the server's
+ * injected clock, so a loaded machine cannot refill a bucket between two commands, and a test
+ * can let a window pass without waiting for it.
+ */
+function skippingClock(): Clock & { skip(ms: number): void } {
+  let offset = 0;
+  return {
+    now: () => systemClock.now() + offset,
+    setTimer: (ms, onFire) => systemClock.setTimer(ms, onFire),
+    skip: (ms) => void (offset += ms),
+  };
+}
 
 async function metricsOf(admin: { host: string; port: number } | undefined): Promise<string> {
   assert.ok(admin, 'the test server runs an admin listener');
@@ -85,22 +101,27 @@ describe('abuse limits', () => {
   });
 
   it('limits messages per window per client IP: the next MAIL gets 451 4.7.1, nothing more is queued, and after the window it is accepted', async () => {
-    const server = await startTestServer(['--ip-message-rate', '2', '--rate-window', '1s', '--admin', '127.0.0.1:0', ...NOT_EXEMPT]);
+    const clock = skippingClock();
+    const server = await startTestServer(['--ip-message-rate', '2', '--rate-window', '1h', '--admin', '127.0.0.1:0', ...NOT_EXEMPT], { clock });
     try {
       const c = await session(server.port);
       assert.match((await transaction(c, ['one@dest.test'])).at(-1) ?? '', /^250 2\.0\.0 Ok: queued/);
       assert.match((await transaction(c, ['two@dest.test'])).at(-1) ?? '', /^250 2\.0\.0 Ok: queued/);
       const refused = await transaction(c, ['three@dest.test']);
-      assert.deepEqual(refused, ['451 4.7.1 Rate limit: at most 2 messages per 1s from your address; try again in 1s']);
+      // 30m for the next message, less the (real) seconds this test has run.
+      assert.equal(refused.length, 1);
+      assert.match(refused[0] ?? '', /^451 4\.7\.1 Rate limit: at most 2 messages per 1h from your address; try again in (30m|29m\d+s)$/);
       // A second session from the same address shares the allowance.
       const other = await session(server.port);
       assert.match((await other.command('MAIL FROM:<x@client.test>')).text, /^4\.7\.1 Rate limit/);
       assert.equal((await server.messages()).length, 2, 'nothing accepted beyond the limit');
-      await sleep(600); // one message refills every 500ms
+      clock.skip(20 * 60_000);
+      assert.match((await c.command('MAIL FROM:<app@client.test>')).text, /^4\.7\.1 .*try again in (10m|9m\d+s)$/, 'two thirds of the way to the next message');
+      clock.skip(10 * 60_000); // one message refills every 30 minutes
       assert.match((await transaction(c, ['four@dest.test'])).at(-1) ?? '', /^250 2\.0\.0 Ok: queued/);
       assert.equal((await server.messages()).length, 3);
       const metrics = await metricsOf(server.server.admin);
-      assert.match(metrics, /^postwire_smtpd_limit_refusals_total\{limit="ip-messages"\} 2$/m);
+      assert.match(metrics, /^postwire_smtpd_limit_refusals_total\{limit="ip-messages"\} 3$/m);
       c.close();
       other.close();
     } finally {
@@ -109,16 +130,17 @@ describe('abuse limits', () => {
   });
 
   it('limits recipients per window per client IP: the RCPT over it gets 451 4.7.1 and the message goes to the accepted ones only', async () => {
-    const server = await startTestServer(['--ip-recipient-rate', '3', '--rate-window', '1s', ...NOT_EXEMPT]);
+    const clock = skippingClock();
+    const server = await startTestServer(['--ip-recipient-rate', '3', '--rate-window', '1h', ...NOT_EXEMPT], { clock });
     try {
       const c = await session(server.port);
       const replies = await transaction(c, ['a@dest.test', 'b@dest.test', 'c@dest.test', 'd@dest.test', 'e@dest.test']);
       assert.deepEqual(replies.slice(1, 6).map((r) => r.slice(0, 9)), ['250 2.1.5', '250 2.1.5', '250 2.1.5', '451 4.7.1', '451 4.7.1']);
-      assert.match(replies[4] ?? '', /at most 3 recipients per 1s from your address; try again in 1s$/);
+      assert.match(replies[4] ?? '', /at most 3 recipients per 1h from your address; try again in (20m|19m\d+s)$/);
       assert.match(replies[6] ?? '', /^250 2\.0\.0 Ok: queued/);
       const [stored] = await server.messages();
       assert.deepEqual(stored?.recipients.map((r) => r.address), ['a@dest.test', 'b@dest.test', 'c@dest.test']);
-      await sleep(400); // one recipient refills every 333ms
+      clock.skip(20 * 60_000); // one recipient refills every 20 minutes
       assert.deepEqual((await transaction(c, ['f@dest.test'])).map((r) => r.slice(0, 3)), ['250', '250', '250']);
       c.close();
     } finally {
@@ -153,7 +175,8 @@ describe('abuse limits', () => {
   });
 
   it('serves other sessions in full while one waits in the tarpit (a timer, not a busy wait)', async () => {
-    const server = await startTestServer(['--tarpit-after', '1', '--tarpit-delay', '3s', '--tarpit-max-delay', '3s', ...NOT_EXEMPT]);
+    // A long delay, so that the other session finishes first even on a loaded machine.
+    const server = await startTestServer(['--tarpit-after', '1', '--tarpit-delay', '8s', '--tarpit-max-delay', '8s', ...NOT_EXEMPT]);
     try {
       const bad = await session(server.port);
       assert.equal((await bad.command('BOGUS')).code, 500);
@@ -191,7 +214,7 @@ describe('abuse limits', () => {
   it('does not apply the per-IP limits or the tarpit to exempt clients (loopback by default)', async () => {
     const server = await startTestServer([
       '--max-connections-per-ip', '1', '--ip-message-rate', '1', '--ip-recipient-rate', '1',
-      '--tarpit-after', '1', '--tarpit-delay', '5s', '--tarpit-max-delay', '5s',
+      '--tarpit-after', '1', '--tarpit-delay', '30s', '--tarpit-max-delay', '30s',
     ]);
     try {
       const a = await session(server.port);
@@ -201,8 +224,8 @@ describe('abuse limits', () => {
       }
       const started = performance.now();
       for (let i = 0; i < 4; i++) assert.equal((await a.command('BOGUS')).code, 500);
-      // Tarpitted, the last three would wait 5s each.
-      assert.ok(performance.now() - started < 5_000, 'no tarpit delay for an exempt client');
+      // Tarpitted, the last three would wait 30s each.
+      assert.ok(performance.now() - started < 30_000, 'no tarpit delay for an exempt client');
       assert.equal((await server.messages()).length, 2);
       a.close();
       b.close();
