@@ -27,8 +27,8 @@ import { migratePostgres, openPostgresStore, PgDestinationSlots, redact } from '
 import type { MigrateResult } from './queue/postgres/index.js';
 import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
-import { Authenticator, SmtpServer, TlsCredentials, relayPolicy, senderBinding } from './smtpd/index.js';
-import type { AuthLimits, Policy } from './smtpd/index.js';
+import { Authenticator, InboundLimits, SmtpServer, TlsCredentials, relayPolicy, senderBinding } from './smtpd/index.js';
+import type { AuthLimits, LimitSettings, Policy } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
 import { createAdminApi, createOverview, createTimeseries, loadWebFiles, startAdminServer } from './admin/index.js';
 import type { AdminServer, ExplainPorts } from './admin/index.js';
@@ -68,11 +68,11 @@ export type ReloadResult =
   | { readonly ok: false; readonly errors: readonly string[] };
 
 /** The smtpd options a Config gives (at start, and again on each reload). */
-function smtpdOptions(config: Config, relayNetworks: ReturnType<typeof compileCidrList>) {
+function smtpdOptions(config: Config, limits: InboundLimits) {
   return {
     maxConnections: config.limits.maxConnections,
     maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-    perIpExempt: (ip: string) => cidrContains(relayNetworks, ip),
+    perIpExempt: (ip: string) => limits.isExempt(ip),
     connection: {
       session: {
         hostname: config.hostname,
@@ -123,6 +123,24 @@ async function loadAuthenticator(config: Config, clock: Clock, log: Logger): Pro
   const read = await readUserFile(path);
   if (!read.ok) throw new StartupConfigError(`--users: ${read.errors.join('; ')} (create it with: postwire user add NAME --users ${path})`);
   return new Authenticator(read.users, authLimits(config), clock, log);
+}
+
+/** The abuse limits a Config gives (smtpd/limits). */
+function limitSettings(config: Config): LimitSettings {
+  const a = config.abuse;
+  return {
+    exempt: a.exempt,
+    rates: {
+      ipMessages: a.ipMessageRate,
+      ipRecipients: a.ipRecipientRate,
+      userMessages: a.userMessageRate,
+      userRecipients: a.userRecipientRate,
+      windowMs: a.rateWindow,
+      maxKeys: a.rateMaxClients,
+    },
+    tarpit: { after: a.tarpitAfter, stepMs: a.tarpitDelay, maxMs: a.tarpitMaxDelay },
+    logPerMinute: a.logRate,
+  };
 }
 
 export interface StartOptions {
@@ -198,7 +216,6 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let authenticator = await loadAuthenticator(config, clock, log);
   const { store, slots } = await openBackend(config, clock, log, node);
 
-  const relayNetworks = compileCidrList(config.relayFrom);
   const random = options.random ?? Math.random;
   // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
   let qmgr: QueueManager | undefined;
@@ -265,19 +282,27 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     ...(slots ? { slots } : {}),
   });
   const currentAuth = (): Authenticator | undefined => authenticator;
+  // One InboundLimits for the server's life: a reload changes its rules, never what clients spent.
+  const limits = new InboundLimits(limitSettings(config), {
+    now: () => clock.now(),
+    log,
+    onRefusal: (limit) => metrics.limitRefused(limit),
+    onTarpit: (ms) => metrics.tarpitDelayed(ms),
+  });
   const smtpd = new SmtpServer({
     options: {
       listen: config.listen,
       listenBacklog: config.limits.listenBacklog,
       ...(config.submission !== undefined ? { submission: config.submission } : {}),
-      ...smtpdOptions(config, relayNetworks),
+      ...smtpdOptions(config, limits),
     },
-    policy: smtpdPolicy(config, currentAuth),
+    policy: limits.withRateLimits(smtpdPolicy(config, currentAuth)),
     intake,
     clock,
     log,
     tls: () => tls?.context,
     auth: currentAuth,
+    limits,
   });
 
   openSessions = () => smtpd.openConnections;
@@ -340,7 +365,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
    * whether or not their names changed: renewing a certificate changes the file, not the flag.
    */
   const reloaders: Array<(next: Config) => void> = [
-    (next) => smtpd.reconfigure({ options: smtpdOptions(next, compileCidrList(next.relayFrom)), policy: smtpdPolicy(next, currentAuth) }),
+    (next) => {
+      limits.reconfigure(limitSettings(next));
+      smtpd.reconfigure({ options: smtpdOptions(next, limits), policy: limits.withRateLimits(smtpdPolicy(next, currentAuth)) });
+    },
     (next) => {
       currentRoutes = routeTable(next);
     },

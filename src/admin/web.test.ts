@@ -14,6 +14,8 @@ import { CONTENT_SECURITY_POLICY, loadWebFiles, WEB_DIR } from './web.js';
 const metrics: Metrics = {
   messageAccepted() {},
   recipientOutcome() {},
+  limitRefused() {},
+  tarpitDelayed() {},
   render: async () => '',
   contentType: 'text/plain',
   close() {},

@@ -61,6 +61,10 @@ test('defaults match DESIGN §3 and types.ts', () => {
       maxConnections: 1000, maxConnectionsPerIp: 50, maxRecipients: 1000, maxMessageSize: 50 * 1024 * 1024,
       maxCommandLine: 512, maxBadCommands: 20, listenBacklog: 1024,
     },
+    abuse: {
+      exempt: ['127.0.0.0/8', '::1/128'], ipMessageRate: 1000, ipRecipientRate: 10_000, userMessageRate: 300, userRecipientRate: 3000,
+      rateWindow: 60_000, rateMaxClients: 50_000, tarpitAfter: 10, tarpitDelay: 1000, tarpitMaxDelay: 10_000, logRate: 60,
+    },
     timeouts: { command: 300_000, data: 180_000, shutdownGrace: 10_000 },
     tls: { cert: undefined, key: undefined },
     submission: undefined,

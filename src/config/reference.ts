@@ -115,6 +115,10 @@ In a \`.json\` file the same list is \`"routes": [{ "pattern": "example.com", "s
 `;
 
 const NOTES: Partial<Record<Section, string>> = {
+  limits:
+    'The abuse limits (`--limits-exempt`, the `*-rate` settings, `--rate-window`, the tarpit) are explained in ' +
+    '[security.md](security.md#abuse-limits): who is counted (per address, IPv6 per /64, or per AUTH user), the ' +
+    '`451 4.7.1` and `421 4.7.0` replies, and what a rate of 0 means. Loopback is exempt by default.\n',
   'shared-queue':
     'Without `--queue`, each node keeps its own embedded queue in `--spool`. With `--queue ' +
     'postgres://user[:password]@host[:port]/database`, every node given the same URL and schema accepts into and delivers ' +

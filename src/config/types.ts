@@ -29,6 +29,32 @@ export interface SmtpdLimits {
   readonly listenBacklog: number;
 }
 
+/** Inbound abuse limits (smtpd/limits); rates count per `rateWindow`, 0 turns a rate off. */
+export interface AbuseLimits {
+  /** CIDRs exempt from the per-IP limits and the tarpit (AUTH users' limits still apply). */
+  readonly exempt: readonly string[];
+  /** MAIL commands per window from one client IP (IPv6: per /64). */
+  readonly ipMessageRate: number;
+  /** Accepted recipients per window from one client IP. */
+  readonly ipRecipientRate: number;
+  /** MAIL commands per window from one AUTH user, wherever it connects from. */
+  readonly userMessageRate: number;
+  /** Accepted recipients per window from one AUTH user. */
+  readonly userRecipientRate: number;
+  /** The window, in ms; the allowance refills evenly over it. */
+  readonly rateWindow: number;
+  /** Clients remembered per rate; the least recently seen is forgotten beyond it. */
+  readonly rateMaxClients: number;
+  /** Errors in a session before its replies are delayed; 0: no tarpit. */
+  readonly tarpitAfter: number;
+  /** Delay per error beyond tarpitAfter, in ms. */
+  readonly tarpitDelay: number;
+  /** Longest delay for one reply, in ms. */
+  readonly tarpitMaxDelay: number;
+  /** Refusal log lines per minute. */
+  readonly logRate: number;
+}
+
 export interface SmtpdTimeouts {
   /** Waiting for the next command (RFC 5321 §4.5.3.2.7: at least 5 minutes). */
   readonly command: number;
@@ -127,6 +153,7 @@ export interface Config {
   /** What DATA does with a bare CR or LF: rewrite it to CRLF, or refuse the message. */
   readonly bareNewline: BareNewlinePolicy;
   readonly limits: SmtpdLimits;
+  readonly abuse: AbuseLimits;
   readonly timeouts: SmtpdTimeouts;
   readonly tls: TlsSettings;
   /** The implicit-TLS submission listener (RFC 8314), if any. */

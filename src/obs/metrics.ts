@@ -14,6 +14,10 @@
  *   postwire_smtpd_received_bytes_total     octets read from SMTP clients, at scrape time
  *   postwire_delivery_sent_bytes_total      message octets sent to next hops, from the
  *                                           'postwire:delivery:transaction' channel
+ *   postwire_smtpd_limit_refusals_total{limit}
+ *                                           clients refused by an abuse limit (smtpd/limits LIMIT_NAMES)
+ *   postwire_smtpd_tarpit_delays_total, postwire_smtpd_tarpit_seconds_total
+ *                                           replies the tarpit delayed, and the delay they got
  *   postwire_destination_recipients_total{destination,state}
  *                                           outcomes per destination: the --metrics-destinations
  *                                           busiest by name, the rest as "other" (obs/top-n)
@@ -48,6 +52,10 @@ export interface Metrics {
   messageAccepted(octets: number): void;
   /** `destination`: the route's destination (next-hop key), or the recipient's domain when unrouted. */
   recipientOutcome(state: string, receivedAt: number, now: number, destination?: string): void;
+  /** An abuse limit refused a client; `limit` is one of smtpd's closed set of limit names. */
+  limitRefused(limit: string): void;
+  /** The tarpit delayed one reply by `ms`. */
+  tarpitDelayed(ms: number): void;
   /** Text exposition format for GET /metrics. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -105,6 +113,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
   });
   void received;
+  const limitRefusals = new Counter({ name: 'postwire_smtpd_limit_refusals_total', help: 'Clients refused by an abuse limit, by limit', labelNames: ['limit'], registers: [registry] });
+  const tarpitDelays = new Counter({ name: 'postwire_smtpd_tarpit_delays_total', help: 'Replies delayed by the tarpit', registers: [registry] });
+  const tarpitSeconds = new Counter({ name: 'postwire_smtpd_tarpit_seconds_total', help: 'Seconds replies were delayed by the tarpit', registers: [registry] });
   const sent = new Counter({ name: 'postwire_delivery_sent_bytes_total', help: 'Message octets sent to next hops (read from the spool into a transaction)', registers: [registry] });
   const perDestination = new TopN(sources.destinations);
   new Counter({
@@ -134,6 +145,13 @@ export function createMetrics(sources: MetricsSources): Metrics {
       if (destination !== undefined) perDestination.add(destination, state);
       if (state === 'ambiguous') ambiguous.inc();
       if (state === 'delivered') latency.observe(Math.max(0, (now - receivedAt) / 1000));
+    },
+    limitRefused(limit) {
+      limitRefusals.inc({ limit });
+    },
+    tarpitDelayed(ms) {
+      tarpitDelays.inc();
+      tarpitSeconds.inc(ms / 1000);
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

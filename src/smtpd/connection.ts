@@ -52,10 +52,12 @@ import type {
   TransactionEnvelope,
 } from '../protocol/index.js';
 import type { ClientInfo, IncomingMessage, MessageIntake } from '../cleanup/index.js';
+import { sleepOn } from '../util/index.js';
 import type { Clock, Timer } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Policy, PolicyClient } from './policy.js';
 import type { Authenticator } from './auth.js';
+import type { Tarpit } from './limits.js';
 
 const TOO_BIG = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
 const QUEUE_WRITE_ERROR = reply(451, '4.3.0', 'Queue write error, try again later');
@@ -92,6 +94,8 @@ export interface ConnectionDeps {
   readonly auth?: Authenticator;
   /** The submission listener: TLS from the first byte (RFC 8314). */
   readonly implicitTls?: boolean;
+  /** Delays this session's replies once it has made too many errors (smtpd/limits); absent: never. */
+  readonly tarpit?: Tarpit;
 }
 
 type Mode =
@@ -337,6 +341,11 @@ export class SmtpConnection {
       this.shutdownNow();
       return;
     }
+    const pause = this.deps.tarpit?.nextDelay() ?? 0;
+    if (pause > 0) {
+      await this.tarpitWait(pause);
+      if (this.stopped) return;
+    }
     const decision =
       event.kind === 'error'
         ? this.session.lineError(event.code)
@@ -575,7 +584,20 @@ export class SmtpConnection {
   }
 
   private send(r: Reply): void {
+    this.deps.tarpit?.noteReply(r);
     this.outbox.push(formatReply(r));
+  }
+
+  /**
+   * The tarpit: the replies owed so far go out, then the next command waits on a timer (never a
+   * busy loop: other sessions run meanwhile). The wait is ours, not the client's idleness, so the
+   * idle timer starts afresh after it (the delay is capped below the command timeout).
+   */
+  private async tarpitWait(ms: number): Promise<void> {
+    this.flush();
+    await sleepOn(this.deps.clock, ms).done;
+    this.stalled = false;
+    this.armIdleTimer();
   }
 
   private flush(): void {

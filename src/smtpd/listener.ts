@@ -6,8 +6,9 @@
  * `--submission` listener speaks TLS from the first byte (RFC 8314) and shares the limits.
  *
  * A connection over a limit is greeted with `421 4.7.0` and closed: the client retries later
- * and nobody else is slowed. The listen backlog is explicit (a burst of hundreds of connects
- * must not be dropped by the kernel's default queue).
+ * and nobody else is slowed. Per-IP counts key IPv6 per /64 and skip the exempt networks
+ * (smtpd/limits); each session gets its tarpit from there too. The listen backlog is explicit
+ * (a burst of hundreds of connects must not be dropped by the kernel's default queue).
  *
  * Shutdown (SIGTERM): stop listening, let each session finish its current transaction (it gets
  * 421 at its next command), and after the grace period close whatever remains with 421.
@@ -25,6 +26,8 @@ import type { ConnectionOptions } from './connection.js';
 import type { Policy } from './policy.js';
 import type { Authenticator } from './auth.js';
 import type { SecureContext } from 'node:tls';
+import { addressKey } from './limits.js';
+import type { InboundLimits, LimitName } from './limits.js';
 
 /** How long a connection refused at the door may take to read its 421 before it is cut. */
 const REFUSED_LINGER_MS = 2_000;
@@ -37,8 +40,8 @@ export interface SmtpServerOptions {
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
   /**
-   * Clients the per-IP limit does not apply to: the relay networks, whose application servers
-   * legitimately open many connections at once (Postfix exempts $mynetworks the same way).
+   * Clients the per-IP limit does not apply to (--limits-exempt, default loopback): application
+   * servers legitimately open many connections at once.
    */
   readonly perIpExempt: (ip: string) => boolean;
   readonly connection: ConnectionOptions;
@@ -54,6 +57,8 @@ export interface SmtpServerDeps {
   readonly tls?: () => SecureContext | undefined;
   /** The authenticator, when a user file is configured. */
   readonly auth?: () => Authenticator | undefined;
+  /** Abuse limits: refusals are counted and logged through it, each session gets its tarpit. */
+  readonly limits?: InboundLimits;
 }
 
 export class SmtpServer {
@@ -147,17 +152,22 @@ export class SmtpServer {
 
   private accept(socket: Socket, implicitTls: boolean): void {
     const ip = socket.remoteAddress ?? 'unknown';
-    const refusal = this.admissionRefusal(ip);
+    // IPv6 clients count per /64, as the rate limits do (smtpd/limits).
+    const key = addressKey(ip);
+    const refusal = this.admissionRefusal(ip, key);
     if (refusal !== undefined) {
       socket.on('error', () => undefined);
       socket.resume();
-      socket.end(formatReply(refusal));
+      socket.end(formatReply(refusal.reply));
       // A refused client that never closes must not keep a descriptor for ever.
       this.deps.clock.setTimer(REFUSED_LINGER_MS, () => socket.destroy());
-      this.deps.log.info({ client: ip, code: refusal.code }, 'connection refused');
+      if (refusal.limit !== undefined && this.deps.limits) this.deps.limits.refused(refusal.limit, { client: ip });
+      else this.deps.log.info({ client: ip, code: refusal.reply.code }, 'connection refused');
       return;
     }
     const auth = this.deps.auth?.();
+    // Half the command timeout at most, so a tarpit delay is never mistaken for a stalled session.
+    const tarpit = this.deps.limits?.tarpit(ip, this.options.connection.commandTimeout / 2);
     const connection = new SmtpConnection(socket, {
       options: this.options.connection,
       policy: this.policy,
@@ -167,17 +177,18 @@ export class SmtpServer {
       ...(this.deps.tls !== undefined ? { tls: this.deps.tls } : {}),
       ...(auth !== undefined ? { auth } : {}),
       implicitTls,
+      ...(tarpit ? { tarpit } : {}),
     });
     this.connections.add(connection);
     this.sockets.add(socket);
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    this.perIp.set(key, (this.perIp.get(key) ?? 0) + 1);
     void connection.closed.then(() => {
       this.connections.delete(connection);
       this.sockets.delete(socket);
       this.closedBytes += socket.bytesRead;
-      const left = (this.perIp.get(ip) ?? 1) - 1;
-      if (left > 0) this.perIp.set(ip, left);
-      else this.perIp.delete(ip);
+      const left = (this.perIp.get(key) ?? 1) - 1;
+      if (left > 0) this.perIp.set(key, left);
+      else this.perIp.delete(key);
     });
     connection.start().catch((err: unknown) => {
       this.deps.log.error({ err: err instanceof Error ? err.stack : String(err), session: connection.id }, 'session start failed');
@@ -185,14 +196,15 @@ export class SmtpServer {
     });
   }
 
-  private admissionRefusal(ip: string): ReturnType<typeof reply> | undefined {
+  private admissionRefusal(ip: string, key: string): { reply: ReturnType<typeof reply>; limit?: LimitName } | undefined {
     const host = this.options.connection.session.hostname;
-    if (this.closing) return reply(421, '4.3.2', `${host} Service shutting down, try again later`);
+    if (this.closing) return { reply: reply(421, '4.3.2', `${host} Service shutting down, try again later`) };
     if (this.connections.size >= this.options.maxConnections) {
-      return reply(421, '4.7.0', `${host} Too many connections, try again later`);
+      return { reply: reply(421, '4.7.0', `${host} Too many connections, try again later`), limit: 'connections' };
     }
-    if ((this.perIp.get(ip) ?? 0) >= this.options.maxConnectionsPerIp && !this.options.perIpExempt(ip)) {
-      return reply(421, '4.7.0', `${host} Too many connections from your address, try again later`);
+    if ((this.perIp.get(key) ?? 0) >= this.options.maxConnectionsPerIp && !this.options.perIpExempt(ip)) {
+      const limit = this.options.maxConnectionsPerIp;
+      return { reply: reply(421, '4.7.0', `${host} Too many connections from your address (at most ${limit} at once), try again later`), limit: 'connections-per-ip' };
     }
     return undefined;
   }

@@ -1,8 +1,9 @@
 /**
  * @module smtpd/policy
  * Decisions about who may do what, apart from protocol correctness: the seam where relay
- * access (now), AUTH and rate limits (later) plug in. A Policy answers a Verdict; the session
- * turns a refusal into the reply it carries (go-smtp's Session / Haraka's verdicts).
+ * access and the rate limits (smtpd/limits wraps a Policy with them) plug in. A Policy answers
+ * a Verdict; the session turns a refusal into the reply it carries (go-smtp's Session /
+ * Haraka's verdicts).
  *
  * The default, relayPolicy, is the no-open-relay rule: Postwire has no local mailboxes, so every
  * recipient is a relay, and only clients inside `--relay-from`, or authenticated ones (AUTH), may

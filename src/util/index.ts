@@ -1,7 +1,8 @@
 /**
  * @module util
  * Mail-agnostic helpers, the public surface of util/: the injectable Clock (time is never read
- * directly elsewhere), durations, sizes and CIDR sets. Imports nothing from the rest of src/.
+ * directly elsewhere), durations, sizes, CIDR sets and token buckets. Imports nothing from the
+ * rest of src/.
  */
 export { sleepOn, systemClock } from './clock.js';
 export type { Clock, Sleep, Timer } from './clock.js';
@@ -15,3 +16,5 @@ export { rfc5322Date } from './date.js';
 export { writeFileAtomic } from './atomic-file.js';
 export { formatUserFile, isValidSenderAddress, isValidUserName, parseUserFile, readUserFile, writeUserFile } from './user-file.js';
 export type { UserEntry, UserFileResult } from './user-file.js';
+export { BucketTable, take, tokensAt } from './token-bucket.js';
+export type { BucketRate, BucketState, BucketTableOptions, TakeResult } from './token-bucket.js';

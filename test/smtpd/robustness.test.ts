@@ -99,9 +99,9 @@ describe('robustness', () => {
     }
   });
 
-  it('limits connections per client IP outside the relay networks', async () => {
+  it('limits connections per client IP outside the exempt networks', async () => {
     // 127.0.0.1 is not in 10.0.0.0/8, so the per-IP limit applies to it here.
-    const server = await startTestServer(['--max-connections-per-ip', '2', '--relay-from', '10.0.0.0/8']);
+    const server = await startTestServer(['--max-connections-per-ip', '2', '--limits-exempt', '10.0.0.0/8']);
     try {
       const a = await RawClient.connect(server.port);
       const b = await RawClient.connect(server.port);

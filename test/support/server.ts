@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config/index.js';
 import type { Config } from '../../src/config/index.js';
 import { startServer } from '../../src/main.js';
 import type { Server } from '../../src/main.js';
+import type { Clock } from '../../src/util/index.js';
 import { silentLogger } from '../../src/obs/index.js';
 import { withDefaults } from './flags.js';
 
@@ -40,14 +41,15 @@ export function testConfig(spool: string, flags: readonly string[] = []): Config
   return loaded.config;
 }
 
-export async function startTestServer(flags: readonly string[] = []): Promise<TestServer> {
-  return startTestServerOn(await mkdtemp(join(tmpdir(), 'postwire-test-')), flags);
+/** `options.clock`: the server's injected clock (e.g. one a test moves forward); default the system's. */
+export async function startTestServer(flags: readonly string[] = [], options: { readonly clock?: Clock } = {}): Promise<TestServer> {
+  return startTestServerOn(await mkdtemp(join(tmpdir(), 'postwire-test-')), flags, options);
 }
 
 /** As startTestServer, on an existing spool (a restart). `close()` stops it and keeps the spool. */
-export async function startTestServerOn(spool: string, flags: readonly string[] = []): Promise<TestServer> {
+export async function startTestServerOn(spool: string, flags: readonly string[] = [], options: { readonly clock?: Clock } = {}): Promise<TestServer> {
   const config = testConfig(spool, flags);
-  const server = await startServer(config, { log: silentLogger });
+  const server = await startServer(config, { log: silentLogger, ...(options.clock ? { clock: options.clock } : {}) });
   const port = server.listeners[0]?.port;
   if (port === undefined) throw new Error('no listener');
   return {
