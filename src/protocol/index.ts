@@ -25,4 +25,6 @@ export type {
   OutboundMessage,
   OutboundRecipient,
   PreflightCheck,
+  ClientAuthMechanism,
+  TlsFailure,
 } from './client-session.js';

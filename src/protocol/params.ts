@@ -190,6 +190,7 @@ export function formatMailParams(p: MailParams): string {
   if (p.ret !== undefined) out.push(`RET=${p.ret}`);
   if (p.envid !== undefined) out.push(`ENVID=${encodeXtext(p.envid)}`);
   if (p.auth !== undefined) out.push(`AUTH=${p.auth === '<>' ? '<>' : encodeXtext(p.auth)}`);
+  if (p.requireTls) out.push('REQUIRETLS');
   return out.join(' ');
 }
 

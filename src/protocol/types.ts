@@ -33,6 +33,8 @@ export interface MailParams {
   readonly envid?: string;
   /** AUTH=, decoded from xtext; `<>` means an unknown or unauthenticated submitter. */
   readonly auth?: string;
+  /** RFC 8689 REQUIRETLS (no value): every hop must use verified TLS. */
+  readonly requireTls?: true;
 }
 
 /** RCPT TO parameters (RFC 3461 DSN). */
