@@ -27,6 +27,14 @@
  * spool changed between the reads) that is a framing fault before end-of-data, never a partial
  * body. TransactionResult says what was done (longLineAction, wrapBreaks) for the history.
  *
+ * STARTTLS and AUTH (issue 6): between the session's first `ready` and the connection's own,
+ * #setup asks for STARTTLS when the ConnectionSecurity's requirement wants it, runs the handshake
+ * on the same socket (node:tls, TLS 1.2+, SNI = the host name; we judge the chain and the name
+ * ourselves so `may`/`encrypt` go on and `verify` can say why not), then EHLO again; replies
+ * pipelined behind the 220 in plain text are dropped. A requirement that cannot be met ends the
+ * open with a `tls` fact (never a byte of mail in plain text). AUTH runs only inside TLS; the
+ * password is read when needed and goes nowhere else.
+ *
  * Who calls it: delivery/pool (open, RSET on reuse, QUIT) and delivery/agent (send()).
  * Failure behaviour: network and peer trouble are facts, never exceptions: a failed connect is an
  * `interrupted` fact on step `connect`; a malformed reply is a framing fault inside a transaction,

@@ -6,6 +6,10 @@
  * PIPELINING (RFC 2920), drives DATA or BDAT (RFC 3030), and records for every recipient the one
  * fact that decided it. It never touches a socket, a timer or a clock.
  *
+ * STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954) and REQUIRETLS (RFC 8689) are steps the
+ * caller starts (starttls(), auth()); the handshake itself is the caller's (tlsEstablished()
+ * resumes with EHLO). auth() refuses to run before TLS: a second lock behind the policy.
+ *
  * Who calls it: delivery/connection feeds it Replies (from a ReplyReader), writes what it returns,
  * arms a timer from CLIENT_STEPS[session.awaiting], and hands each `transaction` event's facts to
  * delivery/outcome, the only place a fact becomes delivered/deferred/bounced/ambiguous/held.
