@@ -14,16 +14,21 @@ import { ApiErrorV1 } from './api/index.js';
 import type { ExplainHostV1, TimeseriesV1 } from './api/index.js';
 import type { RouteExplanation } from './admin/index.js';
 import type { Config } from './config/index.js';
-import type { RouteTable } from './delivery/index.js';
+import type { MtaStsResolver, RouteTable } from './delivery/index.js';
 
 /** `settings` is read at each call: the configuration in force after SIGHUP reloads. */
-export function explainRoutes(table: Pick<RouteTable, 'resolveRoute'>, settings: () => Pick<Config, 'smarthost' | 'delivery'>): (domain: string) => Promise<RouteExplanation> {
+export function explainRoutes(
+  table: Pick<RouteTable, 'resolveRoute'>,
+  settings: () => Pick<Config, 'smarthost' | 'delivery' | 'outboundTls'>,
+  mtaSts?: Pick<MtaStsResolver, 'cached'>,
+): (domain: string) => Promise<RouteExplanation> {
   return async (domain) => {
-    const { smarthost, delivery: { mxPort } } = settings();
+    const { smarthost, delivery: { mxPort }, outboundTls } = settings();
     const r = await table.resolveRoute(domain);
     const steps = r.explain.join('; ');
     const route = r.route;
-    const tls = tlsOf(route?.tls, route?.pattern);
+    const mx = route === undefined || route.nextHop.kind === 'mx';
+    const tls = tlsOf(route, outboundTls, mx && outboundTls.mtaSts === 'on' ? { resolver: mtaSts, domain: domain.toLowerCase().replace(/\.$/, '') } : undefined);
     const concurrency = route?.concurrency !== undefined ? { concurrency: route.concurrency } : {};
     if (!r.ok) {
       const kind = r.code === 'ROUTE_NULL_MX' ? 'null-mx' : 'error';
@@ -60,12 +65,40 @@ export function explainRoutes(table: Pick<RouteTable, 'resolveRoute'>, settings:
   };
 }
 
-/** Outbound TLS as it is in this version: routes accept `none` and `may`, and there is no client STARTTLS yet. */
-function tlsOf(tls: string | undefined, pattern: string | undefined): RouteExplanation['tls'] {
-  const plaintext = 'this version has no outbound STARTTLS yet, so the message goes in plaintext';
-  if (tls === undefined) return { policy: 'none', why: `no route sets tls, so the default applies: none; ${plaintext}` };
-  if (tls === 'may') return { policy: 'may', why: `route '${pattern ?? '*'}' sets tls may (STARTTLS when the server offers it, else plaintext); ${plaintext}` };
-  return { policy: tls, why: `route '${pattern ?? '*'}' sets tls ${tls}; ${plaintext}` };
+/**
+ * The TLS policy a delivery to this route would use, and why: the route's `tls` or --tls-policy;
+ * for MX routes the MTA-STS policy the running server has cached (enforce raises to verify), or
+ * that it is looked up at delivery. REQUIRETLS messages always need verify (said, too).
+ */
+function tlsOf(
+  route: { readonly tls?: string; readonly pattern: string; readonly auth?: { readonly user: string } } | undefined,
+  settings: Pick<Config, 'outboundTls'>['outboundTls'],
+  mtaSts: { readonly resolver: Pick<MtaStsResolver, 'cached'> | undefined; readonly domain: string } | undefined,
+): RouteExplanation['tls'] {
+  const base = route?.tls ?? settings.policy;
+  const from = route?.tls !== undefined ? `route '${route.pattern}' sets tls ${base}` : `no route sets tls, so --tls-policy applies: ${base}`;
+  const meaning: Readonly<Record<string, string>> = {
+    none: 'never STARTTLS, always plain text',
+    may: 'STARTTLS when offered, certificate not checked; a failed handshake is retried once in plain text',
+    encrypt: 'STARTTLS required, certificate not checked; never plain text (deferred 4.7.4 otherwise)',
+    verify: 'STARTTLS required with a certificate that verifies for the host name; never plain text (deferred 4.7.x otherwise)',
+  };
+  const parts = [`${from} (${meaning[base] ?? base})`];
+  let policy = base;
+  if (mtaSts !== undefined) {
+    const cached = mtaSts.resolver?.cached(mtaSts.domain);
+    if (cached === undefined) parts.push(mtaSts.resolver === undefined ? 'MTA-STS is looked up at delivery' : 'no MTA-STS policy cached for this domain (looked up at delivery)');
+    else {
+      parts.push(`MTA-STS policy id ${cached.id}, mode ${cached.mode}, mx ${cached.mx.join(', ')}`);
+      if (cached.mode === 'enforce') {
+        policy = 'verify';
+        parts.push('enforce: unlisted MX hosts are skipped and the others need verify');
+      }
+    }
+  } else if (route !== undefined && route.tls === undefined && settings.mtaSts === 'off') parts.push('MTA-STS is off');
+  if (route?.auth !== undefined) parts.push(`AUTH as ${route.auth.user}, only over TLS`);
+  parts.push('a REQUIRETLS message needs verify and a peer announcing REQUIRETLS (else 5.7.30)');
+  return { policy, why: parts.join('; ') };
 }
 
 /** Offline (`postwire queue --spool`), nothing records outcomes: the series exists only in a running server. */

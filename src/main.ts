@@ -12,14 +12,15 @@
  * listening, let sessions finish their transaction, stop claiming and let deliveries in flight
  * finish and record, then flush and close the queue.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { planReload } from './config/index.js';
 import type { Config, HostPort, LoadResult } from './config/index.js';
 import { hostname as osHostname } from 'node:os';
 import { createCleanup } from './cleanup/index.js';
-import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
+import { MtaStsResolver, RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
+import type { Resolver } from './delivery/index.js';
 import { QueueManager, createQueueControl } from './qmgr/index.js';
 import type { QueueControl } from './qmgr/index.js';
 import { openSqliteStore } from './queue/sqlite/index.js';
@@ -254,7 +255,25 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // Reload swaps the table; a delivery already routed keeps the route it got.
   let currentRoutes = routeTable(config);
   const routes = { resolveRoute: (domain: string) => currentRoutes.resolveRoute(domain) };
-  const agent = createDeliveryAgent({ hostname: config.hostname, clock, log, longLines: config.delivery.longLines });
+  // MTA-STS asks the same --dns as routing, which SIGHUP may change: through a resolver that follows it.
+  let currentResolver = createDnsResolver(config.dns ? { server: config.dns } : {});
+  const followingResolver: Resolver = {
+    resolveMx: (n) => currentResolver.resolveMx(n),
+    resolve4: (n) => currentResolver.resolve4(n),
+    resolve6: (n) => currentResolver.resolve6(n),
+    resolveTxt: (n) => currentResolver.resolveTxt?.(n) ?? Promise.resolve([]),
+  };
+  const tlsCa = config.outboundTls.caFile !== undefined ? readFileSync(config.outboundTls.caFile, 'utf8') : undefined;
+  const mtaSts = mtaStsFor(config, followingResolver, clock, tlsCa);
+  const agent = createDeliveryAgent({
+    hostname: config.hostname,
+    clock,
+    log,
+    longLines: config.delivery.longLines,
+    tlsPolicy: config.outboundTls.policy,
+    ...(tlsCa !== undefined ? { tlsCa } : {}),
+    ...(mtaSts !== undefined ? { mtaSts } : {}),
+  });
   qmgr = new QueueManager({
     options: {
       owner: node,
@@ -321,7 +340,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     clock,
     retry: () => current.retry,
     explain: {
-      explainRoute: explainRoutes(routes, () => current),
+      explainRoute: explainRoutes(routes, () => current, mtaSts),
       window: (destination, concurrency) => manager.window(destination, concurrency),
     },
     overview: createOverview({ store, clock }),
@@ -371,6 +390,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     },
     (next) => {
       currentRoutes = routeTable(next);
+      currentResolver = createDnsResolver(next.dns ? { server: next.dns } : {});
     },
     (next) =>
       qmgr?.reconfigure({
@@ -479,6 +499,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 export interface OfflineAdmin {
   readonly api: AdminApiV1;
   close(): Promise<void>;
+}
+
+/** MTA-STS as configured (`--mta-sts on`, the default), sharing the trust store of `verify`. */
+function mtaStsFor(config: Config, resolver: Resolver, clock: Clock, ca: string | undefined): MtaStsResolver | undefined {
+  const t = config.outboundTls;
+  if (t.mtaSts !== 'on') return undefined;
+  return new MtaStsResolver({ resolver, clock, port: t.mtaStsPort, timeoutMs: t.mtaStsTimeout, maxBytes: t.mtaStsMaxSize, ...(ca !== undefined ? { ca } : {}) });
 }
 
 /**

@@ -36,7 +36,7 @@ export function describeConfig(config: Config): string {
   config.routes.forEach((r, i) => {
     const hop = r.nextHop.kind === 'mx' ? { mx: true } : { smarthost: formatHostPort({ host: r.nextHop.host, port: r.nextHop.port }) };
     const retry = r.retry ? { retry: r.retry.map(formatDuration).join(',') } : {};
-    lines.push(`routes[${i}] = ${JSON.stringify({ pattern: r.pattern, ...hop, ...(r.concurrency ? { concurrency: r.concurrency } : {}), ...retry, ...(r.tls ? { tls: r.tls } : {}) })}`);
+    lines.push(`routes[${i}] = ${JSON.stringify({ pattern: r.pattern, ...hop, ...(r.concurrency ? { concurrency: r.concurrency } : {}), ...retry, ...(r.tls ? { tls: r.tls } : {}), ...(r.auth ? { auth_user: r.auth.user, auth_password_file: r.auth.passwordFile } : {}) })}`);
   });
   return lines.join('\n') + '\n';
 }

@@ -73,6 +73,7 @@ test('defaults match DESIGN §3 and types.ts', () => {
       failureWindow: 900_000, failureDelay: 1_000, maxVerifications: 2,
     },
     delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
+    outboundTls: { policy: 'may', caFile: undefined, mtaSts: 'on', mtaStsPort: 443, mtaStsTimeout: 10_000, mtaStsMaxSize: 65_536 },
     routes: [],
     logLevel: 'info',
     logFormat: 'auto',
@@ -341,7 +342,7 @@ test('routes come from the config file, each error naming the route and field', 
     routes: [
       { pattern: 'example.com', smarthost: 'relay.example.net:587', concurrency: 5 },
       { pattern: '*.example.org', mx: true, retry: '30s,2m', tls: 'may' },
-      { pattern: '*', smarthost: '[::1]:2626' },
+      { pattern: '*', smarthost: '[::1]:2626', tls: 'verify' },
     ],
   });
   const r = load(['--config', good]);
@@ -349,13 +350,13 @@ test('routes come from the config file, each error naming the route and field', 
   assert.deepEqual(r.config.routes, [
     { pattern: 'example.com', nextHop: { kind: 'smarthost', host: 'relay.example.net', port: 587 }, concurrency: 5 },
     { pattern: '*.example.org', nextHop: { kind: 'mx' }, retry: [30_000, 120_000], tls: 'may' },
-    { pattern: '*', nextHop: { kind: 'smarthost', host: '::1', port: 2626 } },
+    { pattern: '*', nextHop: { kind: 'smarthost', host: '::1', port: 2626 }, tls: 'verify' },
   ]);
   const errors = bad(['--config', file({
     routes: [
       { pattern: 'a..b', mx: true },
       { pattern: 'x.test', smarthost: 'nope' },
-      { pattern: 'y.test', mx: true, tls: 'verify' },
+      { pattern: 'y.test', mx: true, tls: 'paranoid' },
       { pattern: 'z.test', mx: true, colour: 'blue' },
       { pattern: 'w.test' },
       { pattern: 'q.test', mx: true },
@@ -365,7 +366,7 @@ test('routes come from the config file, each error naming the route and field', 
   const text = errors.join('\n');
   assert.match(text, /routes\[0\]: "pattern" must be a domain/);
   assert.match(text, /routes\[1\]: "smarthost": .*not HOST:PORT/);
-  assert.match(text, /routes\[2\]: "tls": "verify" needs outbound STARTTLS/);
+  assert.match(text, /routes\[2\]: "tls" must be one of none, may, encrypt, verify, got "paranoid"/);
   assert.match(text, /routes\[3\]: field "colour" is unknown/);
   assert.match(text, /routes\[4\]: needs a next hop/);
   assert.match(text, /routes\[6\]: the same pattern as routes\[5\]/);
@@ -441,4 +442,33 @@ test('config file type is chosen by extension: .toml, .json, anything else refus
   assert.equal(good(['--config', toml('spool = "/t"', 'TOML')]).spool, '/t');
   const yaml = toml('spool: /y', 'yaml');
   assert.deepEqual(bad(['--config', yaml]), [`${yaml}: unknown config file type: name it *.toml (TOML, the documented format) or *.json (JSON)`]);
+});
+
+test('route AUTH: user and password file together, smart hosts only, the file read now but only its path kept', () => {
+  const secret = join(dir, 'relay.password');
+  writeFileSync(secret, 's3cret-Pa55\n');
+  const r = load(['--config', file({ routes: [{ pattern: '*', smarthost: 'smtp.provider.test:587', tls: 'verify', auth_user: 'relay@example.com', auth_password_file: secret }] })]);
+  assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+  assert.deepEqual(r.config.routes[0]?.auth, { user: 'relay@example.com', passwordFile: secret });
+  assert.ok(!JSON.stringify(r.config).includes('s3cret'), 'the password is not in Config');
+  const text = bad(['--config', file({
+    routes: [
+      { pattern: 'a.test', mx: true, auth_user: 'u', auth_password_file: secret },
+      { pattern: 'b.test', smarthost: 'h.test:587', auth_user: 'u' },
+      { pattern: 'c.test', smarthost: 'h.test:587', auth_user: 'u', auth_password_file: join(dir, 'missing') },
+    ],
+  })]).join('\n');
+  assert.match(text, /routes\[0\]: "auth_user" needs a "smarthost" route/);
+  assert.match(text, /routes\[1\]: "auth_password_file" must name the file/);
+  assert.match(text, /routes\[2\]: "auth_password_file": .*missing cannot be read \(ENOENT\)/);
+});
+
+test('--tls-ca-file must be a readable PEM file; --tls-policy takes the four policies', () => {
+  const pem = join(dir, 'ca.pem');
+  writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  const c = good(['--tls-ca-file', pem, '--tls-policy', 'verify', '--mta-sts', 'off', '--mta-sts-port', '8443']);
+  assert.deepEqual(c.outboundTls, { policy: 'verify', caFile: pem, mtaSts: 'off', mtaStsPort: 8443, mtaStsTimeout: 10_000, mtaStsMaxSize: 65_536 });
+  assert.match(bad(['--tls-ca-file', join(dir, 'nope.pem')]).join('\n'), /--tls-ca-file: .*nope\.pem cannot be read \(ENOENT\)/);
+  assert.match(bad(['--tls-ca-file', file('not a certificate')]).join('\n'), /--tls-ca-file: .* holds no PEM certificate/);
+  assert.match(bad(['--tls-policy', 'dane']).join('\n'), /--tls-policy/);
 });

@@ -23,6 +23,7 @@ import { formatHostPort, parseSetting, type Raw, type SettingValue } from './par
 import {
   BARE_NEWLINE_POLICIES,
   LOG_LEVELS, LOG_FORMATS, AMBIGUOUS_POLICIES, DELIVERY_MODES, LONG_LINE_POLICIES, AUTH_WITHOUT_TLS, ON_OFF,
+  OUTBOUND_TLS_POLICIES, MTA_STS_MODES,
   SCHEMA,
   settingByEnv,
   settingByName,
@@ -241,6 +242,16 @@ function crossCheck(values: ReadonlyMap<string, SettingValue | undefined>, label
   if (admin !== 'off' && !isLoopback(admin.host) && optional(values, 'admin-token', 'string') === undefined) {
     errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is not a loopback address, so the admin API needs --admin-token (or POSTWIRE_ADMIN_TOKEN)`);
   }
+  // The trust store is read at start: a missing file must stop the start, not every verify later.
+  const ca = optional(values, 'tls-ca-file', 'string');
+  if (ca !== undefined) {
+    const label = labels.get('tls-ca-file') ?? '--tls-ca-file';
+    try {
+      if (!readFileSync(ca, 'utf8').includes('-----BEGIN CERTIFICATE-----')) errors.push(`${label}: ${ca} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    } catch (err) {
+      errors.push(`${label}: ${ca} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
 }
 
 /** 127.0.0.0/8, ::1 (and its IPv4-mapped form of 127/8) and `localhost`: reachable from this machine only. */
@@ -340,6 +351,14 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
       delayWarning: typed(v, 'delay-warning', 'duration'),
       keepDone: typed(v, 'keep-done', 'duration'),
       leaseTime: typed(v, 'lease-time', 'duration'),
+    },
+    outboundTls: {
+      policy: oneOf(OUTBOUND_TLS_POLICIES, typed(v, 'tls-policy', 'enum')),
+      caFile: optional(v, 'tls-ca-file', 'string'),
+      mtaSts: oneOf(MTA_STS_MODES, typed(v, 'mta-sts', 'enum')),
+      mtaStsPort: typed(v, 'mta-sts-port', 'integer'),
+      mtaStsTimeout: typed(v, 'mta-sts-timeout', 'duration'),
+      mtaStsMaxSize: typed(v, 'mta-sts-max-size', 'size'),
     },
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
     logFormat: oneOf(LOG_FORMATS, typed(v, 'log-format', 'enum')),

@@ -17,6 +17,7 @@ const TITLES: Readonly<Record<Section, string>> = {
   limits: 'Limits',
   delivery: 'Delivery',
   'next-hop': 'Next hop and retries',
+  'outbound-tls': 'Outbound TLS, MTA-STS',
   observability: 'Logs, metrics and the admin listener',
   unbuilt: 'Not available yet (refused, exit code 2)',
 };
@@ -109,7 +110,8 @@ In a \`.json\` file the same list is \`"routes": [{ "pattern": "example.com", "s
 | \`smarthost\` / \`mx\` | the next hop: \`"HOST:PORT"\`, or \`true\` for MX lookup |
 | \`concurrency\` | simultaneous deliveries to this next hop (default \`--destination-concurrency\`) |
 | \`retry\` | this route's retry delays, replacing \`--retry\` for its recipients |
-| \`tls\` | \`none\` or \`may\`. \`encrypt\` and \`verify\` are refused until outbound STARTTLS exists (the security issue): a policy that requires TLS is never silently delivered in plain text. Until then \`may\` sends in plain text. |
+| \`tls\` | \`none\`, \`may\`, \`encrypt\` or \`verify\` for this route, replacing \`--tls-policy\` ([security.md](security.md#outbound-tls)) |
+| \`auth_user\`, \`auth_password_file\` | client AUTH (PLAIN or LOGIN) to this route's smart host, only ever over TLS; the file holds the password (read at each connection, never printed) |
 
 \`postwire check-config --config FILE\` prints the routes it read.
 `;
@@ -141,6 +143,10 @@ const NOTES: Partial<Record<Section, string>> = {
     '`POSTWIRE_ADMIN_TOKEN`; `check-config` prints it as `(set, not shown)`.',
     '',
   ].join('\n'),
+  'outbound-tls':
+    'Each route may set its own `tls`; MTA-STS `enforce` and REQUIRETLS raise a host to `verify`, never lower it. ' +
+    'A policy that requires TLS never falls back to plain text: the attempt is deferred with a 4.7.x reason in the ' +
+    'history. See [security.md](security.md#outbound-tls).\n',
   unbuilt: 'Each is refused with `… is not available in this version yet` rather than ignored.\n',
 };
 

@@ -12,19 +12,22 @@
  * Routes are structured, so they live only in the file (no flag or POSTWIRE_* form);
  * `--smarthost` stays the one-route shorthand for `*`. Pattern syntax and precedence (exact,
  * then the longest `*.suffix`, then `*`) are checked again by delivery's RouteTable.
- * TLS: only `none` and `may` are accepted until outbound STARTTLS exists (the security issue);
- * a policy that requires TLS is refused rather than silently delivered in plain text.
+ * TLS: `tls` is none, may, encrypt or verify (delivery/tls-policy). Client AUTH to a smart host:
+ * `auth_user` and `auth_password_file` together; the file must be readable and non-empty now
+ * (a config error at start, not a deferral at delivery), and only its path is kept: the
+ * password is read by delivery at each connection and never lands in Config, check-config or logs.
  * Every error names the file, the route's index and the field.
  */
+import { readFileSync } from 'node:fs';
 import type { RouteSetting } from './types.js';
 import { parseHostPort } from './parse.js';
 import { parseDuration } from '../util/index.js';
 
-const FIELDS = new Set(['pattern', 'smarthost', 'mx', 'concurrency', 'retry', 'tls']);
+const FIELDS = new Set(['pattern', 'smarthost', 'mx', 'concurrency', 'retry', 'tls', 'auth_user', 'auth_password_file']);
 /** `*`, `example.com`, `*.example.com` (trailing dot allowed; U-labels allowed). */
 const PATTERN = /^(?:\*|(?:\*\.)?(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)*[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.?)$/u;
-const TLS_NOW = ['none', 'may'];
-const TLS_LATER = ['encrypt', 'verify'];
+const TLS = ['none', 'may', 'encrypt', 'verify'] as const;
+type Tls = (typeof TLS)[number];
 
 /**
  * `key` is how the file spells the list (`routes` in JSON, `route` for TOML's `[[route]]`);
@@ -72,19 +75,43 @@ function parseRoute(where: string, item: unknown, errors: string[]): RouteSettin
     errors.push(`${where}: "concurrency" must be a whole number 1..10000`);
   }
   const retry = parseRetry(where, fields['retry'], errors);
-  const tls = fields['tls'];
-  if (tls !== undefined) {
-    if (typeof tls === 'string' && TLS_LATER.includes(tls)) errors.push(`${where}: "tls": "${tls}" needs outbound STARTTLS, which is not available in this version yet`);
-    else if (typeof tls !== 'string' || !TLS_NOW.includes(tls)) errors.push(`${where}: "tls" must be one of ${[...TLS_NOW, ...TLS_LATER].join(', ')}`);
-  }
+  const tls = TLS.find((t) => t === fields['tls']);
+  if (fields['tls'] !== undefined && tls === undefined) errors.push(`${where}: "tls" must be one of ${TLS.join(', ')}, got ${JSON.stringify(fields['tls'])}`);
+  const auth = parseAuth(where, fields, nextHop, errors);
   if (errors.length > before || typeof pattern !== 'string' || nextHop === undefined) return undefined;
   return {
     pattern,
     nextHop,
     ...(typeof concurrency === 'number' ? { concurrency } : {}),
     ...(retry ? { retry } : {}),
-    ...(typeof tls === 'string' ? { tls: tls as 'none' | 'may' } : {}),
+    ...(tls !== undefined ? { tls: tls satisfies Tls } : {}),
+    ...(auth !== undefined ? { auth } : {}),
   };
+}
+
+/** `auth_user` + `auth_password_file`, both or neither, smart hosts only; the file is checked, not kept. */
+function parseAuth(where: string, fields: Record<string, unknown>, nextHop: RouteSetting['nextHop'] | undefined, errors: string[]): RouteSetting['auth'] {
+  const user = fields['auth_user'];
+  const file = fields['auth_password_file'];
+  if (user === undefined && file === undefined) return undefined;
+  if (typeof user !== 'string' || user === '' || /[\x00-\x1f]/.test(user)) {
+    errors.push(`${where}: "auth_user" must be a non-empty user name (with "auth_password_file")`);
+    return undefined;
+  }
+  if (typeof file !== 'string' || file === '') {
+    errors.push(`${where}: "auth_password_file" must name the file holding the password for "auth_user"`);
+    return undefined;
+  }
+  if (nextHop !== undefined && nextHop.kind !== 'smarthost') {
+    errors.push(`${where}: "auth_user" needs a "smarthost" route (AUTH is for relaying through a provider, not for MX delivery)`);
+    return undefined;
+  }
+  try {
+    if (readFileSync(file, 'utf8').replace(/\r?\n$/, '') === '') errors.push(`${where}: "auth_password_file": ${file} is empty`);
+  } catch (err) {
+    errors.push(`${where}: "auth_password_file": ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  return { user, passwordFile: file };
 }
 
 function parseNextHop(where: string, fields: Record<string, unknown>, errors: string[]): RouteSetting['nextHop'] | undefined {

@@ -63,7 +63,7 @@ interface Common {
   readonly reload: 'live' | 'restart';
 }
 
-export const SECTIONS = ['relay', 'shared-queue', 'tls-auth', 'limits', 'delivery', 'next-hop', 'observability', 'unbuilt'] as const;
+export const SECTIONS = ['relay', 'shared-queue', 'tls-auth', 'limits', 'delivery', 'next-hop', 'outbound-tls', 'observability', 'unbuilt'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 interface Range {
@@ -101,6 +101,8 @@ export const DELIVERY_MODES = ['on', 'off'] as const;
 export const LONG_LINE_POLICIES = ['wrap', 'pass', 'bounce'] as const;
 export const AUTH_WITHOUT_TLS = ['off', 'loopback'] as const;
 export const ON_OFF = ['off', 'on'] as const;
+export const OUTBOUND_TLS_POLICIES = ['none', 'may', 'encrypt', 'verify'] as const;
+export const MTA_STS_MODES = ['on', 'off'] as const;
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -159,6 +161,8 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
   delivery: 'delivery', 'mx-port': 'delivery', 'destination-concurrency': 'delivery', 'max-deliveries': 'delivery',
   ambiguous: 'delivery', 'long-lines': 'delivery',
   smarthost: 'next-hop', dns: 'next-hop', retry: 'next-hop', 'keep-done': 'next-hop', 'delay-warning': 'next-hop', 'max-age': 'next-hop',
+  'tls-policy': 'outbound-tls', 'tls-ca-file': 'outbound-tls', 'mta-sts': 'outbound-tls', 'mta-sts-port': 'outbound-tls',
+  'mta-sts-timeout': 'outbound-tls', 'mta-sts-max-size': 'outbound-tls',
   admin: 'observability', 'admin-token': 'observability', 'log-level': 'observability', 'log-format': 'observability', 'metrics-destinations': 'observability',
 };
 
@@ -303,6 +307,19 @@ export const SCHEMA: readonly Setting[] = [
   define({ name: 'long-lines', key: 'delivery.longLines', kind: 'enum', values: LONG_LINE_POLICIES, default: 'wrap',
     metavar: LONG_LINE_POLICIES.join('|'),
     doc: 'lines over 998 octets to a peer without BINARYMIME: wrap (CRLF SP, as Postfix), pass unchanged, or bounce' }),
+  define({ name: 'tls-policy', key: 'outboundTls.policy', kind: 'enum', values: OUTBOUND_TLS_POLICIES, default: 'may',
+    metavar: OUTBOUND_TLS_POLICIES.join('|'),
+    doc: 'outbound TLS for routes without `tls`: none, may (STARTTLS when offered, unverified), encrypt (required, unverified), verify (required, chain and name)' }),
+  define({ name: 'tls-ca-file', key: 'outboundTls.caFile', kind: 'string', default: undefined, metavar: 'FILE',
+    doc: "trust store (PEM CA certificates) for verify, MTA-STS and REQUIRETLS (default: Node's bundled roots)" }),
+  define({ name: 'mta-sts', key: 'outboundTls.mtaSts', kind: 'enum', values: MTA_STS_MODES, default: 'on', metavar: MTA_STS_MODES.join('|'),
+    doc: 'honour MTA-STS (RFC 8461) policies of MX-routed domains' }),
+  define({ name: 'mta-sts-port', key: 'outboundTls.mtaStsPort', kind: 'integer', min: 1, max: 65_535, default: 443,
+    doc: 'HTTPS port of mta-sts.<domain> (443; tests and labs point it elsewhere)' }),
+  define({ name: 'mta-sts-timeout', key: 'outboundTls.mtaStsTimeout', kind: 'duration', min: 100, max: 5 * MINUTE, default: 10 * SECOND,
+    doc: 'how long an MTA-STS policy fetch may take before the domain is treated as having none' }),
+  define({ name: 'mta-sts-max-size', key: 'outboundTls.mtaStsMaxSize', kind: 'size', min: 256, max: MIB, default: 64 * 1024,
+    doc: 'largest MTA-STS policy file accepted' }),
   define({ name: 'log-level', key: 'logLevel', kind: 'enum', values: LOG_LEVELS, default: 'info',
     metavar: 'LEVEL', doc: `structured log threshold (${LOG_LEVELS.join(', ')})` }),
   define({ name: 'log-format', key: 'logFormat', kind: 'enum', values: LOG_FORMATS, default: 'auto',

@@ -72,8 +72,21 @@ export interface RouteSetting {
   readonly concurrency?: number;
   /** Retry delays in ms; the last repeats. */
   readonly retry?: readonly number[];
-  /** Only the policies that need no STARTTLS are accepted until outbound TLS exists. */
-  readonly tls?: 'none' | 'may';
+  /** Outbound TLS for this route; unset: `--tls-policy`. */
+  readonly tls?: 'none' | 'may' | 'encrypt' | 'verify';
+  /** Client AUTH (smart hosts only): the user and the file holding the password (never the password). */
+  readonly auth?: { readonly user: string; readonly passwordFile: string };
+}
+
+/** Outbound TLS (delivery/tls-policy, delivery/mta-sts). */
+export interface OutboundTlsSettings {
+  readonly policy: 'none' | 'may' | 'encrypt' | 'verify';
+  /** PEM file of trusted CAs; undefined: Node's bundled roots. */
+  readonly caFile: string | undefined;
+  readonly mtaSts: 'on' | 'off';
+  readonly mtaStsPort: number;
+  readonly mtaStsTimeout: number;
+  readonly mtaStsMaxSize: number;
 }
 
 export interface DeliverySettings {
@@ -160,6 +173,7 @@ export interface Config {
   readonly submission: HostPort | undefined;
   readonly auth: AuthSettings;
   readonly delivery: DeliverySettings;
+  readonly outboundTls: OutboundTlsSettings;
   /** Routes from the config file, in order; `--smarthost` is added by main as the `*` route. */
   readonly routes: readonly RouteSetting[];
   /** Log level for the structured log. */

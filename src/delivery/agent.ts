@@ -26,15 +26,30 @@
  * does; it rejects only for a job or route that cannot be sent (DeliveryError DELIVERY_BAD_JOB,
  * DELIVERY_BAD_ROUTE) and after close() (DELIVERY_AGENT_CLOSED). Events: diagnostics_channel
  * 'postwire:delivery:connect', '…:transaction', '…:framing-fault' ({ messageId, host, detail }).
+ * TLS (delivery/tls-policy): each host gets a requirement: the route's `tls`, else the default
+ * (`tls.defaultPolicy`, `may`), raised to `verify` by MTA-STS `enforce` and by REQUIRETLS. A
+ * `may` host whose handshake fails is tried once more, in plain text, on a new connection (as
+ * Postfix does); a policy that requires TLS never is. MTA-STS (delivery/mta-sts, MX routes only):
+ * `enforce` skips MX hosts the policy does not list (noted) and defers with 4.7.5 when none is
+ * left; `testing` delivers as usual and notes (and logs) what enforce would have refused.
+ * Client AUTH: a route's credentials go with each connection, which sends them only inside TLS.
+ * The history note names the TLS of each host that carried mail (version, cipher, verified).
+ *
  * Trust: the job was validated by smtpd/cleanup; the peer is trusted in nothing.
  */
 import { channel } from 'node:diagnostics_channel';
+import { readFile } from 'node:fs/promises';
 import { parseMailbox } from '../protocol/index.js';
-import type { ClientStepName, Mailbox, OutboundMessage, OutboundRecipient, RcptParams } from '../protocol/index.js';
+import type { AttemptFact, ClientStepName, Mailbox, OutboundMessage, OutboundRecipient, RcptParams } from '../protocol/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Clock } from '../util/index.js';
 import { DeliveryError, hostLabel } from './connection.js';
-import type { DeliveryJob, TransactionResult } from './connection.js';
+import type { ConnectionSecurity, DeliveryJob, TransactionResult } from './connection.js';
+import type { MtaStsLookup, MtaStsResolver } from './mta-sts.js';
+import { mxMatches } from './mta-sts.js';
+import type { RouteHost } from './mx.js';
+import { DEFAULT_TLS_POLICY, requirementFor, requiresTls } from './tls-policy.js';
+import type { TlsPolicy, TlsRequirement } from './tls-policy.js';
 import type { LongLinePolicy } from './long-lines.js';
 import { classifySession, classifyTransaction } from './outcome.js';
 import type { Outcome } from './outcome.js';
@@ -74,6 +89,12 @@ export interface DeliveryAgentOptions {
   readonly chunkSize?: number;
   /** Lines over 998 octets to a peer without BINARYMIME: wrap (default), pass or bounce. */
   readonly longLines?: LongLinePolicy;
+  /** Outbound TLS for routes that set no `tls` (default `may`). */
+  readonly tlsPolicy?: TlsPolicy;
+  /** Trust store (PEM) for `verify`, MTA-STS and REQUIRETLS; undefined: Node's default roots. */
+  readonly tlsCa?: string;
+  /** MTA-STS for MX routes; undefined: not used. */
+  readonly mtaSts?: MtaStsResolver;
 }
 
 /** The diagnostics_channel names this module publishes on (defined in obs/channels). */
@@ -97,11 +118,15 @@ export function createDeliveryAgent(options: DeliveryAgentOptions): DeliveryAgen
 class Agent implements DeliveryAgent {
   readonly #log: Logger;
   readonly #pool: ConnectionPool;
+  readonly #tlsPolicy: TlsPolicy;
+  readonly #mtaSts: MtaStsResolver | undefined;
   readonly #inflight = new Set<Promise<unknown>>();
   #closing = false;
 
   constructor(options: DeliveryAgentOptions) {
     this.#log = options.log.child({ component: 'delivery' });
+    this.#tlsPolicy = options.tlsPolicy ?? DEFAULT_TLS_POLICY;
+    this.#mtaSts = options.mtaSts;
     const timeouts = options.connectTimeoutMs === undefined ? options.timeouts : { ...options.timeouts, connect: options.connectTimeoutMs };
     this.#pool = new ConnectionPool({
       hostname: options.hostname,
@@ -112,6 +137,7 @@ class Agent implements DeliveryAgent {
       ...(options.maxReusePerConnection !== undefined ? { maxReuse: options.maxReusePerConnection } : {}),
       ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
       ...(options.longLines !== undefined ? { longLines: options.longLines } : {}),
+      ...(options.tlsCa !== undefined ? { tlsCa: options.tlsCa } : {}),
     });
   }
 
@@ -139,9 +165,34 @@ class Agent implements DeliveryAgent {
     let pending = job.recipients.map((_, i) => i);
     let nextHop = '';
 
-    for (const host of route.hosts) {
+    const sts = await this.#mtaStsFor(route, log);
+    const enforce = sts?.policy?.mode === 'enforce' ? sts.policy : undefined;
+    const testing = sts?.policy?.mode === 'testing' ? sts.policy : undefined;
+    if (sts?.policy !== undefined && sts.policy.mode !== 'none') notes.push(sts.detail);
+    let hosts = route.hosts;
+    if (enforce !== undefined) {
+      const unlisted = hosts.filter((h) => !mxMatches(h.name, enforce.mx));
+      hosts = hosts.filter((h) => mxMatches(h.name, enforce.mx));
+      for (const h of unlisted) notes.push(`${hostLabel(h)}: skipped, not listed by the MTA-STS policy of ${enforce.domain} (mx ${enforce.mx.join(', ')})`);
+      if (hosts.length === 0) {
+        const detail = `MTA-STS policy enforce for ${enforce.domain} (id ${enforce.id}) lists none of the MX hosts (${[...new Set(route.hosts.map((h) => h.name))].join(', ')}): not delivered`;
+        log.warn({ policy: enforce.id }, detail);
+        const outcomes = classifySession({ kind: 'tls', step: 'connect', failure: 'unverified', detail }, pending);
+        return { nextHop: '', outcomes, note: [...notes, detail].join('; ') };
+      }
+    }
+
+    for (const host of hosts) {
       const label = hostLabel(host);
-      const lease = await this.#pool.acquire(route.destination, host);
+      let security = this.#security(route, job, host, enforce !== undefined);
+      let lease = await this.#pool.acquire(route.destination, host, security);
+      if (!lease.ok && lease.reached && handshakeFailed(lease.fact) && !requiresTls(security.tls) && security.auth === undefined) {
+        // `may` (as Postfix): a failed handshake is retried once, in plain text, on a new connection.
+        notes.push(`${label}: ${factText(lease.fact)}; retried in plain text (policy may)`);
+        log.info({ host: label, reason: factText(lease.fact) }, 'TLS handshake failed; retrying in plain text (policy may)');
+        security = { ...security, tls: { ...security.tls, fallback: true } };
+        lease = await this.#pool.acquire(route.destination, host, security);
+      }
       let decided: Outcome[];
       if (!lease.ok) {
         if (lease.reached) nextHop = label;
@@ -162,8 +213,16 @@ class Agent implements DeliveryAgent {
           connection.destroy('delivery failed');
           throw err;
         }
-        this.#pool.release(route.destination, connection);
+        this.#pool.release(route.destination, connection, security);
         decided = classifyTransaction(result.facts, pending);
+        if (connection.tls !== undefined || connection.tlsSummary !== 'no TLS') notes.push(`${label}: ${connection.tlsSummary}`);
+        if (testing !== undefined) {
+          const why = !mxMatches(host.name, testing.mx) ? `not listed (mx ${testing.mx.join(', ')})` : connection.tls === undefined ? 'no TLS' : connection.tls.verified ? undefined : connection.tls.unverifiedReason;
+          if (why !== undefined) {
+            notes.push(`MTA-STS testing for ${testing.domain}: enforce would refuse ${label}: ${why}`);
+            log.warn({ host: label, policy: testing.id, reason: why }, 'MTA-STS testing: this delivery would fail under enforce');
+          }
+        }
         // Facts written before MAIL (long-lines bounce, unreadable spool) are Postwire's words.
         if (result.local) decided = decided.map((o) => ({ ...o, local: true }));
         // The window could not be marked (job.beforeEndOfData): end-of-data was not sent. A local
@@ -172,7 +231,7 @@ class Agent implements DeliveryAgent {
         this.#notes(job, label, result, notes, log);
         const event: DeliveryTransactionEvent = { messageId: job.messageId, host: label, detail: summary(decided), destination: route.destination, octets: result.mode === 'none' ? 0 : result.bodyOctets };
         publish(transactionChannel, event);
-        log.info({ host: label, outcomes: summary(decided) }, 'transaction');
+        log.info({ host: label, outcomes: summary(decided), tls: connection.tls ?? 'none' }, 'transaction');
       }
       for (const o of decided) outcomes[o.recipient] = o;
       if (decided.some((o) => o.kind === 'held' || o.kind === 'ambiguous')) {
@@ -191,6 +250,34 @@ class Agent implements DeliveryAgent {
       return o;
     });
     return notes.length > 0 ? { nextHop, outcomes: final, note: notes.join('; ') } : { nextHop, outcomes: final };
+  }
+
+  /** The TLS requirement and credentials for one host of this route, for this message. */
+  #security(route: RouteSuccess, job: DeliveryJob, host: RouteHost, mtaStsEnforce: boolean): ConnectionSecurity {
+    const r = route.route;
+    const tls: TlsRequirement = requirementFor({
+      ...(r.tls !== undefined ? { route: { policy: r.tls, pattern: r.pattern } } : {}),
+      defaultPolicy: this.#tlsPolicy,
+      name: host.name,
+      mtaStsEnforce,
+      requireTls: job.requireTls === true,
+    });
+    const auth = r.auth;
+    if (auth === undefined) return { tls };
+    const file = auth.passwordFile;
+    // Read at each new connection: a corrected password file applies without a reload.
+    const password = async (): Promise<string> => (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+    return { tls, auth: { user: auth.user, password } };
+  }
+
+  /** MTA-STS applies to MX routes only (a smart host is the operator's choice, not the domain's). */
+  async #mtaStsFor(route: RouteSuccess, log: Logger): Promise<MtaStsLookup | undefined> {
+    if (this.#mtaSts === undefined || route.route.nextHop.kind !== 'mx' || !route.destination.startsWith('mx:')) return undefined;
+    const domain = route.destination.slice('mx:'.length);
+    if (domain.startsWith('[')) return undefined;
+    const found = await this.#mtaSts.policyFor(domain);
+    log.debug({ mtaSts: found.detail }, 'MTA-STS');
+    return found;
   }
 
   #notes(job: DeliveryJob, label: string, r: TransactionResult, notes: string[], log: Logger): void {
@@ -226,6 +313,15 @@ class Agent implements DeliveryAgent {
   }
 }
 
+/** The open failed in the TLS handshake (not a refused or missing STARTTLS): `may` may go plain. */
+function handshakeFailed(fact: AttemptFact): boolean {
+  return (fact.kind === 'tls' && fact.failure === 'handshake') || (fact.kind === 'interrupted' && fact.step === 'starttls');
+}
+
+function factText(fact: AttemptFact): string {
+  return fact.kind === 'tls' ? fact.detail : fact.kind === 'interrupted' ? `${fact.cause} during STARTTLS${fact.detail !== undefined ? ` (${fact.detail})` : ''}` : fact.kind;
+}
+
 function summary(outcomes: readonly Outcome[]): string {
   const counts = new Map<string, number>();
   for (const o of outcomes) counts.set(o.kind, (counts.get(o.kind) ?? 0) + 1);
@@ -256,6 +352,7 @@ export function outboundMessage(job: DeliveryJob): OutboundMessage {
     size: job.size,
     ...(job.ret !== undefined ? { ret: job.ret } : {}),
     ...(job.envid !== undefined ? { envid: job.envid } : {}),
+    ...(job.requireTls === true ? { requireTls: true } : {}),
   };
 }
 

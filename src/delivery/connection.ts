@@ -27,6 +27,14 @@
  * spool changed between the reads) that is a framing fault before end-of-data, never a partial
  * body. TransactionResult says what was done (longLineAction, wrapBreaks) for the history.
  *
+ * STARTTLS and AUTH (issue 6): between the session's first `ready` and the connection's own,
+ * #setup asks for STARTTLS when the ConnectionSecurity's requirement wants it, runs the handshake
+ * on the same socket (node:tls, TLS 1.2+, SNI = the host name; we judge the chain and the name
+ * ourselves so `may`/`encrypt` go on and `verify` can say why not), then EHLO again; replies
+ * pipelined behind the 220 in plain text are dropped. A requirement that cannot be met ends the
+ * open with a `tls` fact (never a byte of mail in plain text). AUTH runs only inside TLS; the
+ * password is read when needed and goes nowhere else.
+ *
  * Who calls it: delivery/pool (open, RSET on reuse, QUIT) and delivery/agent (send()).
  * Failure behaviour: network and peer trouble are facts, never exceptions: a failed connect is an
  * `interrupted` fact on step `connect`; a malformed reply is a framing fault inside a transaction,
@@ -35,8 +43,10 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { createConnection } from 'node:net';
+import { createConnection, isIP } from 'node:net';
 import type { Socket } from 'node:net';
+import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CLIENT_STEPS, ClientSession, NewlineNormalizer, ReplyReader } from '../protocol/index.js';
 import type {
@@ -54,8 +64,21 @@ import type { Clock, Timer } from '../util/index.js';
 import { DEFAULT_LONG_LINE_POLICY, LineWrapper, LongLineCounter, MAX_LINE_OCTETS, findLongLine } from './long-lines.js';
 import type { LongLinePolicy } from './long-lines.js';
 import type { RouteHost } from './mx.js';
+import { describeTls, requiresTls } from './tls-policy.js';
+import type { TlsRequirement, TlsState } from './tls-policy.js';
+import type { TlsFailure } from '../protocol/index.js';
 
 export { MAX_LINE_OCTETS } from './long-lines.js';
+
+/**
+ * What one connection must do before it carries mail: the TLS requirement (delivery/tls-policy)
+ * and, for a smart host that wants it, client AUTH. Part of the pool key.
+ */
+export interface ConnectionSecurity {
+  readonly tls: TlsRequirement;
+  /** Sent only over TLS: a connection that cannot have TLS refuses to AUTH and carries nothing. */
+  readonly auth?: { readonly user: string; readonly password: () => Promise<string> };
+}
 
 /** One message to deliver, as the queue hands it over (delivery never imports queue/). */
 export interface DeliveryJob {
@@ -84,6 +107,8 @@ export interface DeliveryJob {
    * (TransactionResult.windowError), and no further host is tried.
    */
   readonly beforeEndOfData?: () => Promise<void>;
+  /** RFC 8689 REQUIRETLS: every hop verified TLS and announcing REQUIRETLS, or a 5.7.30 bounce. */
+  readonly requireTls?: true;
 }
 
 /** Stable codes for the errors callers may branch on. */
@@ -109,6 +134,8 @@ export interface ConnectionOptions {
   readonly chunkSize?: number;
   /** Lines over 998 octets to a peer without BINARYMIME (default 'wrap'); see the header. */
   readonly longLines?: LongLinePolicy;
+  /** Trust store for `verify` (PEM CA certificates); undefined: Node's default roots. */
+  readonly tlsCa?: string;
 }
 
 /** The local reply of the `bounce` policy (issue 3 item 3). */
@@ -167,7 +194,7 @@ function timeoutFor(options: ConnectionOptions, step: ClientStepName): number {
  * Connects and greets. Resolves when the session is ready for a transaction, or with the fact
  * that ended it (connect refused or timed out, greeting/EHLO refused, connection lost).
  */
-export function openConnection(host: RouteHost, options: ConnectionOptions): Promise<OpenResult> {
+export function openConnection(host: RouteHost, options: ConnectionOptions, security?: ConnectionSecurity): Promise<OpenResult> {
   return new Promise((resolve) => {
     let settled = false;
     const socket = createConnection({ host: host.address, port: host.port });
@@ -186,7 +213,7 @@ export function openConnection(host: RouteHost, options: ConnectionOptions): Pro
       settled = true;
       timer.cancel();
       socket.off('error', onError);
-      const connection = new SmtpConnection(host, socket, options);
+      const connection = new SmtpConnection(host, socket, options, security);
       void connection.settled().then((ready) => {
         if (ready) resolve({ ok: true, connection });
         else resolve({ ok: false, reached: true, fact: connection.sessionFact ?? lostFact(connection), connection });
@@ -284,10 +311,34 @@ export class SmtpConnection {
   sessionFact: AttemptFact | undefined;
   closeReason: string | undefined;
 
-  readonly #socket: Socket;
+  /** Plain TCP at first; the TLSSocket after STARTTLS (#raw keeps the TCP socket). */
+  #socket: Socket;
+  readonly #raw: Socket;
   readonly #options: ConnectionOptions;
+  readonly #security: ConnectionSecurity | undefined;
   readonly #session: ClientSession;
-  readonly #reader = new ReplyReader();
+  /** Replaced after STARTTLS: nothing read before the handshake may be taken as a reply. */
+  #reader = new ReplyReader();
+  #tls: TlsState | undefined;
+  #tlsTried = false;
+  #authTried = false;
+  /** The session answered 220 to STARTTLS: replies still buffered are plain-text injection, dropped. */
+  #upgrading = false;
+  /** What the set-up did that the history should say (STARTTLS refused under `may`, AUTH). */
+  readonly #setupNotes: string[] = [];
+  readonly #handlers = {
+    data: (chunk: Buffer): void => this.#onData(chunk),
+    drain: (): void => this.#signal(),
+    error: (err: Error): void => {
+      this.#socketError ??= errorText(err);
+    },
+    // The peer's FIN: it will say nothing more, so the session learns now, not at 'close' (which
+    // comes a few ticks later), and a body pump stops before it can open the ambiguous window.
+    end: (): void => {
+      if (!this.#session.closed) this.#apply(this.#session.interrupted('connection-lost', this.#socketError ?? 'the peer closed the connection'));
+    },
+    close: (): void => this.#onClose(),
+  };
   readonly #closed = deferred<void>();
   #ready = false;
   #isClosed = false;
@@ -299,25 +350,43 @@ export class SmtpConnection {
   /** Woken on every session input, drain and close: the body pump waits on these. */
   #signals: Array<() => void> = [];
 
-  constructor(host: RouteHost, socket: Socket, options: ConnectionOptions) {
+  constructor(host: RouteHost, socket: Socket, options: ConnectionOptions, security?: ConnectionSecurity) {
     this.host = host;
     this.label = hostLabel(host);
     this.#socket = socket;
+    this.#raw = socket;
     this.#options = options;
+    this.#security = security;
     this.#session = new ClientSession({ hostname: options.hostname });
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('drain', () => this.#signal());
-    socket.on('error', (err) => {
-      this.#socketError ??= errorText(err);
-    });
-    // The peer's FIN: it will say nothing more, so the session learns now, not at 'close' (which
-    // comes a few ticks later), and a body pump stops before it can open the ambiguous window.
-    socket.on('end', () => {
-      if (!this.#session.closed) this.#apply(this.#session.interrupted('connection-lost', this.#socketError ?? 'the peer closed the connection'));
-    });
-    socket.on('close', () => this.#onClose());
+    this.#attach(socket);
     this.#armTimer();
+  }
+
+  /** TLS as negotiated (version, cipher, verified), or undefined in plain text. */
+  get tls(): TlsState | undefined {
+    return this.#tls;
+  }
+
+  /** One line for logs and the history: `TLS TLSv1.3 …, certificate verified` or `no TLS`. */
+  get tlsSummary(): string {
+    return [describeTls(this.#tls), ...this.#setupNotes].join('; ');
+  }
+
+  #attach(socket: Socket): void {
+    socket.on('data', this.#handlers.data);
+    socket.on('drain', this.#handlers.drain);
+    socket.on('error', this.#handlers.error);
+    socket.on('end', this.#handlers.end);
+    socket.on('close', this.#handlers.close);
+  }
+
+  #detach(socket: Socket): void {
+    socket.off('data', this.#handlers.data);
+    socket.off('drain', this.#handlers.drain);
+    socket.off('error', this.#handlers.error);
+    socket.off('end', this.#handlers.end);
+    socket.off('close', this.#handlers.close);
   }
 
   get capabilities(): Capabilities {
@@ -453,6 +522,136 @@ export class SmtpConnection {
   destroy(reason: string): void {
     this.closeReason ??= reason;
     this.#socket.destroy();
+    this.#raw.destroy();
+  }
+
+  // ── set-up: STARTTLS and AUTH, between the first `ready` and the connection's own ──────────
+
+  /**
+   * Runs at each `ready` of the session until the connection is fit for mail: STARTTLS when the
+   * requirement asks for it and the peer offers it (or refusal when TLS is required and it
+   * cannot be had), then AUTH when the route has credentials, only ever inside TLS.
+   */
+  #setup(): void {
+    if (this.sessionFact !== undefined || this.#isClosed) return;
+    const security = this.#security;
+    const req = security?.tls;
+    if (req !== undefined && !this.#session.tls && !this.#tlsTried && req.policy !== 'none' && req.fallback !== true) {
+      if (this.capabilities.starttls) {
+        this.#tlsTried = true;
+        this.#apply(this.#session.starttls());
+        return;
+      }
+      if (requiresTls(req)) {
+        this.#refuse(req.requireTls ? 'requiretls' : 'not-offered', `${this.#needs(req)}: ${this.label} does not offer STARTTLS`);
+        return;
+      }
+    }
+    const auth = security?.auth;
+    if (auth !== undefined && !this.#authTried) {
+      this.#authTried = true;
+      if (!this.#session.tls) {
+        this.#refuse('not-offered', `AUTH as ${auth.user} is configured for this route and credentials are sent only over TLS; ${this.label} ${this.capabilities.starttls ? 'is reached in plain text (fallback)' : 'does not offer STARTTLS'}`);
+        return;
+      }
+      const offered = this.capabilities.auth;
+      const mechanism = offered.includes('PLAIN') ? 'PLAIN' : offered.includes('LOGIN') ? 'LOGIN' : undefined;
+      if (mechanism === undefined) {
+        this.#setupNotes.push(offered.length === 0 ? 'the peer offers no AUTH: sent unauthenticated' : `the peer offers AUTH ${offered.join(' ')} only (we speak PLAIN, LOGIN): sent unauthenticated`);
+      } else {
+        void auth.password().then(
+          (password) => {
+            if (this.#isClosed || this.#session.closed) return;
+            this.#setupNotes.push(`AUTH ${mechanism} as ${auth.user}`);
+            this.#apply(this.#session.auth(mechanism, auth.user, password));
+          },
+          (err: unknown) => {
+            const reply: Reply = { code: 451, enhanced: '4.7.0', lines: [`AUTH as ${auth.user}: the password file cannot be read: ${errorText(err)}`] };
+            this.sessionFact ??= { kind: 'reply', step: 'auth', reply };
+            this.#settle(false);
+            if (this.#session.closed) return;
+            this.#apply(this.#session.quit());
+          },
+        );
+        return;
+      }
+    }
+    this.#ready = true;
+    this.#settle(true);
+  }
+
+  /** `TLS required by policy verify (route 'x')`, the start of every refusal reason. */
+  #needs(req: TlsRequirement): string {
+    return req.requireTls ? `TLS required by REQUIRETLS (RFC 8689, policy ${req.policy})` : `TLS required by policy ${req.policy} (${req.source})`;
+  }
+
+  /** The policy forbids this connection: the fact for every recipient, then QUIT (or close). */
+  #refuse(failure: TlsFailure, detail: string): void {
+    this.sessionFact ??= { kind: 'tls', step: this.#session.tls ? 'ehlo' : 'starttls', failure, detail };
+    this.#settle(false);
+    if (this.#session.closed) return;
+    if (this.#upgrading || this.#session.awaiting === 'starttls') {
+      // Mid-handshake or just after it: nothing polite to say in a channel we refuse.
+      this.#apply(this.#session.interrupted('connection-lost', detail));
+      this.destroy(detail);
+      return;
+    }
+    this.#apply(this.#session.quit());
+  }
+
+  /** 220 to STARTTLS: the handshake on this socket; the session goes on in TLS or the connection ends. */
+  #startTls(): void {
+    const req = this.#security?.tls;
+    if (req === undefined) return;
+    this.#upgrading = true;
+    const raw = this.#socket;
+    this.#detach(raw);
+    const name = req.names[0] ?? this.host.name;
+    const socket: TLSSocket = tlsConnect({
+      socket: raw,
+      // SNI takes a host name only (RFC 6066 §3); an address smart host goes without.
+      ...(isIP(name) === 0 ? { servername: name } : {}),
+      minVersion: 'TLSv1.2',
+      // We decide (below), so `may` and `encrypt` can go on and `verify` can say why not.
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
+      ...(this.#options.tlsCa !== undefined ? { ca: this.#options.tlsCa } : {}),
+    });
+    this.#socket = socket;
+    // Until the handshake ends, an error, a FIN or a close is the handshake's failure (with the
+    // policy's words), not a lost session; the usual handlers take over once it is secure.
+    let failed = false;
+    const handshakeFailed = (why: string): void => {
+      if (failed || this.#tls !== undefined) return;
+      failed = true;
+      const detail = `TLS handshake with ${this.label} failed: ${why}`;
+      this.#refuse('handshake', requiresTls(req) ? `${this.#needs(req)}: ${detail}` : detail);
+    };
+    const onError = (err: Error): void => handshakeFailed(tlsErrorText(err));
+    const onEnd = (): void => handshakeFailed('the peer closed the connection');
+    socket.on('error', onError);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    // After onEnd/onError (registration order): the bookkeeping every close needs.
+    socket.on('error', this.#handlers.error);
+    socket.on('close', this.#handlers.close);
+    socket.once('secureConnect', () => {
+      socket.off('error', onError);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.on('data', this.#handlers.data);
+      socket.on('drain', this.#handlers.drain);
+      socket.on('end', this.#handlers.end);
+      const state = tlsState(socket, req.names);
+      this.#tls = state;
+      this.#upgrading = false;
+      if ((req.policy === 'verify' || req.requireTls) && !state.verified) {
+        this.#refuse('unverified', `${this.#needs(req)}: ${state.unverifiedReason ?? 'certificate not verified'}`);
+        return;
+      }
+      this.#reader = new ReplyReader();
+      this.#apply(this.#session.tlsEstablished());
+    });
   }
 
   // ── the session's side ────────────────────────────────────────────────────────────────
@@ -465,8 +664,19 @@ export class SmtpConnection {
           if (!this.#socket.destroyed) this.#socket.write(e.data);
           break;
         case 'ready':
-          this.#ready = true;
-          this.#settle(true);
+          this.#setup();
+          break;
+        case 'start-tls':
+          this.#startTls();
+          break;
+        case 'starttls-refused': {
+          const req = this.#security?.tls;
+          const said = `${e.reply.code}${e.reply.enhanced !== undefined ? ` ${e.reply.enhanced}` : ''} ${e.reply.lines[0] ?? ''}`.trim();
+          if (req !== undefined && requiresTls(req)) this.#refuse(req.requireTls ? 'requiretls' : 'not-offered', `${this.#needs(req)}: ${this.label} refused STARTTLS (${said})`);
+          else this.#setupNotes.push(`STARTTLS refused (${said}): plain text under policy may`);
+          break;
+        }
+        case 'authenticated':
           break;
         case 'session-failed':
           // The open is over (a QUIT may still be on its way): no need to wait for its reply.
@@ -520,7 +730,7 @@ export class SmtpConnection {
   }
 
   #onData(chunk: Buffer): void {
-    if (this.#session.closed) return;
+    if (this.#session.closed || this.#upgrading) return;
     let replies: Reply[];
     try {
       replies = this.#reader.push(chunk);
@@ -534,7 +744,8 @@ export class SmtpConnection {
     // All replies of one read are handled before the pump runs again, so a 250 arriving with the
     // 354 is seen as the framing fault it is, before any body byte is written.
     for (const r of replies) {
-      if (this.#session.closed) break;
+      // After 220 to STARTTLS, anything else in the plain-text stream is injection: dropped.
+      if (this.#session.closed || this.#upgrading) break;
       this.#apply(this.#session.receive(r));
     }
   }
@@ -752,6 +963,31 @@ export class SmtpConnection {
     tx.spoolError = errorText(err);
     this.#apply(this.#session.interrupted('connection-lost', `spool read error: ${tx.spoolError}`));
   }
+}
+
+/** OpenSSL's errors carry `reason` ('wrong version number'); its message is a line of internals. */
+function tlsErrorText(err: Error): string {
+  const { code, reason } = err as Error & { code?: string; reason?: string };
+  if (typeof reason === 'string' && reason !== '') return code !== undefined ? `${reason} (${code})` : reason;
+  return errorText(err).replace(/\s+/g, ' ').trim();
+}
+
+/** What the handshake gave: chain verified against the trust store, and a name matched. */
+function tlsState(socket: TLSSocket, names: readonly string[]): TlsState {
+  const version = socket.getProtocol() ?? 'TLS';
+  const cipher = socket.getCipher()?.name ?? 'unknown';
+  if (!socket.authorized) {
+    const why = socket.authorizationError;
+    return { version, cipher, verified: false, unverifiedReason: `certificate not trusted: ${why instanceof Error ? why.message : String(why ?? 'unknown')}` };
+  }
+  const cert = socket.getPeerCertificate();
+  let mismatch: string | undefined;
+  for (const name of names) {
+    const err = checkServerIdentity(name, cert);
+    if (err === undefined) return { version, cipher, verified: true };
+    mismatch ??= err.message;
+  }
+  return { version, cipher, verified: false, unverifiedReason: `certificate name mismatch: ${mismatch ?? 'no name to check'}` };
 }
 
 /**

@@ -17,7 +17,9 @@
 export { classify, classifySession, classifyTransaction, verbatim } from './outcome.js';
 export type { Outcome, OutcomeKind, OutcomeScope } from './outcome.js';
 export { RouteTable, RouteConfigError, smarthostRoute, withSmarthost, validateRoutes, normalizeDomain, TLS_POLICIES } from './route.js';
-export type { NextHop, RouteConfig, RouteFailure, RouteInfo, RouteResult, RouteSuccess, RouteTableOptions, TlsPolicy } from './route.js';
+export type { NextHop, RouteConfig, RouteFailure, RouteAuth, RouteInfo, RouteResult, RouteSuccess, RouteTableOptions, TlsPolicy } from './route.js';
+export { DEFAULT_TLS_POLICY, describeTls, requirementFor, requiresTls } from './tls-policy.js';
+export type { TlsRequirement, TlsState } from './tls-policy.js';
 export { ADDRESS_ORDERS, DEFAULT_ADDRESS_ORDER, MAX_ADDRESSES, MAX_MX_HOSTS, MX_PORT, orderMx, parseDomainLiteral } from './mx.js';
 export type { AddressOrder, PortFor, RouteFailureCode, RouteHost } from './mx.js';
 export { createDnsResolver, DnsServerError, DNS_DEFAULT_TIMEOUT_MS, DNS_DEFAULT_TRIES, ResolveError } from './resolver.js';
@@ -25,6 +27,8 @@ export type { DnsResolverOptions, MxRecord, Resolver, ResolveErrorCode } from '.
 export { createDeliveryAgent, DELIVERY_CHANNELS, outboundMessage } from './agent.js';
 export type { DeliveryAgent, DeliveryAgentOptions, DeliveryDiagnostic, DeliveryReport } from './agent.js';
 export { DeliveryError, hostLabel, MAX_LINE_OCTETS, openConnection, SmtpConnection } from './connection.js';
-export type { ConnectionOptions, DeliveryErrorCode, DeliveryJob, OpenResult, TransactionResult } from './connection.js';
+export type { ConnectionOptions, ConnectionSecurity, DeliveryErrorCode, DeliveryJob, OpenResult, TransactionResult } from './connection.js';
+export { MtaStsResolver, MTA_STS_MAX_AGE_LIMIT, mxMatches, parseStsPolicy, parseStsRecord } from './mta-sts.js';
+export type { MtaStsLookup, MtaStsMode, MtaStsOptions, MtaStsPolicy } from './mta-sts.js';
 export { ConnectionPool, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_REUSE } from './pool.js';
 export type { Lease, PoolOptions } from './pool.js';

@@ -18,7 +18,7 @@
  * Trust: facts come from protocol/client-session; reply text is the peer's and kept verbatim.
  */
 import { CLIENT_STEPS, enhancedFor, formatReply } from '../protocol/index.js';
-import type { AttemptFact, ClientStepName, PreflightCheck, Reply } from '../protocol/index.js';
+import type { AttemptFact, ClientStepName, PreflightCheck, Reply, TlsFailure } from '../protocol/index.js';
 
 export type OutcomeKind = 'delivered' | 'deferred' | 'bounced' | 'ambiguous' | 'held';
 export type OutcomeScope = 'recipient' | 'message' | 'destination';
@@ -37,7 +37,14 @@ export interface Outcome {
 }
 
 /** The outcome of one fact for one recipient. The rules, in order:
- *  preflight        → bounced, message: 552 5.3.4 size / 553 5.6.7 SMTPUTF8 / 554 5.6.3 BINARYMIME
+ *  preflight        → bounced, message: 552 5.3.4 size / 553 5.6.7 SMTPUTF8 / 554 5.6.3 BINARYMIME;
+ *                     REQUIRETLS not offered → bounced, destination, 550 5.7.30 (RFC 8689 §5: another
+ *                     MX host may offer it, so the walk goes on; the last host's failure stands)
+ *  tls              → the policy refused this host (scope destination: the next host may do):
+ *                     not offered 451 4.7.4, handshake or certificate 451 4.7.5 (deferred: Postfix
+ *                     defers these, a certificate gets fixed); REQUIRETLS impossible 550 5.7.30
+ *  AUTH refused     → deferred, destination, whatever the code (Postfix smtp_sasl_auth_soft_bounce:
+ *                     a 535 is usually a password to fix, and a deferral lets the queue drain then)
  *  framing-fault    → held, message (4.5.0)
  *  interrupted      → ambiguous, message, inside the RFC 1047 window; otherwise deferred,
  *                     destination (4.4.1 when connecting, 4.4.2 after: Postfix smtp_stream_except)
@@ -56,7 +63,9 @@ export interface Outcome {
 export function classify(fact: AttemptFact, recipient: number): Outcome {
   switch (fact.kind) {
     case 'preflight':
-      return local(recipient, 'bounced', 'message', PREFLIGHT[fact.check], fact.detail);
+      return local(recipient, 'bounced', fact.check === 'requiretls' ? 'destination' : 'message', PREFLIGHT[fact.check], fact.detail);
+    case 'tls':
+      return local(recipient, fact.failure === 'requiretls' ? 'bounced' : 'deferred', 'destination', TLS_FAILURE[fact.failure], fact.detail);
     case 'framing-fault':
       return local(recipient, 'held', 'message', { code: 451, enhanced: '4.5.0' }, `framing fault while ${phrase(fact.step)}: ${fact.reason}`);
     case 'interrupted': {
@@ -85,9 +94,17 @@ const PREFLIGHT: Readonly<Record<PreflightCheck, { readonly code: number; readon
   size: { code: 552, enhanced: '5.3.4' }, // RFC 3463 X.3.4 message too big for system
   smtputf8: { code: 553, enhanced: '5.6.7' }, // RFC 6531 §3.5 non-ASCII address not permitted
   binarymime: { code: 554, enhanced: '5.6.3' }, // RFC 3463 X.6.3 conversion required but not supported
+  requiretls: { code: 550, enhanced: '5.7.30' }, // RFC 8689 §5 REQUIRETLS support required
 };
 
-const SESSION_STEPS: ReadonlySet<ClientStepName> = new Set(['connect', 'banner', 'ehlo', 'helo']);
+const TLS_FAILURE: Readonly<Record<TlsFailure, { readonly code: number; readonly enhanced: string }>> = {
+  'not-offered': { code: 451, enhanced: '4.7.4' }, // RFC 5248 X.7.4 security features not supported
+  handshake: { code: 451, enhanced: '4.7.5' }, // X.7.5 cryptographic failure
+  unverified: { code: 451, enhanced: '4.7.5' },
+  requiretls: { code: 550, enhanced: '5.7.30' }, // RFC 8689 §5
+};
+
+const SESSION_STEPS: ReadonlySet<ClientStepName> = new Set(['connect', 'banner', 'ehlo', 'helo', 'starttls', 'auth']);
 const FINAL_STEPS: ReadonlySet<ClientStepName> = new Set(['data-end', 'bdat-last']);
 
 function fromReply(recipient: number, step: ClientStepName, r: Reply): Outcome {
@@ -96,6 +113,10 @@ function fromReply(recipient: number, step: ClientStepName, r: Reply): Outcome {
   const enhanced = agreeing(r);
   const out = (kind: OutcomeKind, scope: OutcomeScope, status: string): Outcome => ({ recipient, kind, scope, reply: text, enhanced: status });
   if (r.code === 421) return out('deferred', 'destination', enhanced ?? '4.3.0');
+  if (step === 'auth' && cls !== 2) {
+    // Soft: 535 5.7.8 → 4.7.8 (the class must agree with `deferred`).
+    return out('deferred', 'destination', enhanced === undefined ? '4.7.0' : `4${enhanced.slice(1)}`);
+  }
   if (step === 'rcpt' && r.code === 552) {
     // Read as 452: the class becomes 4, the detail stays (5.2.2 mailbox full → 4.2.2).
     return out('deferred', 'recipient', enhanced === undefined ? '4.5.3' : `4${enhanced.slice(1)}`);

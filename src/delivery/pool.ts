@@ -19,8 +19,9 @@
 import type { Logger } from '../obs/index.js';
 import type { Clock, Timer } from '../util/index.js';
 import { openConnection } from './connection.js';
-import type { ConnectionOptions, OpenResult, SmtpConnection } from './connection.js';
+import type { ConnectionOptions, ConnectionSecurity, OpenResult, SmtpConnection } from './connection.js';
 import type { RouteHost } from './mx.js';
+import { requirementKey } from './tls-policy.js';
 
 export interface PoolOptions extends ConnectionOptions {
   readonly log: Logger;
@@ -68,9 +69,13 @@ export class ConnectionPool {
     return n;
   }
 
-  /** A ready connection to `host` for `destination`: a pooled one that answered RSET, or a new one. */
-  async acquire(destination: string, host: RouteHost): Promise<Lease> {
-    const key = poolKey(destination, host);
+  /**
+   * A ready connection to `host` for `destination`: a pooled one that answered RSET, or a new one.
+   * Connections are shared only under the same `security` (TLS requirement, AUTH user): a plain
+   * `may` connection is never handed to a REQUIRETLS message.
+   */
+  async acquire(destination: string, host: RouteHost, security?: ConnectionSecurity): Promise<Lease> {
+    const key = poolKey(destination, host, security);
     for (;;) {
       const entry = this.#take(key);
       if (entry === undefined) {
@@ -84,20 +89,20 @@ export class ConnectionPool {
       this.#options.log.debug({ host: entry.connection.label }, 'pooled connection failed RSET; dropped');
       entry.connection.destroy('RSET failed');
     }
-    const opened = await openConnection(host, this.#options);
+    const opened = await openConnection(host, this.#options, security);
     const connection = opened.connection;
     if (connection) this.#track(connection);
     return opened.ok ? { ok: true, connection: opened.connection, reused: false } : opened;
   }
 
   /** After a transaction: park the connection for reuse, or retire it. Never waits for the peer. */
-  release(destination: string, connection: SmtpConnection): void {
+  release(destination: string, connection: SmtpConnection, security?: ConnectionSecurity): void {
     if (connection.isClosed) return;
     if (this.#closing || connection.transactions >= this.#maxReuse) {
       this.#run(connection.settled().then(() => connection.quit()));
       return;
     }
-    const key = poolKey(destination, connection.host);
+    const key = poolKey(destination, connection.host, security);
     if (connection.ready) this.#park(key, connection);
     else {
       // An RSET (or the last reply) is outstanding: park it once the session is ready again.
@@ -185,6 +190,7 @@ export class ConnectionPool {
   }
 }
 
-function poolKey(destination: string, host: RouteHost): string {
-  return `${destination}|${host.address}|${host.port}`;
+function poolKey(destination: string, host: RouteHost, security: ConnectionSecurity | undefined): string {
+  const terms = security === undefined ? '' : `|${requirementKey(security.tls)}|${security.auth?.user ?? ''}`;
+  return `${destination}|${host.address}|${host.port}${terms}`;
 }

@@ -36,10 +36,15 @@ export interface Resolver {
   resolveMx(domain: string): Promise<MxRecord[]>;
   resolve4(host: string): Promise<string[]>;
   resolve6(host: string): Promise<string[]>;
+  /**
+   * TXT records, each as its character-strings (join them for the record's text). Optional so a
+   * resolver for routing alone need not have it; without it, MTA-STS is not looked up.
+   */
+  resolveTxt?(name: string): Promise<string[][]>;
 }
 
 export type ResolveErrorCode = 'DNS_NOTFOUND' | 'DNS_NODATA' | 'DNS_TEMPFAIL';
-export type QueryType = 'MX' | 'A' | 'AAAA';
+export type QueryType = 'MX' | 'A' | 'AAAA' | 'TXT';
 
 /** A failed lookup. `permanent` is true for NOTFOUND and NODATA: the zone said so. */
 export class ResolveError extends Error {
@@ -143,5 +148,6 @@ export function createDnsResolver(options: DnsResolverOptions = {}): Resolver {
     resolveMx: wrap('MX', (name) => node.resolveMx(name)),
     resolve4: wrap('A', (name) => node.resolve4(name)),
     resolve6: wrap('AAAA', (name) => node.resolve6(name)),
+    resolveTxt: wrap('TXT', (name) => node.resolveTxt(name)),
   };
 }

@@ -38,8 +38,18 @@ import {
   type RouteHost,
 } from './mx.js';
 
-export type TlsPolicy = 'none' | 'may' | 'encrypt' | 'verify';
-export const TLS_POLICIES: readonly TlsPolicy[] = ['none', 'may', 'encrypt', 'verify'];
+import { TLS_POLICIES } from './tls-policy.js';
+import type { TlsPolicy } from './tls-policy.js';
+
+export { TLS_POLICIES };
+export type { TlsPolicy };
+
+/** Client AUTH to a smart host (PLAIN or LOGIN, only ever over TLS). The password stays in its file until used. */
+export interface RouteAuth {
+  readonly user: string;
+  /** Read at each connection, so a corrected password applies without a reload. */
+  readonly passwordFile: string;
+}
 
 export type NextHop =
   | { readonly kind: 'smarthost'; readonly host: string; readonly port: number }
@@ -55,6 +65,7 @@ export interface RouteConfig {
   /** Retry delays in ms; the last repeats (as --retry). */
   readonly retry?: readonly number[];
   readonly tls?: TlsPolicy;
+  readonly auth?: RouteAuth;
 }
 
 /** The route that matched, with `pattern` normalised and where it came from. */
@@ -272,6 +283,7 @@ export class RouteTable {
       route.concurrency !== undefined ? `concurrency ${route.concurrency}` : '',
       route.retry !== undefined ? `retry ${route.retry.join(',')} ms` : '',
       route.tls !== undefined ? `tls ${route.tls}` : '',
+      route.auth !== undefined ? `AUTH as ${route.auth.user} (over TLS only)` : '',
     ].filter((x) => x !== '');
     explain.push(
       `route '${route.pattern}' (${route.origin === 'default' ? 'implicit default' : `routes[${route.origin}]`}) → ${hopText}` +

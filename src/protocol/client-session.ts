@@ -6,6 +6,10 @@
  * PIPELINING (RFC 2920), drives DATA or BDAT (RFC 3030), and records for every recipient the one
  * fact that decided it. It never touches a socket, a timer or a clock.
  *
+ * STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954) and REQUIRETLS (RFC 8689) are steps the
+ * caller starts (starttls(), auth()); the handshake itself is the caller's (tlsEstablished()
+ * resumes with EHLO). auth() refuses to run before TLS: a second lock behind the policy.
+ *
  * Who calls it: delivery/connection feeds it Replies (from a ReplyReader), writes what it returns,
  * arms a timer from CLIENT_STEPS[session.awaiting], and hands each `transaction` event's facts to
  * delivery/outcome, the only place a fact becomes delivered/deferred/bounced/ambiguous/held.
@@ -34,6 +38,8 @@ export type ClientStepName =
   | 'banner'
   | 'ehlo'
   | 'helo'
+  | 'starttls'
+  | 'auth'
   | 'mail'
   | 'rcpt'
   | 'data-init'
@@ -75,6 +81,8 @@ export const CLIENT_STEPS = {
   banner: { timeoutMs: 5 * MINUTE, phrase: 'waiting for the greeting', source: 'RFC 5321 §4.5.3.2.1 initial 220 message' },
   ehlo: { timeoutMs: 5 * MINUTE, phrase: 'sending EHLO', source: 'Postfix smtp_helo_timeout (RFC 5321 gives none)' },
   helo: { timeoutMs: 5 * MINUTE, phrase: 'sending HELO', source: 'Postfix smtp_helo_timeout (RFC 5321 gives none)' },
+  starttls: { timeoutMs: 5 * MINUTE, phrase: 'sending STARTTLS', source: 'Postfix smtp_starttls_timeout (RFC 3207 gives none); the handshake is the caller\u2019s, under the same step' },
+  auth: { timeoutMs: 5 * MINUTE, phrase: 'authenticating (AUTH)', source: 'Postfix smtp_helo_timeout applies to AUTH (RFC 4954 gives none)' },
   mail: { timeoutMs: 5 * MINUTE, phrase: 'sending MAIL FROM', source: 'RFC 5321 §4.5.3.2.2 MAIL command' },
   rcpt: { timeoutMs: 5 * MINUTE, phrase: 'sending RCPT TO', source: 'RFC 5321 §4.5.3.2.3 RCPT command' },
   'data-init': { timeoutMs: 2 * MINUTE, phrase: 'waiting for 354 after DATA', source: 'RFC 5321 §4.5.3.2.4 DATA initiation' },
@@ -182,9 +190,11 @@ export interface OutboundMessage {
   readonly size: number;
   readonly ret?: DsnRet;
   readonly envid?: string;
+  /** RFC 8689: MAIL carries REQUIRETLS; a peer that does not announce it cannot take the message. */
+  readonly requireTls?: true;
 }
 
-export type PreflightCheck = 'size' | 'smtputf8' | 'binarymime';
+export type PreflightCheck = 'size' | 'smtputf8' | 'binarymime' | 'requiretls';
 
 /**
  * What decided one recipient, in protocol terms; delivery/outcome says what it means.
@@ -193,6 +203,7 @@ export type PreflightCheck = 'size' | 'smtputf8' | 'binarymime';
  *               when the terminator or BDAT LAST was written and its reply never came (RFC 1047)
  *  framing-fault the peer's replies stopped matching our commands (or the caller's byte count did)
  *  preflight    refused locally before MAIL: the peer cannot take this message
+ *  tls          the TLS policy refused the connection before any mail was sent on it
  */
 export type AttemptFact =
   | { readonly kind: 'reply'; readonly step: ClientStepName; readonly reply: Reply }
@@ -204,7 +215,16 @@ export type AttemptFact =
       readonly detail?: string;
     }
   | { readonly kind: 'framing-fault'; readonly step: ClientStepName; readonly reason: string }
-  | { readonly kind: 'preflight'; readonly check: PreflightCheck; readonly detail: string };
+  | { readonly kind: 'preflight'; readonly check: PreflightCheck; readonly detail: string }
+  /**
+   * The TLS policy forbade using this connection (written by delivery/connection, which owns the
+   * policy): `not-offered` no STARTTLS or it was refused, `handshake` the handshake failed,
+   * `unverified` the certificate failed the chain or name check, `requiretls` the message
+   * carries REQUIRETLS and this hop cannot honour it.
+   */
+  | { readonly kind: 'tls'; readonly step: ClientStepName; readonly failure: TlsFailure; readonly detail: string };
+
+export type TlsFailure = 'not-offered' | 'handshake' | 'unverified' | 'requiretls';
 
 export type ClientEvent =
   /** Write these bytes now, in event order (several pipelined commands may share one write). */
@@ -222,7 +242,13 @@ export type ClientEvent =
   /** The peer's replies do not match our commands; a `close` follows. */
   | { readonly kind: 'framing-fault'; readonly reason: string }
   /** Close the connection now; nothing more will be written. */
-  | { readonly kind: 'close'; readonly reason: string };
+  | { readonly kind: 'close'; readonly reason: string }
+  /** 220 to STARTTLS: run the TLS handshake on this connection, then call tlsEstablished(). */
+  | { readonly kind: 'start-tls' }
+  /** STARTTLS refused (not 220, not 421): the session is ready again, in plain text; the caller decides. */
+  | { readonly kind: 'starttls-refused'; readonly reply: Reply }
+  /** 235 to AUTH: authenticated; a `ready` follows. */
+  | { readonly kind: 'authenticated' };
 
 export interface ClientSessionOptions {
   /** Our name for EHLO/HELO. */
@@ -235,7 +261,7 @@ export interface ClientSessionOptions {
 
 /** One reply we are waiting for. `discard`: the '.' sent alone after a needless 354. */
 type Expect =
-  | { readonly step: 'banner' | 'ehlo' | 'helo' | 'mail' | 'data-init' | 'bdat' | 'bdat-last' | 'rset' | 'quit' }
+  | { readonly step: 'banner' | 'ehlo' | 'helo' | 'starttls' | 'auth' | 'mail' | 'data-init' | 'bdat' | 'bdat-last' | 'rset' | 'quit' }
   | { readonly step: 'rcpt'; readonly index: number }
   | { readonly step: 'data-end'; readonly discard: boolean };
 
@@ -265,6 +291,8 @@ const STEP_COMMAND: Readonly<Record<Expect['step'], string>> = {
   banner: 'the connection (greeting)',
   ehlo: 'EHLO',
   helo: 'HELO',
+  starttls: 'STARTTLS',
+  auth: 'AUTH',
   mail: 'MAIL',
   rcpt: 'RCPT',
   'data-init': 'DATA',
@@ -275,7 +303,11 @@ const STEP_COMMAND: Readonly<Record<Expect['step'], string>> = {
   quit: 'QUIT',
 };
 
-type Phase = 'greeting' | 'hello' | 'ready' | 'busy' | 'quitting' | 'closed';
+/** `tls`: STARTTLS answered 220, the caller runs the handshake; `auth`: an AUTH exchange is on. */
+type Phase = 'greeting' | 'hello' | 'ready' | 'busy' | 'tls' | 'auth' | 'quitting' | 'closed';
+
+/** SASL mechanisms the client speaks (RFC 4616 PLAIN, the LOGIN draft); both only over TLS. */
+export type ClientAuthMechanism = 'PLAIN' | 'LOGIN';
 
 function misuse(what: string): ProtocolError {
   return new ProtocolError('CLIENT_MISUSE', what);
@@ -289,6 +321,10 @@ export class ClientSession {
   private caps: Capabilities = NO_EXTENSIONS;
   private tx: Transaction | undefined;
   private readonly options: Required<ClientSessionOptions>;
+  /** The caller said the TLS handshake completed (tlsEstablished): credentials may be sent. */
+  private secure = false;
+  /** SASL responses still to send, one per 334 challenge (LOGIN: user, then password). */
+  private saslPending: string[] = [];
 
   constructor(options: ClientSessionOptions) {
     this.options = { pipelining: true, chunking: true, ...options };
@@ -303,6 +339,7 @@ export class ClientSession {
     if (this.phase === 'closed') return undefined;
     const head = this.fifo[0];
     if (head) return head.step;
+    if (this.phase === 'tls') return 'starttls'; // 220 came: the caller's handshake runs under this step
     return this.tx?.body === 'sending' ? 'data-block' : undefined;
   }
 
@@ -337,7 +374,7 @@ export class ClientSession {
     const out: ClientEvent[] = [];
     const head = this.fifo.shift();
     if (head === undefined) this.unsolicited(r, out);
-    else if (r.code >= 300 && r.code < 400 && head.step !== 'data-init') {
+    else if (r.code >= 300 && r.code < 400 && head.step !== 'data-init' && !(head.step === 'auth' && r.code === 334)) {
       // 354 (or any 3xx) answers only DATA: elsewhere the peer and we disagree on the state.
       this.framingFault(`the peer answered ${STEP_COMMAND[head.step]} with ${r.code}`, out, head.step);
     } else this.handle(head, r, out);
@@ -436,6 +473,56 @@ export class ClientSession {
   }
 
   /**
+   * RFC 3207: ask for TLS (the caller checked capabilities.starttls and its policy). A 220 yields
+   * `start-tls`; anything else `starttls-refused` and `ready` (421 closes).
+   */
+  starttls(): ClientEvent[] {
+    if (this.phase !== 'ready') throw misuse(`starttls() while ${this.phase}`);
+    if (this.secure) throw misuse('starttls() on a connection already in TLS');
+    this.phase = 'tls';
+    this.fifo.push({ step: 'starttls' });
+    return [{ kind: 'write', data: formatCommand({ verb: 'STARTTLS' }) }];
+  }
+
+  /**
+   * The handshake after `start-tls` completed. RFC 3207 §4.2: everything learnt before is
+   * forgotten; EHLO again, and the capabilities are the new reply's.
+   */
+  tlsEstablished(): ClientEvent[] {
+    if (this.phase !== 'tls' || this.fifo.length > 0) throw misuse(`tlsEstablished() while ${this.phase}`);
+    this.secure = true;
+    this.caps = NO_EXTENSIONS;
+    this.phase = 'hello';
+    const out: ClientEvent[] = [];
+    this.expectWrite('ehlo', formatCommand({ verb: 'EHLO', domain: this.options.hostname }), out);
+    return out;
+  }
+
+  /** True once tlsEstablished() was called: the session runs over TLS. */
+  get tls(): boolean {
+    return this.secure;
+  }
+
+  /**
+   * RFC 4954 AUTH with PLAIN (initial response) or LOGIN (two 334 challenges). Refused here, as
+   * a caller bug, before TLS: credentials never go out in plain text, whatever the policy. 235
+   * yields `authenticated` and `ready`; any other reply fails the session (fact step `auth`).
+   */
+  auth(mechanism: ClientAuthMechanism, user: string, password: string): ClientEvent[] {
+    if (this.phase !== 'ready') throw misuse(`auth() while ${this.phase}`);
+    if (!this.secure) throw misuse('auth() before TLS: credentials are never sent in plain text');
+    const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
+    this.phase = 'auth';
+    this.fifo.push({ step: 'auth' });
+    if (mechanism === 'PLAIN') {
+      this.saslPending = [];
+      return [{ kind: 'write', data: `AUTH PLAIN ${b64(`\0${user}\0${password}`)}\r\n` }];
+    }
+    this.saslPending = [b64(user), b64(password)];
+    return [{ kind: 'write', data: 'AUTH LOGIN\r\n' }];
+  }
+
+  /**
    * The connection ended or a step's timer fired with no reply: the open recipients get an
    * `interrupted` fact (ambiguous inside the RFC 1047 window), then `close`.
    */
@@ -479,6 +566,15 @@ export class ClientSession {
         if (positive(r)) this.greeted({ ...NO_EXTENSIONS, greeting: r.lines[0] ?? '' }, out);
         else this.sessionFailed({ kind: 'reply', step: 'helo', reply: r }, out);
         return;
+      case 'starttls':
+        if (r.code === 220) out.push({ kind: 'start-tls' }); else if (r.code === 421) this.sessionFailed({ kind: 'reply', step: 'starttls', reply: r }, out);
+        else {
+          this.phase = 'ready';
+          out.push({ kind: 'starttls-refused', reply: r }, this.readyEvent());
+        }
+        return;
+      case 'auth':
+        return this.onAuth(r, out);
       case 'mail':
         return this.onMail(r, out);
       case 'rcpt':
@@ -515,6 +611,23 @@ export class ClientSession {
         ? `the peer replied (${what}) before our end-of-data`
         : `the peer sent a reply (${what}) while no command was outstanding`;
     this.framingFault(reason, out);
+  }
+
+  private onAuth(r: Reply, out: ClientEvent[]): void {
+    if (r.code === 334) {
+      // PLAIN sent its initial response: a 334 asks for nothing we have; '*' cancels (RFC 4954 §4).
+      const next = this.saslPending.shift() ?? '*';
+      this.fifo.push({ step: 'auth' });
+      out.push({ kind: 'write', data: `${next}\r\n` });
+      return;
+    }
+    this.saslPending = [];
+    if (r.code === 235) {
+      this.phase = 'ready';
+      out.push({ kind: 'authenticated' }, this.readyEvent());
+      return;
+    }
+    this.sessionFailed({ kind: 'reply', step: 'auth', reply: r }, out);
   }
 
   private onMail(r: Reply, out: ClientEvent[]): void {
@@ -659,7 +772,7 @@ export class ClientSession {
 
   /** Whatever is open fails with `fact`: the session while greeting, else the transaction. */
   private failOpen(fact: AttemptFact, out: ClientEvent[]): void {
-    if (this.phase === 'greeting' || this.phase === 'hello') out.push({ kind: 'session-failed', fact });
+    if (this.phase === 'greeting' || this.phase === 'hello' || this.phase === 'tls' || this.phase === 'auth') out.push({ kind: 'session-failed', fact });
     else this.decideRest(fact, out);
   }
 
@@ -727,6 +840,7 @@ export class ClientSession {
       if (m.ret !== undefined) p.ret = m.ret;
       if (m.envid !== undefined) p.envid = m.envid;
     }
+    if (m.requireTls === true) p.requireTls = true; // preflight made sure the peer offers it
     return p;
   }
 
@@ -749,6 +863,10 @@ export class ClientSession {
     }
     if (m.body === 'BINARYMIME' && !(caps.binaryMime && caps.chunking && this.options.chunking)) {
       return { kind: 'preflight', check: 'binarymime', detail: 'the message is BINARYMIME and the peer does not offer BINARYMIME with CHUNKING' };
+    }
+    if (m.requireTls === true && !(this.secure && caps.keywords.has('REQUIRETLS'))) {
+      const why = this.secure ? 'the peer does not offer REQUIRETLS' : 'the connection is not in TLS';
+      return { kind: 'preflight', check: 'requiretls', detail: `the message requires TLS on every hop (REQUIRETLS, RFC 8689) and ${why}` };
     }
     return undefined;
   }

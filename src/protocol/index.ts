@@ -26,4 +26,6 @@ export type {
   OutboundMessage,
   OutboundRecipient,
   PreflightCheck,
+  ClientAuthMechanism,
+  TlsFailure,
 } from './client-session.js';

@@ -56,6 +56,8 @@ export interface DeliveryJob {
   readonly openBody: () => AsyncIterable<Uint8Array>;
   /** Awaited by delivery right before end-of-data; rejecting stops the transaction before it (see delivery/connection). */
   readonly beforeEndOfData?: () => Promise<void>;
+  /** RFC 8689: the message came with REQUIRETLS (Envelope.requireTls). */
+  readonly requireTls?: true;
 }
 
 /** What qmgr needs of routing. */
@@ -473,6 +475,7 @@ export class QueueManager {
         smtputf8: env.smtputf8,
         ...(env.dsnRet ? { ret: env.dsnRet } : {}),
         ...(env.dsnEnvid !== undefined ? { envid: env.dsnEnvid } : {}),
+        ...(env.requireTls === true ? { requireTls: true } : {}),
         recipients: recipients.map((r) => ({
           address: r.address,
           ...(r.notify ? { notify: r.notify } : {}),

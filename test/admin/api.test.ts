@@ -238,8 +238,9 @@ describe('admin API v1 over HTTP', () => {
     ]);
     assert.match(d?.hosts[2]?.error ?? '', /NXDOMAIN|NOTFOUND|not/i, 'a host without an address is shown, with why it is skipped');
     assert.match(d?.route.detail ?? '', /MX example\.net: 10 mx1\.example\.net, 20 mx2\.example\.net, 30 mx3\.example\.net/);
-    assert.equal(d?.tls.policy, 'none');
-    assert.match(d?.tls.why ?? '', /no outbound STARTTLS/);
+    assert.equal(d?.tls.policy, 'may');
+    assert.match(d?.tls.why ?? '', /no route sets tls, so --tls-policy applies: may \(STARTTLS when offered/);
+    assert.match(d?.tls.why ?? '', /MTA-STS/);
     assert.deepEqual(d?.window, { concurrency: 20, active: 0, waiting: 0 });
     const fallback = await call<ExplainV1>('GET', '/api/v1/explain?target=x@nomx.test');
     assert.equal(fallback.body.destinations[0]?.route.kind, 'a-fallback');

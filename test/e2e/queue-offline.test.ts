@@ -189,7 +189,7 @@ describe('postwire queue and explain, offline (--spool)', () => {
     assert.equal(human.code, 0, described(human));
     assert.match(human.stdout, /^Destination mx:example\.net: bob@example\.net$/m);
     assert.match(human.stdout, /^  hosts    1\. mx1\.example\.net:25 preference 10 → 192\.0\.2\.1$/m);
-    assert.match(human.stdout, /^  tls      none: /m);
+    assert.match(human.stdout, /^  tls      may: no route sets tls, so --tls-policy applies: may /m);
     const bad = await runPostwire(['explain', 'nonsense', '--spool', spool]);
     assert.equal(bad.code, 2, described(bad));
   });

@@ -27,6 +27,7 @@ const ZONE: FakeZone = {
   'slow.test': { a: ['192.0.2.9'], delayMs: 400 },
   'dropped.test': { a: ['192.0.2.8'], drop: true },
   'flaky.test': { a: ['192.0.2.7'], drop: 1 },
+  '_mta-sts.example.test': { txt: ['v=STSv1; id=20261129;', ['part one ', 'x'.repeat(300)]] },
 };
 
 async function withFake(run: (r: Resolver, queries: string[]) => Promise<void>, timeout = 300, tries = 1): Promise<void> {
@@ -57,6 +58,18 @@ test('MX records with preferences, and a null MX as the empty exchange', async (
       [{ exchange: 'mx1.example.test', priority: 10 }, { exchange: 'mx2.example.test', priority: 20 }],
     );
     assert.deepEqual(await r.resolveMx('NULL.test.'), [{ exchange: '', priority: 0 }]);
+  });
+});
+
+test('TXT: each record as its character-strings, a long one split at 255 octets; none is NODATA', async () => {
+  await withFake(async (r) => {
+    const txt = await r.resolveTxt('_mta-sts.example.test');
+    assert.deepEqual(
+      txt.map((parts) => parts.join('')).sort(),
+      ['part one ' + 'x'.repeat(300), 'v=STSv1; id=20261129;'].sort(),
+    );
+    assert.ok(txt.some((parts) => parts.length === 3 && parts[1]?.length === 255), 'the 300-octet string comes as 255 + 45');
+    assert.equal(await code(r.resolveTxt('example.test')), 'ENODATA');
   });
 });
 

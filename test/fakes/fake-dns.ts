@@ -28,6 +28,11 @@ export interface FakeRecords {
   readonly a?: readonly string[];
   readonly aaaa?: readonly string[];
   readonly cname?: string;
+  /**
+   * TXT records, each a list of character-strings (RFC 1035 §3.3.14); a string longer than 255
+   * octets is split into several, as a zone file would. `_mta-sts.<domain>` uses these.
+   */
+  readonly txt?: ReadonlyArray<string | readonly string[]>;
   /** Answer every query for this name with SERVFAIL. */
   readonly servfail?: boolean;
   /** Wait this long before answering (longer than the client's timeout = a timeout). */
@@ -189,9 +194,25 @@ function recordsOfType(records: FakeRecords, type: number, owner: Buffer): Buffe
       return (records.mx ?? []).map(([pref, exchange]) => rr(owner, TYPE.MX, Buffer.concat([u16(pref), encodeName(exchange)])));
     case TYPE.CNAME:
       return records.cname === undefined ? [] : [rr(owner, TYPE.CNAME, encodeName(records.cname))];
+    case TYPE.TXT:
+      return (records.txt ?? []).map((t) => rr(owner, TYPE.TXT, txtData(typeof t === 'string' ? [t] : t)));
     default:
       return [];
   }
+}
+
+/** RDATA of one TXT record: each string as length-prefixed pieces of at most 255 octets. */
+function txtData(strings: readonly string[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const s of strings) {
+    const bytes = Buffer.from(s, 'utf8');
+    if (bytes.length === 0) parts.push(Buffer.from([0]));
+    for (let i = 0; i < bytes.length; i += 255) {
+      const piece = bytes.subarray(i, i + 255);
+      parts.push(Buffer.from([piece.length]), piece);
+    }
+  }
+  return Buffer.concat(parts);
 }
 
 function lookup(zone: FakeZone, key: string): FakeRecords | undefined {

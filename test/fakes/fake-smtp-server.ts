@@ -12,9 +12,17 @@
  *   slow-…                 wait `slowMs` before the end-of-data reply
  *   always-451-…           451 after end-of-data, every time
  * The first magic recipient of a transaction decides its DATA behaviour.
+ *
+ * TLS and AUTH (issue 6): with `tls` (a key and certificate, e.g. from test/support/test-ca) the
+ * sink announces STARTTLS, answers it with 220 (or `starttlsReply`) and runs the handshake on the
+ * same socket, forgetting everything before it (RFC 3207); with `auth` it announces AUTH PLAIN
+ * LOGIN (after TLS only, unless `authBeforeTls`), checks the credentials (235 or 535) and, with
+ * `requireAuth`, refuses MAIL before AUTH (530). Every command line is kept in `lines` with
+ * whether it came inside TLS, so a test can prove nothing was sent in plain text.
  */
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
+import { TLSSocket, createSecureContext } from 'node:tls';
 
 export interface SinkTransaction {
   readonly mailFrom: string;
@@ -24,6 +32,16 @@ export interface SinkTransaction {
   readonly via: 'DATA' | 'BDAT';
   /** The raw MAIL FROM and RCPT lines (parameters included). */
   readonly commands: string[];
+  /** The transaction ran inside TLS: the negotiated protocol (`TLSv1.3`), else undefined. */
+  readonly tls?: string;
+  /** The AUTH identity of the session, when it authenticated. */
+  readonly authUser?: string;
+}
+
+/** One command line as the sink read it. */
+export interface SinkLine {
+  readonly line: string;
+  readonly tls: boolean;
 }
 
 export interface FakeSmtpOptions {
@@ -31,6 +49,16 @@ export interface FakeSmtpOptions {
   readonly extensions?: readonly string[];
   readonly slowMs?: number;
   readonly banner?: string;
+  /** Offer STARTTLS with this certificate; after the handshake `extensions` are announced again (without STARTTLS). */
+  readonly tls?: { readonly key: string; readonly cert: string };
+  /** The reply to STARTTLS (default `220 2.0.0 ready to start TLS`); a non-220 refuses it. */
+  readonly starttlsReply?: string;
+  /** Accept AUTH PLAIN/LOGIN with these credentials. */
+  readonly auth?: { readonly user: string; readonly password: string };
+  /** Announce AUTH before TLS too (a careless server: the client must still not use it). */
+  readonly authBeforeTls?: boolean;
+  /** 530 5.7.0 to MAIL before a successful AUTH. */
+  readonly requireAuth?: boolean;
 }
 
 export interface FakeSmtpServer {
@@ -43,6 +71,8 @@ export interface FakeSmtpServer {
   readonly maxConcurrent: number;
   /** Most transactions (MAIL FROM to the end-of-data reply) in progress at once: concurrent deliveries. */
   readonly maxConcurrentTransactions: number;
+  /** Every command line received (SASL responses included), in order, marked in or outside TLS. */
+  readonly lines: SinkLine[];
   close(): Promise<void>;
 }
 
@@ -52,6 +82,7 @@ export async function startFakeSmtp(options: FakeSmtpOptions = {}): Promise<Fake
   const seen = new Set<string>();
   const transactions: SinkTransaction[] = [];
   const delivered: SinkTransaction[] = [];
+  const lines: SinkLine[] = [];
   const sockets = new Set<Socket>();
   let sessions = 0;
   let maxConcurrent = 0;
@@ -70,7 +101,7 @@ export async function startFakeSmtp(options: FakeSmtpOptions = {}): Promise<Fake
     const session = new SinkSession(socket, options, once, (t, ok) => {
       transactions.push(t);
       if (ok) delivered.push(t);
-    }, tx);
+    }, tx, lines);
     socket.on('close', () => {
       sockets.delete(socket);
       session.closed();
@@ -84,6 +115,7 @@ export async function startFakeSmtp(options: FakeSmtpOptions = {}): Promise<Fake
     port,
     transactions,
     delivered,
+    lines,
     get sessions() {
       return sessions;
     },
@@ -114,12 +146,19 @@ class SinkSession {
   private dataLength = 0;
 
   constructor(
-    private readonly socket: Socket,
+    private socket: Socket,
     private readonly options: FakeSmtpOptions,
     private readonly once: (key: string) => boolean,
     private readonly record: (t: SinkTransaction, delivered: boolean) => void,
     private readonly tx: { active: number; max: number } = { active: 0, max: 0 },
+    private readonly lines: SinkLine[] = [],
   ) {}
+
+  /** The TLS protocol once STARTTLS completed. */
+  private tlsProtocol: string | undefined;
+  private authUser: string | undefined;
+  /** AUTH LOGIN in progress: what the next line is. */
+  private login: { stage: 'user' } | { stage: 'password'; user: string } | undefined;
 
   private inTransaction = false;
 
@@ -143,10 +182,71 @@ class SinkSession {
 
   start(): void {
     this.say(`220 ${this.options.banner ?? 'sink.test ESMTP fake'}`);
-    this.socket.on('data', (chunk: Buffer) => {
+    this.listen(this.socket);
+  }
+
+  private listen(socket: Socket): void {
+    socket.on('data', (chunk: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, chunk]);
       this.pump();
     });
+  }
+
+  /** 220, then the handshake; commands pipelined behind STARTTLS are discarded (CVE-2011-0411). */
+  private startTls(): void {
+    const tls = this.options.tls;
+    if (tls === undefined) return this.say('502 5.5.1 STARTTLS not offered');
+    const reply = this.options.starttlsReply ?? '220 2.0.0 ready to start TLS';
+    this.say(reply);
+    if (!reply.startsWith('220')) return;
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    this.buffer = Buffer.alloc(0);
+    const secure = new TLSSocket(raw, { isServer: true, secureContext: createSecureContext({ key: tls.key, cert: tls.cert, minVersion: 'TLSv1.2' }) });
+    secure.on('error', () => raw.destroy());
+    secure.once('secure', () => {
+      this.tlsProtocol = secure.getProtocol() ?? 'TLS';
+      this.reset();
+      this.authUser = undefined;
+    });
+    this.socket = secure;
+    this.listen(secure);
+  }
+
+  private ehloLines(): string[] {
+    const ext = [...(this.options.extensions ?? DEFAULT_EXTENSIONS)];
+    if (this.options.tls !== undefined && this.tlsProtocol === undefined) ext.push('STARTTLS');
+    if (this.options.auth !== undefined && (this.tlsProtocol !== undefined || this.options.authBeforeTls === true)) ext.push('AUTH PLAIN LOGIN');
+    return ext;
+  }
+
+  /** AUTH PLAIN [ir] / AUTH LOGIN and the lines that answer 334. */
+  private authStep(line: string): void {
+    const want = this.options.auth;
+    const b64 = (t: string): string => Buffer.from(t, 'base64').toString('utf8');
+    const check = (user: string, password: string): void => {
+      this.login = undefined;
+      if (want !== undefined && user === want.user && password === want.password) {
+        this.authUser = user;
+        this.say('235 2.7.0 Authentication successful');
+      } else this.say('535 5.7.8 Authentication credentials invalid');
+    };
+    if (this.login?.stage === 'user') {
+      this.login = { stage: 'password', user: b64(line) };
+      return this.say('334 UGFzc3dvcmQ6');
+    }
+    if (this.login?.stage === 'password') return check(this.login.user, b64(line));
+    const [, mech = '', ir] = line.split(' ');
+    if (want === undefined) return this.say('502 5.5.1 AUTH not offered');
+    if (mech.toUpperCase() === 'LOGIN') {
+      this.login = { stage: 'user' };
+      return this.say('334 VXNlcm5hbWU6');
+    }
+    if (mech.toUpperCase() === 'PLAIN' && ir !== undefined) {
+      const [, user = '', password = ''] = b64(ir).split('\0');
+      return check(user, password);
+    }
+    this.say('504 5.5.4 mechanism not supported');
   }
 
   private say(line: string): void {
@@ -195,18 +295,28 @@ class SinkSession {
       if (eol < 0) return;
       const line = this.buffer.subarray(0, eol).toString('utf8');
       this.buffer = this.buffer.subarray(eol + 2);
+      this.lines.push({ line, tls: this.tlsProtocol !== undefined });
+      if (this.login !== undefined) {
+        this.authStep(line);
+        continue;
+      }
+      const before = this.socket;
       this.command(line);
+      if (this.socket !== before) return; // STARTTLS: what followed it in the plain stream is dropped
     }
   }
 
   private command(line: string): void {
     const verb = line.split(' ')[0]?.toUpperCase() ?? '';
+    if (verb === 'STARTTLS') return this.startTls();
+    if (verb === 'AUTH') return this.authStep(line);
     if (verb === 'EHLO') {
-      const ext = this.options.extensions ?? DEFAULT_EXTENSIONS;
+      const ext = this.ehloLines();
       const lines = ['sink.test', ...ext];
       lines.forEach((l, i) => this.say(`250${i === lines.length - 1 ? ' ' : '-'}${l}`));
     } else if (verb === 'HELO') this.say('250 sink.test');
     else if (verb === 'MAIL') {
+      if (this.options.requireAuth === true && this.authUser === undefined) return this.say('530 5.7.0 Authentication required');
       this.reset();
       this.startTransaction();
       this.mailFrom = /<([^>]*)>/.exec(line)?.[1] ?? '';
@@ -279,7 +389,15 @@ class SinkSession {
   private transaction(via: 'DATA' | 'BDAT'): SinkTransaction {
     const raw = Buffer.concat(this.body);
     const data = via === 'DATA' ? unstuff(raw) : raw;
-    return { mailFrom: this.mailFrom, rcpts: [...this.rcpts], data, via, commands: [...this.commands] };
+    return {
+      mailFrom: this.mailFrom,
+      rcpts: [...this.rcpts],
+      data,
+      via,
+      commands: [...this.commands],
+      ...(this.tlsProtocol !== undefined ? { tls: this.tlsProtocol } : {}),
+      ...(this.authUser !== undefined ? { authUser: this.authUser } : {}),
+    };
   }
 
   private reset(): void {

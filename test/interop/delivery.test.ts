@@ -26,7 +26,8 @@ import type { QueueId } from '../../src/queue/index.js';
 import { aiosmtpdUnavailable, startAiosmtpd } from '../support/aiosmtpd.js';
 import { dotHeavyBody } from '../support/delivery.js';
 import { peerGate } from '../support/interop.js';
-import { PEER_DOMAIN, postfixUnavailable, startPostfix } from '../support/postfix.js';
+import { PEER_DOMAIN, PEER_HOSTNAME, postfixUnavailable, startPostfix } from '../support/postfix.js';
+import { createTestCa } from '../support/test-ca.js';
 import { readAll, startTestServer } from '../support/server.js';
 import { allInState, submit } from '../support/submit.js';
 import type { TestServer } from '../support/server.js';
@@ -223,3 +224,46 @@ for (const peer of PEERS) {
     });
   });
 }
+
+/**
+ * The same Postfix next hop, offering STARTTLS with a certificate from the throwaway CA (for
+ * 127.0.0.1, the smart host's name): Postwire runs with `--tls-policy verify --tls-ca-file`, so the
+ * message can only leave inside a verified TLS session. Postfix's own Received: header says the
+ * session used TLS; the maildir holds exactly the stored bytes; the history names the TLS.
+ */
+describe('interop: Postwire delivers into a real Postfix over STARTTLS (policy verify)', { skip: peerGate('Postfix', postfixUnavailable()).skip }, () => {
+  const domain = PEER_DOMAIN;
+  let postfix: Awaited<ReturnType<typeof startPostfix>> | undefined;
+  let server: TestServer | undefined;
+
+  after(async () => {
+    try {
+      await server?.stop();
+    } finally {
+      await postfix?.stop();
+    }
+  });
+
+  it('a dot-heavy 1 MiB message arrives byte-exact, inside TLS, and the history says "certificate verified"', async () => {
+    const ca = await createTestCa();
+    const leaf = await ca.issue(['127.0.0.1', PEER_HOSTNAME]);
+    postfix = await startPostfix({ smtpdTls: { certFile: leaf.certFile, keyFile: leaf.keyFile } });
+    server = await startTestServer([
+      '--delivery', 'on', '--retry', '300ms', '--max-age', '1h',
+      '--smarthost', `127.0.0.1:${postfix.port}`, '--tls-policy', 'verify', '--tls-ca-file', ca.caFile,
+    ]);
+    const rcpt = `tls@${domain}`;
+    const message = Buffer.concat([Buffer.from(`From: a@source.test\r\nTo: ${rcpt}\r\nSubject: over TLS\r\n\r\n`, 'latin1'), dotHeavyBody(1_048_576)]);
+    const id = await submit(server, SENDER, [rcpt], message, '');
+    const [got] = await postfix.waitForMessages(1);
+    assert.ok(got);
+    assert.match(got.received, /\(using TLSv1\.[23] with cipher /, `Postfix saw TLS: ${got.received}`);
+    const stored = await readAll(server.store.readBody(id));
+    const expected = unixForm(stored);
+    assert.equal(got.body.length, expected.length);
+    assert.ok(got.body.equals(expected), 'byte-exact');
+    assert.deepEqual(await allInState(server, id, 'delivered'), ['delivered']);
+    const history = await server.store.history(id);
+    assert.ok(history.some((h) => /TLS TLSv1\.[23] \S+, certificate verified/.test(h.note ?? '')), JSON.stringify(history.map((h) => h.note)));
+  });
+});

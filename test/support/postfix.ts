@@ -115,10 +115,19 @@ function run(cmd: string, args: readonly string[]): Promise<{ status: number | n
 export interface PostfixOptions {
   /** Relay mode: every message goes to this next hop (no maildir). */
   readonly relayTo?: { readonly host: string; readonly port: number };
+  /** Offer STARTTLS to clients with this certificate and key (PEM files; e.g. from test/support/test-ca). */
+  readonly smtpdTls?: { readonly certFile: string; readonly keyFile: string };
 }
 
 /** main.cf: the settings both modes share, then the mode's own (maildir next hop, or relay). */
-function mainCf(dir: string, mode: { readonly user: PostfixUser } | { readonly relayTo: NonNullable<PostfixOptions['relayTo']> }): string {
+function mainCf(
+  dir: string,
+  mode: { readonly user: PostfixUser } | { readonly relayTo: NonNullable<PostfixOptions['relayTo']> },
+  smtpdTls?: PostfixOptions['smtpdTls'],
+): string {
+  const serverTls = smtpdTls === undefined
+    ? 'smtpd_tls_security_level = none\n'
+    : `smtpd_tls_security_level = may\nsmtpd_tls_cert_file = ${smtpdTls.certFile}\nsmtpd_tls_key_file = ${smtpdTls.keyFile}\nsmtpd_tls_received_header = yes\n`;
   const own = 'relayTo' in mode
     ? `# A relay: everything from loopback goes to the smart host ${mode.relayTo.host}:${mode.relayTo.port}.
 mydestination =
@@ -170,8 +179,7 @@ smtputf8_enable = yes
 biff = no
 delay_warning_time = 0
 notify_classes =
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
+${serverTls}smtp_tls_security_level = none
 maillog_file = ${dir}/log/maillog
 maillog_file_prefixes = ${dir}/log
 `;
@@ -200,6 +208,7 @@ virtual   unix  - n n - - virtual
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
+tlsmgr    unix  - - n 1000? 1 tlsmgr
 `;
 }
 
@@ -230,7 +239,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     await chown(join(dir, 'data'), user.uid, user.gid);
     await mkdir(join(dir, 'mail'), { mode: 0o700 });
     await chown(join(dir, 'mail'), user.uid, user.gid);
-    await writeFile(join(conf, 'main.cf'), mainCf(dir, options.relayTo ? { relayTo: options.relayTo } : { user }));
+    await writeFile(join(conf, 'main.cf'), mainCf(dir, options.relayTo ? { relayTo: options.relayTo } : { user }, options.smtpdTls));
 
     let port = 0;
     let started = { status: null as number | null, output: '' };
