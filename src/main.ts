@@ -18,7 +18,9 @@ import { join } from 'node:path';
 import { planReload } from './config/index.js';
 import type { Config, HostPort, LoadResult } from './config/index.js';
 import { hostname as osHostname } from 'node:os';
-import { createCleanup } from './cleanup/index.js';
+import { DkimKeyring, createCleanup } from './cleanup/index.js';
+import type { DkimSettings } from './cleanup/index.js';
+import { dkimKeyWeakness } from './config/index.js';
 import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
 import { QueueManager, createQueueControl } from './qmgr/index.js';
 import type { QueueControl } from './qmgr/index.js';
@@ -83,6 +85,16 @@ function smtpdOptions(config: Config, relayNetworks: ReturnType<typeof compileCi
       dataTimeout: config.timeouts.data,
     },
   };
+}
+
+/** The signing keys a Config names, logged (never the key) with any weakness; undefined: none. */
+function dkimSettings(config: Config, log: Logger): DkimSettings | undefined {
+  for (const key of config.dkim) {
+    log.info({ domain: key.domain, selector: key.selector, algorithm: key.algorithm, keyFile: key.keyFile, ...(key.bits !== undefined ? { bits: key.bits } : {}), subdomains: key.subdomains }, 'DKIM key loaded');
+    const weakness = dkimKeyWeakness(key);
+    if (weakness !== undefined) log.warn({ domain: key.domain, selector: key.selector }, weakness);
+  }
+  return config.dkim.length > 0 ? { keyring: new DkimKeyring(config.dkim), maxHeaderOctets: config.dkimMaxHeaderSize } : undefined;
 }
 
 export interface StartOptions {
@@ -175,6 +187,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
   // The web page's charts: outcomes per minute (fed below, beside the metrics) and the queue depth.
   const timeseries = createTimeseries({ store, clock, log });
+  // Reload swaps the keys (and the header bound); a message being received keeps the ones it started with.
+  let dkim = dkimSettings(config, log);
   const intake = createCleanup({
     store,
     hostname: config.hostname,
@@ -184,6 +198,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metrics.messageAccepted(size);
       qmgr?.wake();
     },
+    dkim: () => dkim,
+    onDkim: (domain, result) => metrics.dkimMessage(domain, result),
   });
   const routeTable = (c: Config): RouteTable =>
     new RouteTable(withSmarthost(c.routes, c.smarthost), {
@@ -288,6 +304,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     (next) => smtpd.reconfigure({ options: smtpdOptions(next, compileCidrList(next.relayFrom)), policy: relayPolicy({ relayFrom: next.relayFrom }) }),
     (next) => {
       currentRoutes = routeTable(next);
+    },
+    (next) => {
+      if (JSON.stringify(next.dkim) !== JSON.stringify(current.dkim) || next.dkimMaxHeaderSize !== current.dkimMaxHeaderSize) dkim = dkimSettings(next, log);
     },
     (next) =>
       qmgr?.reconfigure({

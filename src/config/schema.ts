@@ -152,6 +152,7 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
   delivery: 'delivery', 'mx-port': 'delivery', 'destination-concurrency': 'delivery', 'max-deliveries': 'delivery',
   ambiguous: 'delivery', 'long-lines': 'delivery',
   smarthost: 'next-hop', dns: 'next-hop', retry: 'next-hop', 'keep-done': 'next-hop', 'delay-warning': 'next-hop', 'max-age': 'next-hop',
+  'dkim-max-header-size': 'limits',
   admin: 'observability', 'admin-token': 'observability', 'log-level': 'observability', 'log-format': 'observability', 'metrics-destinations': 'observability',
 };
 
@@ -166,6 +167,7 @@ const LIVE: ReadonlySet<string> = new Set([
   'relay-from', 'bare-newline', 'max-connections', 'max-connections-per-ip', 'max-recipients', 'max-message-size',
   'max-command-line', 'max-bad-commands', 'command-timeout', 'data-timeout', 'shutdown-grace',
   'smarthost', 'dns', 'mx-port', 'retry', 'max-age', 'ambiguous', 'delay-warning', 'keep-done',
+  'dkim-max-header-size',
 ]);
 
 const local = (port: number): HostPort => ({ host: '127.0.0.1', port });
@@ -265,6 +267,8 @@ export const SCHEMA: readonly Setting[] = [
     metavar: LOG_FORMATS.join('|'), doc: 'json: one JSON object per line; pretty: one readable line per event; auto: pretty when stdout is a terminal, else json' }),
   define({ name: 'metrics-destinations', key: 'metricsDestinations', kind: 'integer', min: 0, max: 1000, default: 20,
     doc: 'per-destination metric series: the N busiest destinations get their own label, the rest are "other"' }),
+  define({ name: 'dkim-max-header-size', key: 'dkimMaxHeaderSize', kind: 'size', min: 1024, max: 64 * MIB, default: MIB,
+    doc: 'header section gathered (in memory) to find From: before DKIM signing; a message whose header is longer is queued unsigned' }),
 ];
 
 const BY_NAME: ReadonlyMap<string, Setting> = new Map(SCHEMA.map((s) => [s.name, s]));

@@ -14,6 +14,10 @@
  *   postwire_smtpd_received_bytes_total     octets read from SMTP clients, at scrape time
  *   postwire_delivery_sent_bytes_total      message octets sent to next hops, from the
  *                                           'postwire:delivery:transaction' channel
+ *   postwire_dkim_messages_total{domain,result}
+ *                                           messages a DKIM key applied to (cleanup): signed, or
+ *                                           failed (refused with 451); domain is the configured
+ *                                           signing domain (d=), so the set is bounded by the config
  *   postwire_destination_recipients_total{destination,state}
  *                                           outcomes per destination: the --metrics-destinations
  *                                           busiest by name, the rest as "other" (obs/top-n)
@@ -48,6 +52,8 @@ export interface Metrics {
   messageAccepted(octets: number): void;
   /** `destination`: the route's destination (next-hop key), or the recipient's domain when unrouted. */
   recipientOutcome(state: string, receivedAt: number, now: number, destination?: string): void;
+  /** `domain`: the configured signing domain (d=), never the From: domain as written. */
+  dkimMessage(domain: string, result: 'signed' | 'failed'): void;
   /** Text exposition format for GET /metrics. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -61,6 +67,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   const acceptedBytes = new Counter({ name: 'postwire_accepted_bytes_total', help: 'Octets of accepted messages as stored', registers: [registry] });
   const outcomes = new Counter({ name: 'postwire_recipients_total', help: 'Recorded recipient outcomes by state', labelNames: ['state'], registers: [registry] });
   const ambiguous = new Counter({ name: 'postwire_ambiguous_total', help: 'Recipients whose connection died after our end-of-data, before the reply (RFC 1047)', registers: [registry] });
+  const dkim = new Counter({ name: 'postwire_dkim_messages_total', help: 'Messages a DKIM key applied to, by signing domain: signed, or failed (refused with 451)', labelNames: ['domain', 'result'], registers: [registry] });
   const framingFaults = new Counter({ name: 'postwire_framing_faults_total', help: 'Attempts stopped by the framing-fault guard (message held)', registers: [registry] });
   const latency = new Histogram({
     name: 'postwire_delivery_latency_seconds',
@@ -134,6 +141,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
       if (destination !== undefined) perDestination.add(destination, state);
       if (state === 'ambiguous') ambiguous.inc();
       if (state === 'delivered') latency.observe(Math.max(0, (now - receivedAt) / 1000));
+    },
+    dkimMessage(domain, result) {
+      dkim.inc({ domain, result });
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,
