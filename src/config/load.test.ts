@@ -64,9 +64,11 @@ test('defaults match DESIGN §3 and types.ts', () => {
     timeouts: { command: 300_000, data: 180_000, shutdownGrace: 10_000 },
     delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
     routes: [],
+    dkim: [],
     logLevel: 'info',
     logFormat: 'auto',
     metricsDestinations: 20,
+    dkimMaxHeaderSize: 1024 * 1024,
   });
 });
 
