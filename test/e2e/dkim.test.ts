@@ -9,7 +9,9 @@
  * - a key that cannot sign refuses the message with 451 4.3.0 and queues nothing;
  * - SIGHUP's reload takes a new key for the next message;
  * - `postwire serve` and `postwire check-config` exit 2 naming the file, the table and the
- *   problem for a missing or bad key file; check-config lists good keys without key material.
+ *   problem for a missing or bad key file; check-config lists good keys without key material;
+ * - the openssl commands docs/security.md gives (key generation, the p= value of the TXT record)
+ *   make keys Postwire loads and records that verify what it signs.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,6 +30,8 @@ import type { FakeSmtpServer } from '../fakes/fake-smtp-server.js';
 import { runPostwire, described } from '../support/cli.js';
 import { dkimTable, makeDkimKey, verifyDkim, type TestDkimKey } from '../support/dkim.js';
 import { until } from '../support/wait.js';
+import { runProcess } from '../support/interop.js';
+import { readAll } from '../support/server.js';
 
 const FAST = ['--delivery', 'on', '--retry', '300ms', '--max-age', '1h'];
 
@@ -118,13 +122,17 @@ describe('e2e: DKIM signing through Postwire', () => {
     });
   });
 
-  it('queue show lists the DKIM-Signature first, as it will be sent', async () => {
-    const server = await startTestServer(['--config', config]);
+  it('queue show lists the DKIM-Signature first, as it will be sent; /metrics counts it', async () => {
+    const server = await startTestServer(['--config', config, '--admin', '127.0.0.1:0']);
     try {
       const id = await submit(server, 'alice@signed.test', ['x@sink.test'], message('alice@signed.test', 'x@sink.test', 'show me'));
       const shown = await server.server.api.show(id);
       assert.deepEqual(shown.headers.slice(0, 3).map((h) => h.name), ['DKIM-Signature', 'DKIM-Signature', 'Received']);
       assert.match(shown.headers[0]?.value ?? '', /s=rsa2026/);
+      const admin = server.server.admin;
+      assert.ok(admin);
+      const metrics = await (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
+      assert.match(metrics, /^postwire_dkim_messages_total\{domain="signed\.test",result="signed"\} 1$/m);
     } finally {
       await server.stop();
     }
@@ -132,7 +140,7 @@ describe('e2e: DKIM signing through Postwire', () => {
 
   it('a key that cannot sign refuses the message with 451 4.3.0 and queues nothing', async () => {
     const spool = await mkdtemp(join(tmpdir(), 'postwire-e2e-dkim-bad-'));
-    const loaded = loadConfig({ argv: ['--listen', '127.0.0.1:0', '--spool', spool, '--hostname', 'mx.postwire.test', '--config', config, ...withDefaults([])], env: {}, hostname: 'h' });
+    const loaded = loadConfig({ argv: ['--listen', '127.0.0.1:0', '--spool', spool, '--hostname', 'mx.postwire.test', '--config', config, ...withDefaults(['--admin', '127.0.0.1:0'])], env: {}, hostname: 'h' });
     assert.ok(loaded.ok);
     // A key that passed the load and then cannot sign (the check at load is what keeps this out in practice).
     const broken = { ...loaded.config, dkim: loaded.config.dkim.map((k) => ({ ...k, privateKey: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' })) };
@@ -153,6 +161,8 @@ describe('e2e: DKIM signing through Postwire', () => {
         c.close();
       }
       assert.deepEqual(await server.store.listMessages(), []);
+      const metrics = await (await fetch(`http://${server.admin?.host ?? ''}:${server.admin?.port ?? 0}/metrics`)).text();
+      assert.match(metrics, /^postwire_dkim_messages_total\{domain="signed\.test",result="failed"\} 1$/m);
     } finally {
       await server.close('test over');
       await rm(spool, { recursive: true, force: true });
@@ -217,5 +227,44 @@ describe('e2e: a bad DKIM key stops the real binary with exit 2', () => {
     assert.equal(r.code, 0, described(r));
     assert.ok(r.stdout.includes(`dkim[0] = {"domain":"example.test","selector":"s1","key-file":${JSON.stringify(key.file)},"algorithm":"rsa-sha256","bits":2048,`), described(r));
     assert.doesNotMatch(r.stdout, /PRIVATE KEY|MII/);
+  });
+});
+
+describe('e2e: the key commands in docs/security.md work', () => {
+  it('openssl-made RSA and Ed25519 keys load, sign, and verify against the TXT values the docs derive', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'postwire-dkim-docs-'));
+    try {
+      const sh = async (script: string): Promise<string> => {
+        const r = await runProcess('sh', ['-ec', script]);
+        assert.equal(r.status, 0, `${script}\n${r.stderr}`);
+        return r.stdout.trim();
+      };
+      const rsaPem = join(dir, 'example.test-rsa.pem');
+      const edPem = join(dir, 'example.test-ed.pem');
+      // Exactly the commands of docs/security.md, "Generating keys".
+      await sh(`openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ${rsaPem}`);
+      await sh(`openssl genpkey -algorithm ed25519 -out ${edPem}`);
+      const rsaP = await sh(`openssl pkey -in ${rsaPem} -pubout -outform DER | openssl base64 -A`);
+      const edP = await sh(`openssl pkey -in ${edPem} -pubout -outform DER | tail -c 32 | openssl base64 -A`);
+      const keys: TestDkimKey[] = [
+        { domain: 'example.test', selector: 'rsa2026', file: rsaPem, dnsName: 'rsa2026._domainkey.example.test', txt: `v=DKIM1; k=rsa; p=${rsaP}` },
+        { domain: 'example.test', selector: 'ed2026', file: edPem, dnsName: 'ed2026._domainkey.example.test', txt: `v=DKIM1; k=ed25519; p=${edP}` },
+      ];
+      const config = join(dir, 'postwire.toml');
+      await writeFile(config, keys.map((k) => dkimTable(k)).join('\n'));
+      const server = await startTestServer(['--config', config]);
+      try {
+        const id = await submit(server, 'a@example.test', ['x@elsewhere.test'], message('a@example.test', 'x@elsewhere.test', 'docs'));
+        const stored = await server.store.getMessage(id);
+        assert.ok(stored?.envelope.prepend);
+        const whole = Buffer.concat([Buffer.from(stored.envelope.prepend, 'utf8'), await readAll(server.store.readBody(id))]);
+        const verdicts = await verifyDkim(whole, keys);
+        assert.deepEqual(verdicts.map((v) => `${v.selector}:${v.algo}:${v.result}`).sort(), ['ed2026:ed25519-sha256:pass', 'rsa2026:rsa-sha256:pass']);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
