@@ -144,6 +144,19 @@ describe('cleanup/dkim: the signing stream', () => {
     if (!result.signed) assert.match(result.reason, /no end of the header section within 1024 octets/);
   });
 
+  it('one octet per write signs the same', async () => {
+    const whole = signed(await sign(keyring, MESSAGE));
+    const signer = new MessageSigner({ keyring, maxHeaderOctets: 1024 * 1024, signTime: SIGN_TIME });
+    for (let i = 0; i < MESSAGE.length; i++) await signer.write(MESSAGE.subarray(i, i + 1));
+    assert.equal(signed(await signer.finish()), whole);
+  });
+
+  it('an empty header section (the message starts with the empty line) has no From:', async () => {
+    const result = await sign(keyring, Buffer.from('\r\nFrom: not@a.header\r\n', 'latin1'), [1]);
+    assert.equal(result.signed, false);
+    if (!result.signed) assert.equal(result.reason, 'no From: field');
+  });
+
   it('a message that is all header (no empty line) is signed as such', async () => {
     const message = Buffer.from('From: alice@example.test\r\nSubject: no body\r\n', 'latin1');
     const header = signed(await sign(keyring, message, [5]));

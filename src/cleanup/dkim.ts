@@ -87,13 +87,16 @@ export interface DkimSignerOptions {
 }
 
 type Phase =
-  | { readonly kind: 'gathering'; readonly parts: Buffer[]; octets: number }
+  /** `tail`: the last octets gathered (at most 3), so an end of header split between chunks is found. */
+  | { readonly kind: 'gathering'; readonly parts: Buffer[]; octets: number; tail: Buffer }
   | { readonly kind: 'signing'; readonly input: PassThrough; readonly done: Promise<DkimResult>; failure: unknown }
   | { readonly kind: 'unsigned'; readonly result: DkimResult };
 
 /** One message's signer: write() every stored byte in order, then finish() once. */
 export class MessageSigner {
-  #phase: Phase = { kind: 'gathering', parts: [], octets: 0 };
+  // The stream is searched as if a CRLF came before it, so a message with an empty header
+  // section (it starts with the empty line) is found like any other.
+  #phase: Phase = { kind: 'gathering', parts: [], octets: 0, tail: CRLF };
 
   constructor(private readonly options: DkimSignerOptions) {}
 
@@ -103,13 +106,15 @@ export class MessageSigner {
     // A copy: the caller may reuse its chunk once write() resolves, and the signer reads later.
     const copy = Buffer.from(chunk);
     if (phase.kind === 'signing') return this.#feed(phase, copy);
+    // Only the new chunk (and the few octets before it) is searched: a header sent in tiny
+    // pieces costs linear time, not a rescan of everything gathered per piece.
+    const window = Buffer.concat([phase.tail, copy]);
+    const at = window.indexOf(END_OF_HEADER);
+    const before = phase.octets;
     phase.parts.push(copy);
     phase.octets += copy.length;
-    const gathered = Buffer.concat(phase.parts);
-    phase.parts.length = 0;
-    phase.parts.push(gathered);
-    const end = headerEnd(gathered);
-    if (end >= 0) return this.#decide(gathered, end);
+    if (at >= 0) return this.#decide(Buffer.concat(phase.parts, phase.octets), before + at + 2 - phase.tail.length);
+    phase.tail = window.subarray(Math.max(0, window.length - 3));
     if (phase.octets > this.options.maxHeaderOctets) {
       this.#phase = { kind: 'unsigned', result: { signed: false, reason: `no end of the header section within ${this.options.maxHeaderOctets} octets` } };
     }
@@ -148,7 +153,6 @@ export class MessageSigner {
     }
     const domain = (keys[0] as DkimKeySetting).domain;
     const input = new PassThrough();
-    const phase: Extract<Phase, { kind: 'signing' }> = { kind: 'signing', input, done: Promise.resolve({ signed: false, reason: 'not started' }), failure: undefined };
     const signing = dkimSign(input, {
       // mailauth's types want one key at the top level; signatureData carries every key.
       signingDomain: domain,
@@ -165,7 +169,7 @@ export class MessageSigner {
         headerList: [...k.headers],
       })),
     });
-    (phase as { done: Promise<DkimResult> }).done = signing.then(
+    const done = signing.then(
       (result): DkimResult => {
         const problems = result.errors.map((e) => `${e.selector ?? '?'}: ${errorText(e.err)}`);
         if (problems.length > 0 || result.signatures === '') {
@@ -177,8 +181,9 @@ export class MessageSigner {
         throw new DkimSignError(`DKIM signing for ${domain} failed: ${errorText(err)}`, domain);
       },
     );
+    const phase: Extract<Phase, { kind: 'signing' }> = { kind: 'signing', input, done, failure: undefined };
     // Remember an early failure so that writes stop waiting for a drain that will not come.
-    phase.done.catch((err: unknown) => {
+    done.catch((err: unknown) => {
       phase.failure = err;
     });
     this.#phase = phase;
@@ -198,12 +203,9 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Offset of the empty line that ends the header section (after its CRLF), or -1. */
-function headerEnd(bytes: Buffer): number {
-  if (bytes.subarray(0, 2).toString('latin1') === '\r\n') return 0;
-  const at = bytes.indexOf('\r\n\r\n', 0, 'latin1');
-  return at < 0 ? -1 : at + 2;
-}
+const CRLF = Buffer.from('\r\n', 'latin1');
+/** A field's CRLF followed by the empty line: the end of the header section. */
+const END_OF_HEADER = Buffer.from('\r\n\r\n', 'latin1');
 
 type FromDomain = { readonly ok: true; readonly domain: string } | { readonly ok: false; readonly reason: string };
 
