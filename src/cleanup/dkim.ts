@@ -193,8 +193,15 @@ export class MessageSigner {
   async #feed(phase: Extract<Phase, { kind: 'signing' }>, chunk: Buffer): Promise<void> {
     if (phase.failure !== undefined) throw phase.failure;
     if (phase.input.write(chunk)) return;
-    // Backpressure: wait for the signer to catch up, or for it to fail.
-    await Promise.race([once(phase.input, 'drain'), phase.done.then(() => undefined)]);
+    // Backpressure: wait for the signer to catch up, or for it to fail or be stopped (abort).
+    // The losing waits are cancelled, so no listener outlives its write.
+    const waits = new AbortController();
+    const { signal } = waits;
+    try {
+      await Promise.race([once(phase.input, 'drain', { signal }), once(phase.input, 'close', { signal }), phase.done.then(() => undefined)]);
+    } finally {
+      waits.abort();
+    }
     if (phase.failure !== undefined) throw phase.failure;
   }
 }
