@@ -18,7 +18,9 @@ import { join } from 'node:path';
 import { planReload } from './config/index.js';
 import type { Config, HostPort, LoadResult } from './config/index.js';
 import { hostname as osHostname } from 'node:os';
-import { createCleanup } from './cleanup/index.js';
+import { DkimKeyring, createCleanup } from './cleanup/index.js';
+import type { DkimSettings } from './cleanup/index.js';
+import { dkimKeyWeakness } from './config/index.js';
 import { MtaStsResolver, RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } from './delivery/index.js';
 import type { Resolver } from './delivery/index.js';
 import { QueueManager, createQueueControl } from './qmgr/index.js';
@@ -144,6 +146,16 @@ function limitSettings(config: Config): LimitSettings {
   };
 }
 
+/** The signing keys a Config names, logged (never the key) with any weakness; undefined: none. */
+function dkimSettings(config: Config, log: Logger): DkimSettings | undefined {
+  for (const key of config.dkim) {
+    log.info({ domain: key.domain, selector: key.selector, algorithm: key.algorithm, keyFile: key.keyFile, ...(key.bits !== undefined ? { bits: key.bits } : {}), subdomains: key.subdomains }, 'DKIM key loaded');
+    const weakness = dkimKeyWeakness(key);
+    if (weakness !== undefined) log.warn({ domain: key.domain, selector: key.selector }, weakness);
+  }
+  return config.dkim.length > 0 ? { keyring: new DkimKeyring(config.dkim), maxHeaderOctets: config.dkimMaxHeaderSize } : undefined;
+}
+
 export interface StartOptions {
   readonly onReady?: (info: { listeners: HostPort[]; submission?: HostPort }) => void;
   readonly log?: Logger;
@@ -236,6 +248,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
   // The web page's charts: outcomes per minute (fed below, beside the metrics) and the queue depth.
   const timeseries = createTimeseries({ store, clock, log });
+  // Reload swaps the keys (and the header bound); a message being received keeps the ones it started with.
+  let dkim = dkimSettings(config, log);
   const intake = createCleanup({
     store,
     hostname: config.hostname,
@@ -245,6 +259,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metrics.messageAccepted(size);
       qmgr?.wake();
     },
+    dkim: () => dkim,
+    onDkim: (domain, result) => metrics.dkimMessage(domain, result),
   });
   const routeTable = (c: Config): RouteTable =>
     new RouteTable(withSmarthost(c.routes, c.smarthost), {
@@ -391,6 +407,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     (next) => {
       currentRoutes = routeTable(next);
       currentResolver = createDnsResolver(next.dns ? { server: next.dns } : {});
+    },
+    (next) => {
+      if (JSON.stringify(next.dkim) !== JSON.stringify(current.dkim) || next.dkimMaxHeaderSize !== current.dkimMaxHeaderSize) dkim = dkimSettings(next, log);
     },
     (next) =>
       qmgr?.reconfigure({

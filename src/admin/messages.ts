@@ -24,7 +24,7 @@ import { ApiErrorV1 } from '../api/index.js';
 import type {
   ActionRequestV1, ActionResultV1, AttemptV1, ListRequestV1, MessageDetailV1, MessageFilterV1, MessageListV1, MessageSummaryV1, RecipientStateV1,
 } from '../api/index.js';
-import { isDue, isFinal, lastReplies, parseQueueId, QueueError } from '../queue/index.js';
+import { isDue, isFinal, lastReplies, parseQueueId, QueueError, readMessage } from '../queue/index.js';
 import type { AttemptRecord, QueueId, QueueStore, SearchQuery, StoredMessage } from '../queue/index.js';
 import { preview } from '../qmgr/index.js';
 import type { ControlAction, ControlResult, QueueControl } from '../qmgr/index.js';
@@ -92,7 +92,7 @@ export function createMessagesApi(deps: MessagesDeps): MessagesApi {
         body: env.body,
         smtputf8: env.smtputf8,
         dsn: { ...(env.dsnRet ? { ret: env.dsnRet } : {}), ...(env.dsnEnvid !== undefined ? { envid: env.dsnEnvid } : {}) },
-        headers: await storeCall(() => readHeaders(store, id)),
+        headers: await storeCall(() => readHeaders(store, m)),
         history: history.map((h) => attemptV1(h, m)),
         next: nextStep(m, history, clock.now(), deps.retry?.()),
       };
@@ -258,10 +258,11 @@ function firstLine(text: string): string {
 }
 
 /** The header section of the stored body, unfolded, bounded by MAX_HEADER_FIELDS and MAX_HEADER_OCTETS. */
-async function readHeaders(store: QueueStore, id: QueueId): Promise<Array<{ name: string; value: string }>> {
+async function readHeaders(store: QueueStore, message: StoredMessage): Promise<Array<{ name: string; value: string }>> {
   const parts: Buffer[] = [];
   let size = 0;
-  for await (const chunk of store.readBody(id)) {
+  // As sent: the prepended fields (a DKIM-Signature) first.
+  for await (const chunk of readMessage(store, message)) {
     parts.push(Buffer.from(chunk));
     size += chunk.byteLength;
     const sofar = Buffer.concat(parts);

@@ -16,6 +16,7 @@ const metrics: Metrics = {
   recipientOutcome() {},
   limitRefused() {},
   tarpitDelayed() {},
+  dkimMessage() {},
   render: async () => '',
   contentType: 'text/plain',
   close() {},

@@ -6,7 +6,12 @@
  * Envelope, and hands everything to QueueStore. commit() resolves with the queue id only when
  * the store says the message is durable (DESIGN.md invariant 2); the 250 waits for it.
  *
- * Failure: a store error rejects commit(); the caller answers 451 and nothing is queued.
+ * DKIM (cleanup/dkim): when keys are configured, every stored byte also streams through a
+ * MessageSigner; at commit its DKIM-Signature goes into Envelope.prepend, so the message is
+ * signed once and every retry sends the same bytes. DSNs (openGenerated) are signed the same way.
+ *
+ * Failure: a store error rejects commit(); the caller answers 451 and nothing is queued. So does
+ * a DKIM signing error (logged with the domain): a configured signer signs, or the client retries.
  * An abort (client gone, size exceeded, bare newline refused) drops the partial message.
  * Trust: the envelope was validated by protocol/; body bytes are taken as they come.
  */
@@ -16,6 +21,7 @@ import type { Envelope, EnvelopeRecipient, MessageWriter, QueueStore } from '../
 import type { Clock } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
 import { formatReceived } from './received.js';
+import { DkimSignError, MessageSigner, type DkimKeyring } from './dkim.js';
 
 export interface ClientInfo {
   readonly ip: string;
@@ -62,6 +68,16 @@ export interface CleanupDeps {
   readonly log: Logger;
   /** Told after each durable commit (qmgr's wake-up: new mail is due now; metrics). */
   readonly onQueued?: (id: string, size: number) => void;
+  /** The DKIM keys in force, asked once per message (a reload swaps them); absent: no signing. */
+  readonly dkim?: () => DkimSettings | undefined;
+  /** Told once per message a key applied to: signed, or failed (refused with 451). For metrics. */
+  readonly onDkim?: (domain: string, result: 'signed' | 'failed') => void;
+}
+
+export interface DkimSettings {
+  readonly keyring: DkimKeyring;
+  /** How much header section is gathered to find From: (--dkim-max-header-size). */
+  readonly maxHeaderOctets: number;
 }
 
 export function createCleanup(deps: CleanupDeps): MessageIntake {
@@ -89,7 +105,11 @@ export function createCleanup(deps: CleanupDeps): MessageIntake {
         utf8: envelope.params.smtputf8 === true,
         nowMs: deps.clock.now(),
       });
-      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps.log, client.session, deps.onQueued);
+      const dkim = deps.dkim?.();
+      const signer = dkim !== undefined && dkim.keyring.size > 0
+        ? new MessageSigner({ keyring: dkim.keyring, maxHeaderOctets: dkim.maxHeaderOctets, signTime: deps.clock.now() })
+        : undefined;
+      return new CleanupMessage(writer, toStoreEnvelope(envelope, recipients, client), Buffer.from(received, 'utf8'), deps, client.session, signer);
     },
   };
   return intake;
@@ -102,9 +122,9 @@ class CleanupMessage implements IncomingMessage {
     private readonly writer: MessageWriter,
     private readonly envelope: Envelope,
     private readonly traceHeader: Buffer,
-    private readonly log: Logger,
+    private readonly deps: Pick<CleanupDeps, 'log' | 'onQueued' | 'onDkim'>,
     private readonly session: string,
-    private readonly onQueued: ((id: string, size: number) => void) | undefined,
+    private readonly signer: MessageSigner | undefined,
   ) {}
 
   get id(): string {
@@ -117,27 +137,56 @@ class CleanupMessage implements IncomingMessage {
 
   async write(chunk: Uint8Array): Promise<void> {
     if (this.headerPending) await this.writeHeader();
-    if (chunk.length > 0) await this.writer.write(chunk);
+    if (chunk.length > 0) await this.store(chunk);
   }
 
   async commit(): Promise<string> {
     if (this.headerPending) await this.writeHeader();
-    const stored = await this.writer.commit(this.envelope);
-    this.log.info(
-      { session: this.session, queueId: stored.id, from: this.envelope.sender, rcpts: stored.recipients.length, size: stored.size, client: this.envelope.client.ip },
+    const envelope = await this.sign();
+    const stored = await this.writer.commit(envelope);
+    this.deps.log.info(
+      { session: this.session, queueId: stored.id, from: envelope.sender, rcpts: stored.recipients.length, size: stored.size, client: envelope.client.ip },
       'queued',
     );
-    this.onQueued?.(stored.id, stored.size);
+    this.deps.onQueued?.(stored.id, stored.size);
     return stored.id;
   }
 
   abort(): Promise<void> {
+    this.signer?.abort();
     return this.writer.abort();
   }
 
   private async writeHeader(): Promise<void> {
     this.headerPending = false;
-    await this.writer.write(this.traceHeader);
+    await this.store(this.traceHeader);
+  }
+
+  /** The same bytes, in the same order, to the store and the signer; each write waits for both. */
+  private async store(chunk: Uint8Array): Promise<void> {
+    if (this.signer === undefined) return this.writer.write(chunk);
+    await Promise.all([this.writer.write(chunk), this.signer.write(chunk)]);
+  }
+
+  /** The envelope to commit: with the DKIM-Signature in prepend when a key signed it. */
+  private async sign(): Promise<Envelope> {
+    if (this.signer === undefined) return this.envelope;
+    const log = this.deps.log;
+    try {
+      const result = await this.signer.finish();
+      if (!result.signed) {
+        log.debug({ session: this.session, queueId: this.writer.id, reason: result.reason, ...(result.fromDomain ? { fromDomain: result.fromDomain } : {}) }, 'not DKIM-signed');
+        return this.envelope;
+      }
+      log.debug({ session: this.session, queueId: this.writer.id, domain: result.domain, selectors: result.selectors }, 'DKIM-signed');
+      this.deps.onDkim?.(result.domain, 'signed');
+      return { ...this.envelope, prepend: result.header };
+    } catch (err) {
+      const domain = err instanceof DkimSignError ? err.domain : undefined;
+      log.error({ session: this.session, queueId: this.writer.id, domain, err: err instanceof Error ? err.message : String(err) }, 'DKIM signing failed: message refused (451), the client will retry');
+      if (domain !== undefined) this.deps.onDkim?.(domain, 'failed');
+      throw err;
+    }
   }
 }
 

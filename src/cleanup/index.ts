@@ -4,6 +4,8 @@
  * MessageIntake interface; the Received: header formatting is exported for tests and tools.
  */
 export { createCleanup } from './cleanup.js';
-export type { ClientInfo, GeneratedMessage, IncomingMessage, MessageIntake, CleanupDeps } from './cleanup.js';
+export type { ClientInfo, GeneratedMessage, IncomingMessage, MessageIntake, CleanupDeps, DkimSettings } from './cleanup.js';
+export { DkimKeyring, DkimSignError, MessageSigner, fromDomain } from './dkim.js';
+export type { DkimResult, DkimSignerOptions } from './dkim.js';
 export { formatReceived, ipLiteral } from './received.js';
 

@@ -8,7 +8,8 @@
  * `5m`, sizes as `50MiB`, host:port with brackets for IPv6), so any line can be turned back into
  * `--name value` and parses to the same value: the tests hold that round trip. Unset optional
  * settings print `(none)`; settings Config does not hold (--config, unbuilt features) are omitted.
- * Secrets (--admin-token) print `(set, not shown)`: check-config output ends up in tickets.
+ * Secrets (--admin-token) print `(set, not shown)`: check-config output ends up in tickets. DKIM
+ * keys print what signs (domain, selector, file, algorithm, size), never the key.
  *
  * Pure; reads only the Config it is given. A schema key that does not resolve in Config is a
  * schema bug and throws (the tests walk every key, so it cannot ship).
@@ -16,6 +17,7 @@
 import { formatHostPort, formatValue, type SettingValue } from './parse.js';
 import { formatDuration } from '../util/index.js';
 import { SCHEMA } from './schema.js';
+import { dkimKeyWeakness } from './dkim.js';
 import type { Config } from './types.js';
 
 /** Settings whose value is a secret: printed as `(set)`, never as the value. */
@@ -37,6 +39,22 @@ export function describeConfig(config: Config): string {
     const hop = r.nextHop.kind === 'mx' ? { mx: true } : { smarthost: formatHostPort({ host: r.nextHop.host, port: r.nextHop.port }) };
     const retry = r.retry ? { retry: r.retry.map(formatDuration).join(',') } : {};
     lines.push(`routes[${i}] = ${JSON.stringify({ pattern: r.pattern, ...hop, ...(r.concurrency ? { concurrency: r.concurrency } : {}), ...retry, ...(r.tls ? { tls: r.tls } : {}), ...(r.auth ? { auth_user: r.auth.user, auth_password_file: r.auth.passwordFile } : {}) })}`);
+  });
+  // DKIM keys: what signs, never the key itself.
+  if (config.dkim.length === 0) lines.push('dkim = (none)');
+  config.dkim.forEach((k, i) => {
+    const weakness = dkimKeyWeakness(k);
+    lines.push(`dkim[${i}] = ${JSON.stringify({
+      domain: k.domain,
+      selector: k.selector,
+      'key-file': k.keyFile,
+      algorithm: k.algorithm,
+      ...(k.bits !== undefined ? { bits: k.bits } : {}),
+      headers: k.headers,
+      canonicalization: k.canonicalization,
+      subdomains: k.subdomains,
+      ...(weakness !== undefined ? { warning: weakness } : {}),
+    })}`);
   });
   return lines.join('\n') + '\n';
 }

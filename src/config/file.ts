@@ -18,13 +18,16 @@ import type { Raw } from './parse.js';
 import { SCHEMA, settingByName, type Setting } from './schema.js';
 import { didYouMean } from './suggest.js';
 import { parseRoutes } from './routes.js';
-import type { RouteSetting } from './types.js';
+import { parseDkimKeys } from './dkim.js';
+import type { DkimKeySetting, RouteSetting } from './types.js';
 
 export type FileFormat = 'toml' | 'json';
 
 export interface ConfigFile {
   readonly raws: Map<Setting, Raw>;
   readonly routes: RouteSetting[];
+  /** The `[[dkim]]` tables (a `"dkim"` list in JSON), each key file read and checked (config/dkim.ts). */
+  readonly dkim: DkimKeySetting[];
   /** How to name a setting of this file in an error: `relay.toml:3: key "max-recipients"`. */
   label(setting: Setting): string;
 }
@@ -39,6 +42,8 @@ export function formatOf(path: string): FileFormat | undefined {
 
 /** The key that holds the routes, per format. */
 const ROUTES_KEY: Readonly<Record<FileFormat, string>> = { toml: 'route', json: 'routes' };
+/** The key that holds the DKIM keys: `[[dkim]]` in TOML, `"dkim"` in JSON. */
+const DKIM_KEY = 'dkim';
 
 export function parseConfigText(path: string, text: string, errors: string[]): ConfigFile | undefined {
   const format = formatOf(path);
@@ -55,15 +60,18 @@ export function parseConfigText(path: string, text: string, errors: string[]): C
   };
   const raws = new Map<Setting, Raw>();
   const routes: RouteSetting[] = [];
+  const dkim: DkimKeySetting[] = [];
   const routesKey = ROUTES_KEY[format];
   for (const [key, value] of Object.entries(data)) {
     const setting = settingByName(key);
     if (key === routesKey) {
       // Structured, so file-only: not a Setting of the flag/env table.
-      routes.push(...(parseRoutes(path, value, errors, routesKey, format === 'toml' ? routeLines(text) : []) ?? []));
+      routes.push(...(parseRoutes(path, value, errors, routesKey, format === 'toml' ? tableLines(text, 'route') : []) ?? []));
+    } else if (key === DKIM_KEY) {
+      dkim.push(...(parseDkimKeys(path, value, errors, format === 'toml' ? tableLines(text, DKIM_KEY) : []) ?? []));
     } else if (setting === undefined) {
-      const near = didYouMean(key, [...SCHEMA.map((s) => s.name), routesKey]);
-      const asTable = format === 'toml' && near === routesKey ? ' (routes are [[route]] tables)' : '';
+      const near = didYouMean(key, [...SCHEMA.map((s) => s.name), routesKey, DKIM_KEY]);
+      const asTable = format === 'toml' && (near === routesKey || near === DKIM_KEY) ? ` (${near === DKIM_KEY ? 'DKIM keys are [[dkim]]' : 'routes are [[route]]'} tables)` : '';
       errors.push(`${at(key)} key ${JSON.stringify(key)} is unknown${near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`}${asTable}`);
     } else if (setting.name === 'config') {
       errors.push(`${at(key)} key "config" is not allowed in a config file (files do not include other files)`);
@@ -71,7 +79,7 @@ export function parseConfigText(path: string, text: string, errors: string[]): C
       raws.set(setting, { from: 'json', value });
     }
   }
-  return { raws, routes, label: (s) => `${at(s.name)} key ${JSON.stringify(s.name)}` };
+  return { raws, routes, dkim, label: (s) => `${at(s.name)} key ${JSON.stringify(s.name)}` };
 }
 
 function readToml(path: string, text: string, errors: string[]): Record<string, unknown> | undefined {
@@ -126,11 +134,12 @@ export function keyLines(text: string): Map<string, number> {
   return out;
 }
 
-/** The line of each `[[route]]` header, in order: route i's errors name its line. */
-function routeLines(text: string): number[] {
+/** The line of each `[[name]]` header, in order: table i's errors name its line. */
+function tableLines(text: string, name: string): number[] {
+  const header = new RegExp(`^\\s*\\[\\[\\s*${name}\\s*\\]\\]`);
   const out: number[] = [];
   text.split('\n').forEach((line, i) => {
-    if (/^\s*\[\[\s*route\s*\]\]/.test(line)) out.push(i + 1);
+    if (header.test(line)) out.push(i + 1);
   });
   return out;
 }

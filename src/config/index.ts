@@ -18,4 +18,5 @@ export { configurationReference } from './reference.js';
 export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, LOG_LEVELS, LOG_FORMATS, SECTIONS, type Section, type Setting, type Kind, type ValueOf } from './schema.js';
 export { formatHostPort, formatValue, parseHostPort } from './parse.js';
 export { didYouMean } from './suggest.js';
-export type { AbuseLimits, Config, DeliverySettings, HostPort, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';
+export { DKIM_DEFAULT_HEADERS, dkimKeyWeakness } from './dkim.js';
+export type { AbuseLimits, Config, DeliverySettings, DkimCanonicalization, DkimKeySetting, HostPort, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';

@@ -75,9 +75,11 @@ test('defaults match DESIGN §3 and types.ts', () => {
     delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
     outboundTls: { policy: 'may', caFile: undefined, mtaSts: 'on', mtaStsPort: 443, mtaStsTimeout: 10_000, mtaStsMaxSize: 65_536 },
     routes: [],
+    dkim: [],
     logLevel: 'info',
     logFormat: 'auto',
     metricsDestinations: 20,
+    dkimMaxHeaderSize: 1024 * 1024,
   });
 });
 

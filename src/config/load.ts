@@ -32,7 +32,7 @@ import {
   type ValueOf,
 } from './schema.js';
 import { didYouMean } from './suggest.js';
-import type { Config, RouteSetting } from './types.js';
+import type { Config, DkimKeySetting, RouteSetting } from './types.js';
 import { parseConfigText } from './file.js';
 
 export interface LoadInput {
@@ -57,12 +57,13 @@ export function loadConfig(input: LoadInput): LoadResult {
   const flags = readFlags(input.argv, errors);
   const env = readEnv(input.env, errors);
   const routes: RouteSetting[] = [];
-  const file = readConfigFile([env, flags], errors, routes);
+  const dkim: DkimKeySetting[] = [];
+  const file = readConfigFile([env, flags], errors, routes, dkim);
   const layers = file === undefined ? [env, flags] : [env, file, flags];
   const { values, labels } = resolve(layers, input.hostname, errors);
   if (errors.length === 0) crossCheck(values, labels, errors);
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, config: deepFreeze({ ...assemble(values), routes }) };
+  return { ok: true, config: deepFreeze({ ...assemble(values), routes, dkim }) };
 }
 
 function readFlags(argv: readonly string[], errors: string[]): Layer {
@@ -127,7 +128,7 @@ function readEnv(env: Readonly<Record<string, string | undefined>>, errors: stri
  * is named or it cannot be used (the error is recorded). An empty name is left to resolve(),
  * which reports it like any other empty value.
  */
-function readConfigFile(named: readonly Layer[], errors: string[], routes: RouteSetting[]): Layer | undefined {
+function readConfigFile(named: readonly Layer[], errors: string[], routes: RouteSetting[], dkim: DkimKeySetting[]): Layer | undefined {
   const setting = settingByName('config');
   if (setting === undefined) throw new Error('config: the schema has no "config" setting');
   let found: { path: string; label: string } | undefined;
@@ -143,6 +144,7 @@ function readConfigFile(named: readonly Layer[], errors: string[], routes: Route
   const file = parseConfigText(path, text, errors);
   if (file === undefined) return undefined;
   routes.push(...file.routes);
+  dkim.push(...file.dkim);
   return { raws: file.raws, label: file.label };
 }
 
@@ -282,7 +284,7 @@ function oneOf<T extends string>(allowed: readonly T[], value: string): T {
   return found;
 }
 
-function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config, 'routes'> {
+function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config, 'routes' | 'dkim'> {
   return {
     listen: typed(v, 'listen', 'hostport-list'),
     spool: typed(v, 'spool', 'string'),
@@ -363,6 +365,7 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
     logLevel: oneOf(LOG_LEVELS, typed(v, 'log-level', 'enum')),
     logFormat: oneOf(LOG_FORMATS, typed(v, 'log-format', 'enum')),
     metricsDestinations: typed(v, 'metrics-destinations', 'integer'),
+    dkimMaxHeaderSize: typed(v, 'dkim-max-header-size', 'size'),
   };
 }
 

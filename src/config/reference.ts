@@ -116,6 +116,45 @@ In a \`.json\` file the same list is \`"routes": [{ "pattern": "example.com", "s
 \`postwire check-config --config FILE\` prints the routes it read.
 `;
 
+const DKIM = `## DKIM signing keys (config file only)
+
+One \`[[dkim]]\` table per key (in a \`.json\` file, a \`"dkim"\` list). Mail whose \`From:\` domain has a key
+is signed once, when it is queued, so every retry sends the same signed bytes; mail from other
+domains is sent unsigned. How to make keys and what to publish in DNS:
+[security.md](security.md#dkim-signing). Keys are reloaded live by SIGHUP (a key rotation needs no
+restart); a reload whose keys do not all load changes nothing.
+
+\`\`\`toml
+[[dkim]]
+domain = "example.com"
+selector = "rsa2026"
+key-file = "/etc/postwire/dkim/example.com-rsa.pem"
+
+[[dkim]]                      # a second key for the same domain: both sign (RSA + Ed25519)
+domain = "example.com"
+selector = "ed2026"
+key-file = "/etc/postwire/dkim/example.com-ed25519.pem"
+subdomains = true
+\`\`\`
+
+| field | meaning |
+|---|---|
+| \`domain\` | the signing domain (\`d=\`); mail is signed when its \`From:\` domain is this domain |
+| \`selector\` | \`s=\`: the public key is published at \`<selector>._domainkey.<domain>\` |
+| \`key-file\` | the private key, PEM (PKCS#8, or PKCS#1 for RSA), unencrypted; read and checked at start and on SIGHUP. Relative paths resolve against the working directory |
+| \`algorithm\` | optional: \`rsa-sha256\` or \`ed25519-sha256\`; the key decides, and a value that does not match the key is an error |
+| \`headers\` | optional: the header fields to sign (\`h=\`); must include \`From\`. Default: From, Reply-To, Subject, Date, Message-ID, To, Cc, MIME-Version, Content-Type, Content-Transfer-Encoding, Content-ID, Content-Description, In-Reply-To, References, Sender and the List-* fields (each signed where present) |
+| \`canonicalization\` | optional: \`relaxed/relaxed\` (default), \`relaxed/simple\`, \`simple/relaxed\` or \`simple/simple\` |
+| \`subdomains\` | optional, default \`false\`: also sign mail from any subdomain of \`domain\` that has no key of its own (\`d=\` is then this domain: DMARC relaxed alignment accepts it, strict alignment does not) |
+
+A missing, unreadable, encrypted or invalid key file, a key type with no DKIM algorithm (EC, DSA),
+an RSA key under 1024 bits, a mismatched \`algorithm\` or a repeated domain + selector stops the start
+with exit code 2, e.g. \`postwire: /etc/postwire/postwire.toml:12: dkim[1]: "key-file"
+"/etc/postwire/dkim/ed.pem": cannot read the key: no such file\`. An RSA key under 2048 bits is
+accepted with a warning in the log and in \`check-config\`, which lists every key (domain,
+selector, file, algorithm, size) and never the key itself.
+`;
+
 const NOTES: Partial<Record<Section, string>> = {
   limits:
     'The abuse limits (`--limits-exempt`, the `*-rate` settings, `--rate-window`, the tarpit) are explained in ' +
@@ -159,6 +198,7 @@ export function configurationReference(): string {
     const note = NOTES[section];
     if (note !== undefined) parts.push(note);
     if (section === 'next-hop') parts.push(ROUTES);
+    if (section === 'limits') parts.push(DKIM);
   }
   return parts.join('\n');
 }

@@ -2,7 +2,7 @@
  * @module config/reload
  * What a SIGHUP may change: compares the running Config with a freshly loaded one, setting by
  * setting through SCHEMA, and returns the Config to run with from now on: the running one with
- * every changed `live` setting (schema `reload`) and the routes taken from the new one, and the
+ * every changed `live` setting (schema `reload`) and the routes and DKIM keys taken from the new one, and the
  * names of the changed settings that need a restart (which keep their running value).
  *
  * Callers: main.ts's Server.reload, after cli/serve loaded the configuration again with the same
@@ -15,7 +15,7 @@ import type { Config } from './types.js';
 export interface ReloadPlan {
   /** The configuration to run with. */
   readonly config: Config;
-  /** Changed settings applied now (`routes` included when the routes changed). */
+  /** Changed settings applied now (`routes`, `dkim` included when the routes or the DKIM keys changed). */
   readonly live: readonly string[];
   /** Changed settings that keep their running value until a restart. */
   readonly restart: readonly string[];
@@ -40,6 +40,12 @@ export function planReload(running: Config, next: Config): ReloadPlan {
   if (!same(running.routes, next.routes)) {
     live.push('routes');
     merged['routes'] = structuredClone(next.routes);
+  }
+  // DKIM keys are live so that a key rotation (a new selector, a new key file) needs no restart;
+  // the reload read and checked every key file before this point, so a bad one refused it whole.
+  if (!same(running.dkim, next.dkim)) {
+    live.push('dkim');
+    merged['dkim'] = structuredClone(next.dkim);
   }
   return { config: freeze(merged) as unknown as Config, live, restart };
 }

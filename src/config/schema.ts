@@ -163,6 +163,7 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
   smarthost: 'next-hop', dns: 'next-hop', retry: 'next-hop', 'keep-done': 'next-hop', 'delay-warning': 'next-hop', 'max-age': 'next-hop',
   'tls-policy': 'outbound-tls', 'tls-ca-file': 'outbound-tls', 'mta-sts': 'outbound-tls', 'mta-sts-port': 'outbound-tls',
   'mta-sts-timeout': 'outbound-tls', 'mta-sts-max-size': 'outbound-tls',
+  'dkim-max-header-size': 'limits',
   admin: 'observability', 'admin-token': 'observability', 'log-level': 'observability', 'log-format': 'observability', 'metrics-destinations': 'observability',
 };
 
@@ -182,6 +183,7 @@ const LIVE: ReadonlySet<string> = new Set([
   // Abuse limits: what clients have spent is kept across a reload; only the rules change.
   'limits-exempt', 'ip-message-rate', 'ip-recipient-rate', 'user-message-rate', 'user-recipient-rate', 'rate-window',
   'rate-max-clients', 'tarpit-after', 'tarpit-delay', 'tarpit-max-delay', 'limits-log-rate',
+  'dkim-max-header-size',
 ]);
 
 const local = (port: number): HostPort => ({ host: '127.0.0.1', port });
@@ -326,6 +328,8 @@ export const SCHEMA: readonly Setting[] = [
     metavar: LOG_FORMATS.join('|'), doc: 'json: one JSON object per line; pretty: one readable line per event; auto: pretty when stdout is a terminal, else json' }),
   define({ name: 'metrics-destinations', key: 'metricsDestinations', kind: 'integer', min: 0, max: 1000, default: 20,
     doc: 'per-destination metric series: the N busiest destinations get their own label, the rest are "other"' }),
+  define({ name: 'dkim-max-header-size', key: 'dkimMaxHeaderSize', kind: 'size', min: 1024, max: 64 * MIB, default: MIB,
+    doc: 'header section gathered (in memory) to find From: before DKIM signing; a message whose header is longer is queued unsigned' }),
 ];
 
 const BY_NAME: ReadonlyMap<string, Setting> = new Map(SCHEMA.map((s) => [s.name, s]));

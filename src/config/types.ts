@@ -89,6 +89,30 @@ export interface OutboundTlsSettings {
   readonly mtaStsMaxSize: number;
 }
 
+export type DkimCanonicalization = 'relaxed/relaxed' | 'relaxed/simple' | 'simple/relaxed' | 'simple/simple';
+
+/** One `[[dkim]]` table of the config file (config/dkim.ts), its key file read and checked. */
+export interface DkimKeySetting {
+  /** The signing domain (d=), lower case, without a trailing dot. */
+  readonly domain: string;
+  /** s=: the public key is at `<selector>._domainkey.<domain>`. */
+  readonly selector: string;
+  /** The file as the config named it (for messages; the key itself is in privateKey). */
+  readonly keyFile: string;
+  /** Follows the key: RSA signs rsa-sha256, Ed25519 signs ed25519-sha256 (RFC 8463). */
+  readonly algorithm: 'rsa-sha256' | 'ed25519-sha256';
+  /** The RSA modulus length; absent for Ed25519. */
+  readonly bits?: number;
+  /** The private key as PKCS#8 PEM, read when the configuration was loaded. Never printed or logged. */
+  readonly privateKey: string;
+  /** Header fields to sign (h=), as configured; From is always among them and oversigned. */
+  readonly headers: readonly string[];
+  /** header/body canonicalization (c=). */
+  readonly canonicalization: DkimCanonicalization;
+  /** Also sign mail whose From: domain is a subdomain of `domain` (when no closer key exists). */
+  readonly subdomains: boolean;
+}
+
 export interface DeliverySettings {
   /** 'off': accept and queue only; the queue manager does not run. */
   readonly mode: 'on' | 'off';
@@ -176,10 +200,14 @@ export interface Config {
   readonly outboundTls: OutboundTlsSettings;
   /** Routes from the config file, in order; `--smarthost` is added by main as the `*` route. */
   readonly routes: readonly RouteSetting[];
+  /** DKIM signing keys from the config file (`[[dkim]]`), in file order; empty: nothing is signed. */
+  readonly dkim: readonly DkimKeySetting[];
   /** Log level for the structured log. */
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   /** json, pretty, or auto (pretty when stdout is a terminal). */
   readonly logFormat: 'auto' | 'json' | 'pretty';
   /** Per-destination metric labels: the N busiest destinations, the rest as `other`. */
   readonly metricsDestinations: number;
+  /** Octets of header section gathered to find From: before signing; a longer one is not signed. */
+  readonly dkimMaxHeaderSize: number;
 }

@@ -18,6 +18,10 @@
  *                                           clients refused by an abuse limit (smtpd/limits LIMIT_NAMES)
  *   postwire_smtpd_tarpit_delays_total, postwire_smtpd_tarpit_seconds_total
  *                                           replies the tarpit delayed, and the delay they got
+ *   postwire_dkim_messages_total{domain,result}
+ *                                           messages a DKIM key applied to (cleanup): signed, or
+ *                                           failed (refused with 451); domain is the configured
+ *                                           signing domain (d=), so the set is bounded by the config
  *   postwire_destination_recipients_total{destination,state}
  *                                           outcomes per destination: the --metrics-destinations
  *                                           busiest by name, the rest as "other" (obs/top-n)
@@ -56,6 +60,8 @@ export interface Metrics {
   limitRefused(limit: string): void;
   /** The tarpit delayed one reply by `ms`. */
   tarpitDelayed(ms: number): void;
+  /** `domain`: the configured signing domain (d=), never the From: domain as written. */
+  dkimMessage(domain: string, result: 'signed' | 'failed'): void;
   /** Text exposition format for GET /metrics. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -69,6 +75,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   const acceptedBytes = new Counter({ name: 'postwire_accepted_bytes_total', help: 'Octets of accepted messages as stored', registers: [registry] });
   const outcomes = new Counter({ name: 'postwire_recipients_total', help: 'Recorded recipient outcomes by state', labelNames: ['state'], registers: [registry] });
   const ambiguous = new Counter({ name: 'postwire_ambiguous_total', help: 'Recipients whose connection died after our end-of-data, before the reply (RFC 1047)', registers: [registry] });
+  const dkim = new Counter({ name: 'postwire_dkim_messages_total', help: 'Messages a DKIM key applied to, by signing domain: signed, or failed (refused with 451)', labelNames: ['domain', 'result'], registers: [registry] });
   const framingFaults = new Counter({ name: 'postwire_framing_faults_total', help: 'Attempts stopped by the framing-fault guard (message held)', registers: [registry] });
   const latency = new Histogram({
     name: 'postwire_delivery_latency_seconds',
@@ -152,6 +159,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
     tarpitDelayed(ms) {
       tarpitDelays.inc();
       tarpitSeconds.inc(ms / 1000);
+    },
+    dkimMessage(domain, result) {
+      dkim.inc({ domain, result });
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

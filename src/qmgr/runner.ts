@@ -24,7 +24,7 @@
  * group defers that group with a local reason. Nothing here throws into the loop.
  */
 import type { AttemptRecord, AttemptResult, AttemptState, ClaimedMessage, Envelope, EnvelopeRecipient, Lease, QueueStore, RecipientRecord, StoredMessage } from '../queue/index.js';
-import { QueueError, isDue } from '../queue/index.js';
+import { QueueError, isDue, readMessage } from '../queue/index.js';
 import type { Outcome, RouteResult, RouteSuccess } from '../delivery/index.js';
 import { buildDsn, streamDsn } from '../bounce/index.js';
 import type { DsnRecipient } from '../bounce/index.js';
@@ -379,11 +379,12 @@ export class QueueManager {
    * The original for a DSN. An unreadable body (a corrupt spool entry) must not stop the DSN,
    * nor the attempt from being recorded: the report then goes out without (the rest of) it.
    */
-  private async *originalFor(id: StoredMessage['id']): AsyncGenerator<Uint8Array, void, undefined> {
+  private async *originalFor(message: StoredMessage): AsyncGenerator<Uint8Array, void, undefined> {
     try {
-      for await (const chunk of this.deps.store.readBody(id)) yield chunk;
+      // Whole, as it was sent: the DKIM-Signature (envelope.prepend) included.
+      for await (const chunk of readMessage(this.deps.store, message)) yield chunk;
     } catch (err) {
-      this.deps.log.error({ queueId: id, err: String(err) }, 'the original could not be read for its DSN; sending the report without it');
+      this.deps.log.error({ queueId: message.id, err: String(err) }, 'the original could not be read for its DSN; sending the report without it');
     }
   }
 
@@ -481,8 +482,10 @@ export class QueueManager {
           ...(r.notify ? { notify: r.notify } : {}),
           ...(r.orcpt ? { orcpt: r.orcpt } : {}),
         })),
+        // size counts envelope.prepend, and readMessage sends it first: the framing-fault guard
+        // (octets read vs size, sha256) covers the DKIM-Signature like every other byte.
         size: message.size,
-        openBody: () => this.deps.store.readBody(message.id),
+        openBody: () => readMessage(this.deps.store, message),
         // Invariant 3: the window is marked before end-of-data goes out; a lost lease refuses.
         beforeEndOfData: () => this.deps.store.markInWindow(lease(), group.indices, this.deps.clock.now()),
       });
@@ -603,7 +606,7 @@ export class QueueManager {
       return false;
     }
     try {
-      for await (const chunk of streamDsn(dsn, this.originalFor(message.id))) await incoming.write(chunk);
+      for await (const chunk of streamDsn(dsn, this.originalFor(message))) await incoming.write(chunk);
       const id = await incoming.commit();
       this.deps.log.info({ queueId: message.id, dsn: id, to: dsn.recipient, kind: dsn.kind, nextAttemptAt }, 'DSN queued');
       return true;

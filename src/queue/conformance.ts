@@ -31,6 +31,7 @@ import { QueueError, RETRY_REPLY } from './store.js';
 import type { QueueErrorCode } from './store.js';
 import type { QueueId } from './ids.js';
 import { newQueueId } from './ids.js';
+import { readMessage } from './prepend.js';
 
 export interface StoreHarness {
   readonly store: QueueStore;
@@ -289,6 +290,29 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreHa
           assert.deepEqual(got?.envelope, envelope);
           assert.deepEqual(got?.recipients, envelope.recipients.map((r) => ({ ...r, state: 'queued' })));
         }
+      };
+      await check(h.current);
+      await check(await h.reopen());
+    });
+
+    test('keeps envelope.prepend apart from the body and counts it in size', async (h) => {
+      // A DKIM-Signature as cleanup makes one: folded, CRLF-terminated, sent before the body.
+      const prepend = 'DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.org;\r\n s=sel; t=1795953600; h=From:To:Subject;\r\n bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=c2lnbmF0dXJl\r\n';
+      const body = patternBytes(300 * KiB, 5);
+      const envelope = sampleEnvelope({ prepend });
+      const stored = await writeAndCommit(h.current, body, envelope);
+      const whole = body.length + Buffer.byteLength(prepend);
+      assert.equal(stored.size, whole, 'the committed size counts the prepended fields');
+      const check = async (store: QueueStore): Promise<void> => {
+        const got = await store.getMessage(stored.id);
+        assert.ok(got);
+        assert.deepEqual(got.envelope, envelope);
+        assert.equal(got.size, whole);
+        assert.deepEqual((await store.listMessages()).map((m) => m.size), [whole]);
+        assertSameBytes(await readAll(store, stored.id), body, 'readBody: the stored body alone');
+        const parts: Buffer[] = [];
+        for await (const chunk of readMessage(store, got)) parts.push(Buffer.from(chunk));
+        assertSameBytes(Buffer.concat(parts), Buffer.concat([Buffer.from(prepend), body]), 'readMessage: prepend, then the body');
       };
       await check(h.current);
       await check(await h.reopen());

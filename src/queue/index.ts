@@ -30,6 +30,7 @@ export type {
   StoredMessage,
 } from './store.js';
 export { AMBIGUOUS_AT_RESTART, DUE_STATES, FINAL_STATES, OPERATOR_NOTES, QueueError, RETRY_REPLY } from './store.js';
+export { prependBytes, prependOctets, readMessage } from './prepend.js';
 export { containsFolded, domainOf, isDue, isFinal, lastReplies } from './transitions.js';
 export type { QueueId } from './ids.js';
 export { isQueueId, newQueueId, parseQueueId, QueueIdGenerator } from './ids.js';

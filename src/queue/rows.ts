@@ -9,6 +9,7 @@
  */
 import type { AttemptRecord, AttemptResult, Envelope, EnvelopeRecipient, RecipientRecord, RecipientState, SearchSort, StoredMessage } from './store.js';
 import { QueueError } from './store.js';
+import { prependOctets } from './prepend.js';
 import type { QueueId } from './ids.js';
 
 /** The message columns both schemas share. */
@@ -53,7 +54,7 @@ export function storedFromColumns(raw: MessageColumns, recipients: readonly Reci
     id: raw.id as QueueId,
     envelope,
     recipients: recipients.map(recipientFromColumns),
-    size: raw.size,
+    size: raw.size + prependOctets(envelope),
     receivedAt: raw.received_at,
     ...(raw.next_attempt_at === null ? {} : { nextAttemptAt: raw.next_attempt_at }),
     attempts: raw.attempts,

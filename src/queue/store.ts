@@ -95,7 +95,10 @@ export interface StoredMessage {
   readonly id: QueueId;
   readonly envelope: Envelope;
   readonly recipients: readonly RecipientRecord[];
-  /** Bytes of the stored body (trace header included): what the next hop will receive. */
+  /**
+   * Octets the next hop will receive (before dot-stuffing): envelope.prepend plus the stored body
+   * (trace header included). readBody yields the body alone; readMessage (queue/prepend) both.
+   */
   readonly size: number;
   readonly receivedAt: number;
   /** When the due recipients are next due; absent when no recipient is due (all final or held). */
@@ -272,8 +275,9 @@ export interface QueueStore {
   /** Count of recipients per state, over the whole queue. One aggregate read. */
   countByState(): Promise<Partial<Record<RecipientState, number>>>;
   /**
-   * The stored body, exactly as the next hop will receive it (before dot-stuffing), streamed in
-   * chunks so a large message is never held whole in memory. Rejects with QueueError
+   * The stored body, exactly as received (our trace header included), streamed in chunks so a
+   * large message is never held whole in memory. The next hop receives envelope.prepend before
+   * it: read a message whole with readMessage (queue/prepend). Rejects with QueueError
    * `QUEUE_NOT_FOUND` for an unknown id.
    */
   readBody(id: QueueId): AsyncIterable<Uint8Array>;

@@ -20,6 +20,7 @@
  */
 import type pg from 'pg';
 import type { StoredMessage } from '../store.js';
+import { prependOctets } from '../prepend.js';
 import { QueueError } from '../store.js';
 import { ioError, tx } from './db.js';
 import { encodeNotify } from '../rows.js';
@@ -167,7 +168,7 @@ function storedOf(p: PendingCommit): StoredMessage {
     id: p.id,
     envelope: p.envelope,
     recipients: p.envelope.recipients.map((r) => ({ ...r, state: 'queued' as const })),
-    size: p.size,
+    size: p.size + prependOctets(p.envelope),
     receivedAt: p.receivedAt,
     ...(p.envelope.recipients.length > 0 ? { nextAttemptAt: p.receivedAt } : {}),
     attempts: 0,

@@ -19,6 +19,7 @@
  * does not parse is QUEUE_CORRUPT with its id. It trusts the envelope JSON it wrote itself.
  */
 import Database from 'better-sqlite3';
+import { prependOctets } from '../prepend.js';
 import type { Envelope, ListQuery, RecipientState, SearchPage, SearchQuery, SearchSort, StoredMessage } from '../store.js';
 import { decodeCursor, encodeCursor, encodeNotify, storedFromColumns } from '../rows.js';
 import { OPERATOR_NOTES, QueueError } from '../store.js';
@@ -386,7 +387,7 @@ export function storedFromRow(row: NewRow): StoredMessage {
     id: row.id,
     envelope: row.envelope,
     recipients: row.envelope.recipients.map((r) => ({ ...r, state: 'queued' as const })),
-    size: row.size,
+    size: row.size + prependOctets(row.envelope),
     receivedAt: row.receivedAt,
     ...(row.envelope.recipients.length > 0 ? { nextAttemptAt: row.receivedAt } : {}),
     attempts: 0,
