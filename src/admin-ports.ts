@@ -24,7 +24,10 @@ export function explainRoutes(table: Pick<RouteTable, 'resolveRoute'>, settings:
     const steps = r.explain.join('; ');
     const route = r.route;
     const tls = tlsOf(route?.tls, route?.pattern);
-    const concurrency = route?.concurrency !== undefined ? { concurrency: route.concurrency } : {};
+    const concurrency = {
+      ...(route?.concurrency !== undefined ? { concurrency: route.concurrency } : {}),
+      ...(route?.rate !== undefined ? { rate: route.rate } : {}),
+    };
     if (!r.ok) {
       const kind = r.code === 'ROUTE_NULL_MX' ? 'null-mx' : 'error';
       return { destination: domain.toLowerCase(), route: { kind, detail: `${r.status} ${r.reason} [${steps}]` }, hosts: [], tls, permanent: r.permanent, ...concurrency };

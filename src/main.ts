@@ -15,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { planReload } from './config/index.js';
+import { defaultRate, planReload } from './config/index.js';
 import type { Config, HostPort, LoadResult } from './config/index.js';
 import { hostname as osHostname } from 'node:os';
 import { createCleanup } from './cleanup/index.js';
@@ -23,7 +23,7 @@ import { RouteTable, createDeliveryAgent, createDnsResolver, withSmarthost } fro
 import { QueueManager, createQueueControl } from './qmgr/index.js';
 import type { QueueControl } from './qmgr/index.js';
 import { openSqliteStore } from './queue/sqlite/index.js';
-import { migratePostgres, openPostgresStore, PgDestinationSlots, redact } from './queue/postgres/index.js';
+import { migratePostgres, openPostgresStore, PgDestinationRates, PgDestinationSlots, redact } from './queue/postgres/index.js';
 import type { MigrateResult } from './queue/postgres/index.js';
 import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
@@ -98,10 +98,11 @@ export async function migrateQueue(url: string, schema: string): Promise<Migrate
   return migratePostgres(url, schema, `migrate:${osHostname()}:${process.pid}`);
 }
 
-/** The chosen backend: the store, and the cluster-wide slots when the queue is shared. */
+/** The chosen backend: the store, and the cluster-wide slots and rate buckets when the queue is shared. */
 interface Backend {
   readonly store: QueueStore;
   readonly slots?: PgDestinationSlots;
+  readonly rates?: PgDestinationRates;
 }
 
 /** --queue URL: the shared PostgreSQL queue; otherwise the embedded store in --spool. */
@@ -137,8 +138,14 @@ async function openBackend(config: Config, clock: Clock, log: Logger, node: stri
       node,
       onError: (err) => log.warn({ err: err.message }, 'destination slots: connection problem; retrying'),
     });
+    const rates = new PgDestinationRates({
+      url,
+      schema: config.queueSchema,
+      node,
+      onError: (err) => log.warn({ err: err.message }, 'destination rates: connection problem; retrying'),
+    });
     log.info({ queue: store.description, node }, 'queue opened');
-    return { store, slots };
+    return { store, slots, rates };
   }
   await mkdir(config.spool, { recursive: true }).catch((err: unknown) => {
     throw new Error(`spool directory ${config.spool}: ${err instanceof Error ? err.message : String(err)}`);
@@ -153,7 +160,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const log = options.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
   const clock = options.clock ?? systemClock;
   const node = config.nodeName ?? `${osHostname()}:${process.pid}`;
-  const { store, slots } = await openBackend(config, clock, log, node);
+  const { store, slots, rates } = await openBackend(config, clock, log, node);
+  const destinationRate = defaultRate(config.delivery);
 
   const relayNetworks = compileCidrList(config.relayFrom);
   const random = options.random ?? Math.random;
@@ -207,6 +215,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       pollMs: 1_000,
       delayWarning: config.delivery.delayWarning,
       keepDone: config.delivery.keepDone,
+      ...(destinationRate !== undefined ? { destinationRate } : {}),
     },
     store,
     routes,
@@ -220,6 +229,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       timeseries.outcome(state, now);
     },
     ...(slots ? { slots } : {}),
+    ...(rates ? { rates } : {}),
+    onRateWait: (destination) => metrics.rateWait(destination),
   });
   const smtpd = new SmtpServer({
     options: { listen: config.listen, listenBacklog: config.limits.listenBacklog, ...smtpdOptions(config, relayNetworks) },
@@ -247,6 +258,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     explain: {
       explainRoute: explainRoutes(routes, () => current),
       window: (destination, concurrency) => manager.window(destination, concurrency),
+      rate: async (destination, rate) => {
+        const r = await manager.rate(destination, rate);
+        return r && { perMinute: r.limit.perMinute, burst: r.limit.burst, source: r.fromRoute ? 'route' : 'default', tokens: r.tokens, waiting: r.waiting };
+      },
     },
     overview: createOverview({ store, clock }),
     timeseries: () => timeseries.timeseries(),
@@ -265,6 +280,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     await smtpd.close(0);
     await store.close();
     await slots?.close();
+    await rates?.close();
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
   log.info({ listeners, hostname: config.hostname, relayFrom: config.relayFrom }, 'smtpd ready');
@@ -289,13 +305,16 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     (next) => {
       currentRoutes = routeTable(next);
     },
-    (next) =>
+    (next) => {
+      const rate = defaultRate(next.delivery);
       qmgr?.reconfigure({
         retry: { retry: next.retry, maxAge: next.maxAge },
         ambiguous: next.delivery.ambiguous,
         delayWarning: next.delivery.delayWarning,
         keepDone: next.delivery.keepDone,
-      }),
+        ...(rate !== undefined ? { destinationRate: rate } : {}),
+      });
+    },
   ];
   return {
     listeners,
@@ -340,6 +359,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await agent.close();
         await store.close();
         await slots?.close();
+        await rates?.close();
         log.info({}, 'stopped');
         resolveClosed();
       })();

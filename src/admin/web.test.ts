@@ -14,6 +14,7 @@ import { CONTENT_SECURITY_POLICY, loadWebFiles, WEB_DIR } from './web.js';
 const metrics: Metrics = {
   messageAccepted() {},
   recipientOutcome() {},
+  rateWait() {},
   render: async () => '',
   contentType: 'text/plain',
   close() {},

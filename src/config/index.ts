@@ -18,4 +18,5 @@ export { configurationReference } from './reference.js';
 export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, LOG_LEVELS, LOG_FORMATS, SECTIONS, type Section, type Setting, type Kind, type ValueOf } from './schema.js';
 export { formatHostPort, formatValue, parseHostPort } from './parse.js';
 export { didYouMean } from './suggest.js';
-export type { Config, DeliverySettings, HostPort, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';
+export type { Config, DeliverySettings, HostPort, RateLimit, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';
+export { defaultRate, formatRate, parseRate, rateLimit, defaultBurst, RATE_HINT } from './rate.js';

@@ -5,7 +5,7 @@
  *
  *   "routes": [
  *     { "pattern": "example.com",     "smarthost": "relay.example.net:587", "concurrency": 5 },
- *     { "pattern": "*.example.org",   "mx": true, "retry": "30s,2m,10m" },
+ *     { "pattern": "*.example.org",   "mx": true, "retry": "30s,2m,10m", "rate": "600/m", "burst": 20 },
  *     { "pattern": "*",               "smarthost": "127.0.0.1:2626" }
  *   ]
  *
@@ -14,13 +14,16 @@
  * then the longest `*.suffix`, then `*`) are checked again by delivery's RouteTable.
  * TLS: only `none` and `may` are accepted until outbound STARTTLS exists (the security issue);
  * a policy that requires TLS is refused rather than silently delivered in plain text.
+ * Rate: `rate` (config/rate.ts syntax; "unlimited" lifts --destination-rate for this route) and
+ * `burst` (needs `rate`) limit how many deliveries start per minute to the route's destination.
  * Every error names the file, the route's index and the field.
  */
 import type { RouteSetting } from './types.js';
 import { parseHostPort } from './parse.js';
 import { parseDuration } from '../util/index.js';
+import { MAX_BURST, parseRate, rateLimit } from './rate.js';
 
-const FIELDS = new Set(['pattern', 'smarthost', 'mx', 'concurrency', 'retry', 'tls']);
+const FIELDS = new Set(['pattern', 'smarthost', 'mx', 'concurrency', 'retry', 'tls', 'rate', 'burst']);
 /** `*`, `example.com`, `*.example.com` (trailing dot allowed; U-labels allowed). */
 const PATTERN = /^(?:\*|(?:\*\.)?(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)*[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.?)$/u;
 const TLS_NOW = ['none', 'may'];
@@ -72,6 +75,7 @@ function parseRoute(where: string, item: unknown, errors: string[]): RouteSettin
     errors.push(`${where}: "concurrency" must be a whole number 1..10000`);
   }
   const retry = parseRetry(where, fields['retry'], errors);
+  const rate = parseRouteRate(where, fields['rate'], fields['burst'], errors);
   const tls = fields['tls'];
   if (tls !== undefined) {
     if (typeof tls === 'string' && TLS_LATER.includes(tls)) errors.push(`${where}: "tls": "${tls}" needs outbound STARTTLS, which is not available in this version yet`);
@@ -84,7 +88,29 @@ function parseRoute(where: string, item: unknown, errors: string[]): RouteSettin
     ...(typeof concurrency === 'number' ? { concurrency } : {}),
     ...(retry ? { retry } : {}),
     ...(typeof tls === 'string' ? { tls: tls as 'none' | 'may' } : {}),
+    ...(rate !== undefined ? { rate } : {}),
   };
+}
+
+function parseRouteRate(where: string, value: unknown, burst: unknown, errors: string[]): RouteSetting['rate'] {
+  if (burst !== undefined && (!Number.isInteger(burst) || (burst as number) < 1 || (burst as number) > MAX_BURST)) {
+    errors.push(`${where}: "burst" must be a whole number 1..${MAX_BURST} (messages that may start at once)`);
+    return undefined;
+  }
+  if (value === undefined) {
+    if (burst !== undefined) errors.push(`${where}: "burst" needs a "rate" on the same route, e.g. rate = "600/m"`);
+    return undefined;
+  }
+  const parsed = parseRate(value);
+  if (!parsed.ok) {
+    errors.push(`${where}: "rate": ${parsed.reason}`);
+    return undefined;
+  }
+  if (parsed.perMinute === 'unlimited') {
+    if (burst !== undefined) errors.push(`${where}: "burst" means nothing with rate "unlimited"`);
+    return 'unlimited';
+  }
+  return rateLimit(parsed.perMinute, burst as number | undefined);
 }
 
 function parseNextHop(where: string, fields: Record<string, unknown>, errors: string[]): RouteSetting['nextHop'] | undefined {

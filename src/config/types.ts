@@ -38,6 +38,14 @@ export interface SmtpdTimeouts {
   readonly shutdownGrace: number;
 }
 
+/** An outbound rate limit (config/rate.ts): a token bucket of `burst` messages refilled at `perMinute`. */
+export interface RateLimit {
+  /** Messages per minute (fractional for rates given per hour). */
+  readonly perMinute: number;
+  /** Messages that may start at once after a quiet spell (the bucket's size), at least 1. */
+  readonly burst: number;
+}
+
 /** One entry of the config file's `routes` (config/routes.ts); delivery's RouteTable reads it. */
 export interface RouteSetting {
   /** `example.com`, `*.example.com` (subdomains) or `*`. */
@@ -48,6 +56,8 @@ export interface RouteSetting {
   readonly retry?: readonly number[];
   /** Only the policies that need no STARTTLS are accepted until outbound TLS exists. */
   readonly tls?: 'none' | 'may';
+  /** Messages started per minute to this route's destination; 'unlimited' overrides --destination-rate. */
+  readonly rate?: RateLimit | 'unlimited';
 }
 
 export interface DeliverySettings {
@@ -59,6 +69,13 @@ export interface DeliverySettings {
   readonly destinationConcurrency: number;
   /** Messages in delivery at once over all destinations. */
   readonly maxInFlight: number;
+  /**
+   * Deliveries started per minute to one destination unless its route says otherwise, as
+   * written and validated (`600/m`, `unlimited`); config/rate's defaultRate() gives the RateLimit.
+   */
+  readonly destinationRate: string;
+  /** The burst for destinationRate; 0: one second of the rate, at least 1. */
+  readonly destinationBurst: number;
   /** Connection lost after our end-of-data, before the reply (RFC 1047): retry or hold. */
   readonly ambiguous: 'retry' | 'hold';
   /** Lines over 998 octets to a peer without BINARYMIME: wrap (CRLF SP), pass, or bounce. */

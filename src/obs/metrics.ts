@@ -14,6 +14,10 @@
  *   postwire_smtpd_received_bytes_total     octets read from SMTP clients, at scrape time
  *   postwire_delivery_sent_bytes_total      message octets sent to next hops, from the
  *                                           'postwire:delivery:transaction' channel
+ *   postwire_destination_rate_waits_total{destination}
+ *                                           deliveries that could not start at once because their
+ *                                           destination was over its rate (waited or given back),
+ *                                           bounded like the series below
  *   postwire_destination_recipients_total{destination,state}
  *                                           outcomes per destination: the --metrics-destinations
  *                                           busiest by name, the rest as "other" (obs/top-n)
@@ -48,6 +52,8 @@ export interface Metrics {
   messageAccepted(octets: number): void;
   /** `destination`: the route's destination (next-hop key), or the recipient's domain when unrouted. */
   recipientOutcome(state: string, receivedAt: number, now: number, destination?: string): void;
+  /** A delivery to `destination` waited for its rate limit. */
+  rateWait(destination: string): void;
   /** Text exposition format for GET /metrics. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -117,6 +123,17 @@ export function createMetrics(sources: MetricsSources): Metrics {
       for (const c of perDestination.snapshot()) this.inc({ destination: c.destination, state: c.key }, c.value);
     },
   });
+  const rateWaits = new TopN(sources.destinations);
+  new Counter({
+    name: 'postwire_destination_rate_waits_total',
+    help: 'Deliveries that could not start at once because their destination was over its rate limit (the busiest N by name, the rest as "other")',
+    labelNames: ['destination'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of rateWaits.snapshot()) this.inc({ destination: c.destination }, c.value);
+    },
+  });
   const onFramingFault = (): void => framingFaults.inc();
   const onTransaction = (message: unknown): void => {
     const octets = (message as Partial<DeliveryTransactionEvent>).octets;
@@ -134,6 +151,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
       if (destination !== undefined) perDestination.add(destination, state);
       if (state === 'ambiguous') ambiguous.inc();
       if (state === 'delivered') latency.observe(Math.max(0, (now - receivedAt) / 1000));
+    },
+    rateWait(destination) {
+      rateWaits.add(destination, 'wait');
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

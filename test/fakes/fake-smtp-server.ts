@@ -24,6 +24,8 @@ export interface SinkTransaction {
   readonly via: 'DATA' | 'BDAT';
   /** The raw MAIL FROM and RCPT lines (parameters included). */
   readonly commands: string[];
+  /** When MAIL FROM arrived (Date.now()): when the client started this transaction. */
+  readonly startedAt: number;
 }
 
 export interface FakeSmtpOptions {
@@ -107,6 +109,7 @@ class SinkSession {
   private buffer = Buffer.alloc(0);
   private mode: Mode = { kind: 'command' };
   private mailFrom = '';
+  private startedAt = 0;
   private rcpts: string[] = [];
   private commands: string[] = [];
   private body: Buffer[] = [];
@@ -210,6 +213,7 @@ class SinkSession {
       this.reset();
       this.startTransaction();
       this.mailFrom = /<([^>]*)>/.exec(line)?.[1] ?? '';
+      this.startedAt = Date.now();
       this.commands.push(line);
       this.say('250 2.1.0 ok');
     } else if (verb === 'RCPT') {
@@ -279,7 +283,7 @@ class SinkSession {
   private transaction(via: 'DATA' | 'BDAT'): SinkTransaction {
     const raw = Buffer.concat(this.body);
     const data = via === 'DATA' ? unstuff(raw) : raw;
-    return { mailFrom: this.mailFrom, rcpts: [...this.rcpts], data, via, commands: [...this.commands] };
+    return { mailFrom: this.mailFrom, rcpts: [...this.rcpts], data, via, commands: [...this.commands], startedAt: this.startedAt };
   }
 
   private reset(): void {
