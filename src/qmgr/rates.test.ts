@@ -5,7 +5,7 @@ import type { Clock, Timer } from '../util/index.js';
 import { runRatesConformance } from '../../test/support/rates-conformance.js';
 import { take } from './token-bucket.js';
 import type { BucketState } from './token-bucket.js';
-import { LocalDestinationRates, RateGate } from './rates.js';
+import { COME_BACK_MAX_MS, LocalDestinationRates, RateGate } from './rates.js';
 import type { DestinationRates, RateTake } from './rates.js';
 
 /** A clock the test moves: timers fire when advance() passes their deadline. */
@@ -73,7 +73,7 @@ describe('rate gate', () => {
     let waits = 0;
     const gate = new RateGate(new LocalDestinationRates(clock), clock, () => waits++);
     const started: Array<{ n: number; at: number }> = [];
-    for (let n = 0; n < 12; n++) void gate.acquire('mx:a.test', limit).then((ok) => ok && started.push({ n, at: clock.now() }));
+    for (let n = 0; n < 12; n++) void gate.acquire('mx:a.test', () => limit).then((ok) => ok && started.push({ n, at: clock.now() }));
     await clock.advance(0);
     assert.deepEqual(started.map((s) => s.n), [0, 1, 2, 3, 4], 'the burst at once');
     assert.equal(gate.waitingFor('mx:a.test'), 7);
@@ -89,10 +89,10 @@ describe('rate gate', () => {
     const clock = new ManualClock();
     const gate = new RateGate(new LocalDestinationRates(clock), clock);
     const slow = { perMinute: 1, burst: 1 };
-    assert.equal(await gate.acquire('mx:slow.test', slow), true);
+    assert.equal(await gate.acquire('mx:slow.test', () => slow), true);
     let second = false;
-    void gate.acquire('mx:slow.test', slow).then(() => (second = true));
-    const others = await Promise.all(Array.from({ length: 5 }, () => gate.acquire('mx:fast.test', limit)));
+    void gate.acquire('mx:slow.test', () => slow).then(() => (second = true));
+    const others = await Promise.all(Array.from({ length: 5 }, () => gate.acquire('mx:fast.test', () => limit)));
     assert.deepEqual(others, [true, true, true, true, true]);
     await clock.advance(59_000);
     assert.equal(second, false);
@@ -104,13 +104,32 @@ describe('rate gate', () => {
     const clock = new ManualClock();
     const gate = new RateGate(new LocalDestinationRates(clock), clock);
     assert.equal(gate.estimate('mx:a.test', limit), 0, 'an unknown destination: try at once');
-    for (let i = 0; i < 5; i++) await gate.acquire('mx:a.test', limit);
+    for (let i = 0; i < 5; i++) await gate.acquire('mx:a.test', () => limit);
     assert.equal(gate.estimate('mx:a.test', limit), 100, 'the bucket is empty: one interval');
-    void gate.acquire('mx:a.test', limit);
+    void gate.acquire('mx:a.test', () => limit);
     await clock.advance(0);
     assert.equal(gate.estimate('mx:a.test', limit), 200, 'one waiter ahead');
     const backs = [gate.reserve('mx:a.test', limit), gate.reserve('mx:a.test', limit), gate.reserve('mx:a.test', limit)];
     assert.deepEqual(backs, [200, 300, 400]);
+    const slow = { perMinute: 1, burst: 1 };
+    const far = [gate.reserve('mx:slow.test', slow), gate.reserve('mx:slow.test', slow), gate.reserve('mx:slow.test', slow), gate.reserve('mx:slow.test', slow), gate.reserve('mx:slow.test', slow), gate.reserve('mx:slow.test', slow)];
+    assert.deepEqual(far, [0, 60_000, 120_000, 180_000, 240_000, 300_000], 'one a minute, up to the horizon');
+    assert.equal(gate.reserve('mx:slow.test', slow), COME_BACK_MAX_MS, 'never further than COME_BACK_MAX_MS');
+  });
+
+  it('a reload applies to groups already waiting: a lifted limit lets them go at once', async () => {
+    const clock = new ManualClock();
+    const gate = new RateGate(new LocalDestinationRates(clock), clock);
+    let current: { perMinute: number; burst: number } | undefined = { perMinute: 1, burst: 1 };
+    assert.equal(await gate.acquire('mx:a.test', () => current), true);
+    let second = false;
+    void gate.acquire('mx:a.test', () => current).then(() => (second = true));
+    await clock.advance(1_000);
+    assert.equal(second, false);
+    current = undefined;
+    gate.nudge();
+    await clock.advance(0);
+    assert.equal(second, true);
   });
 
   it('fails closed: a port that throws starts nothing, and the gate retries it', async () => {
@@ -124,7 +143,7 @@ describe('rate gate', () => {
     };
     const gate = new RateGate(port, clock, undefined, () => errors++);
     let got: boolean | undefined;
-    void gate.acquire('mx:a.test', limit).then((ok) => (got = ok));
+    void gate.acquire('mx:a.test', () => limit).then((ok) => (got = ok));
     await clock.advance(2_500);
     assert.equal(got, undefined, 'no token, no delivery');
     assert.ok(errors >= 2, `retried (${errors} errors)`);
@@ -136,14 +155,14 @@ describe('rate gate', () => {
   it('close() wakes every waiter with false', async () => {
     const clock = new ManualClock();
     const gate = new RateGate(new LocalDestinationRates(clock), clock);
-    const results = await Promise.all([gate.acquire('mx:a.test', { perMinute: 1, burst: 1 }), (async () => {
-      const p = gate.acquire('mx:a.test', { perMinute: 1, burst: 1 });
+    const results = await Promise.all([gate.acquire('mx:a.test', () => ({ perMinute: 1, burst: 1 })), (async () => {
+      const p = gate.acquire('mx:a.test', () => ({ perMinute: 1, burst: 1 }));
       await settle();
       gate.close();
       return p;
     })()]);
     assert.deepEqual(results, [true, false]);
-    assert.equal(await gate.acquire('mx:b.test', limit), false);
+    assert.equal(await gate.acquire('mx:b.test', () => limit), false);
   });
 });
 

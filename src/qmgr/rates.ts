@@ -70,11 +70,14 @@ export class LocalDestinationRates implements DestinationRates {
 }
 
 const PRUNE_AT = 1_000;
+/** The furthest ahead a given-back claim is scheduled (see reserve). */
+export const COME_BACK_MAX_MS = 5 * 60_000;
 /** How long the gate waits before asking a failing port again. */
 export const ERROR_RETRY_MS = 1_000;
 
 interface Waiter {
-  readonly limit: RateLimit;
+  /** Read at each try, so a SIGHUP that changes the rate applies to groups already waiting; undefined: no limit now. */
+  readonly limit: () => RateLimit | undefined;
   readonly resolve: (taken: boolean) => void;
   counted: boolean;
 }
@@ -113,19 +116,33 @@ export class RateGate {
 
   /**
    * A group given back instead of waiting: when it should be due again. Successive calls are
-   * spaced one token apart behind the estimate, so a backlog comes back at the rate.
+   * spaced one token apart behind the estimate, so a backlog comes back at the rate; never
+   * further than COME_BACK_MAX_MS ahead, so a rate raised by a reload (or a mistaken tiny rate
+   * put right) does not leave mail parked for hours: past that horizon a deep backlog is claimed
+   * and given back once per COME_BACK_MAX_MS (the churn that bound costs).
    */
   reserve(destination: string, limit: RateLimit): number {
     const lane = this.lane(destination);
-    const at = Math.max(lane.horizon, this.clock.now() + this.estimate(destination, limit));
-    lane.horizon = at + interval(limit);
+    const now = this.clock.now();
+    const at = Math.max(lane.horizon, now + this.estimate(destination, limit));
     this.onWait(destination);
+    if (at > now + COME_BACK_MAX_MS) return now + COME_BACK_MAX_MS;
+    lane.horizon = at + interval(limit);
     return at;
   }
 
+  /** The rates may have changed (SIGHUP): every waiting head asks again at once, under its new limit. */
+  nudge(): void {
+    for (const lane of this.lanes.values()) {
+      lane.horizon = 0;
+      lane.sleep?.cancel();
+    }
+  }
+
   /** Resolves true once a token of `destination` is ours (FIFO among this node's waiters), false if the gate closed. */
-  acquire(destination: string, limit: RateLimit): Promise<boolean> {
+  acquire(destination: string, limit: () => RateLimit | undefined): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
+    if (limit() === undefined) return Promise.resolve(true);
     const lane = this.lane(destination);
     return new Promise<boolean>((resolve) => {
       lane.waiters.push({ limit, resolve, counted: false });
@@ -171,9 +188,16 @@ export class RateGate {
       for (;;) {
         const head = lane.waiters[0];
         if (head === undefined || this.closed) return;
+        const limit = head.limit();
+        if (limit === undefined) {
+          // The limit was lifted while it waited.
+          lane.waiters.shift();
+          head.resolve(true);
+          continue;
+        }
         let r: RateTake;
         try {
-          r = await this.port.take(destination, head.limit);
+          r = await this.port.take(destination, limit);
         } catch (err) {
           this.onError(err);
           r = { taken: false, tokens: 0, waitMs: ERROR_RETRY_MS };

@@ -219,6 +219,7 @@ export class QueueManager {
    */
   reconfigure(policy: ReloadablePolicy): void {
     this.policy = policy;
+    this.rates.nudge();
   }
 
   start(): void {
@@ -515,8 +516,7 @@ export class QueueManager {
     // its own window busy and nothing else. The token is taken after the window, so deliveries
     // start at the rate (tokens taken while waiting for a window would start in a bunch).
     const releaseWindow = await this.windows.acquire(group.route.destination, group.route.route.concurrency);
-    const limit = this.rateOf(group.route.route.rate);
-    const token = limit === undefined ? true : await this.rates.acquire(group.route.destination, limit);
+    const token = await this.rates.acquire(group.route.destination, () => this.rateOf(group.route.route.rate));
     const releaseSlot = token ? await this.deliverySlots.acquire('all') : () => undefined;
     const release = (): void => {
       releaseSlot();
