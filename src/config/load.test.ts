@@ -62,7 +62,7 @@ test('defaults match DESIGN §3 and types.ts', () => {
       maxCommandLine: 512, maxBadCommands: 20, listenBacklog: 1024,
     },
     timeouts: { command: 300_000, data: 180_000, shutdownGrace: 10_000 },
-    delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
+    delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, destinationRate: 'unlimited', destinationBurst: 0, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
     routes: [],
     logLevel: 'info',
     logFormat: 'auto',
