@@ -260,7 +260,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       window: (destination, concurrency) => manager.window(destination, concurrency),
       rate: async (destination, rate) => {
         const r = await manager.rate(destination, rate);
-        return r && { perMinute: r.limit.perMinute, burst: r.limit.burst, source: r.fromRoute ? 'route' : 'default', tokens: r.tokens, waiting: r.waiting };
+        return r && { perMinute: r.limit.perMinute, burst: r.limit.burst, source: r.fromRoute ? 'route' : 'default', ...(r.tokens !== undefined ? { tokens: r.tokens } : {}), waiting: r.waiting };
       },
     },
     overview: createOverview({ store, clock }),

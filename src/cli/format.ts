@@ -108,7 +108,8 @@ export function explainPage(e: ExplainV1): string {
       const per = d.rate.perMinute;
       const limit = per >= 60 && Number.isInteger(per / 60) ? `${per / 60}/s` : `${Math.round(per * 1000) / 1000}/m`;
       const from = d.rate.source === 'route' ? 'the route' : '--destination-rate';
-      out.push(`  rate     ${limit} burst ${d.rate.burst} (${from}): ${Math.floor(d.rate.tokens)} may start now, ${d.rate.waiting} waiting for a token`);
+      const now = d.rate.tokens === undefined ? 'the bucket cannot be read now' : `${Math.floor(d.rate.tokens)} may start now`;
+      out.push(`  rate     ${limit} burst ${d.rate.burst} (${from}): ${now}, ${d.rate.waiting} waiting for a token`);
     }
     if (d.lastReply !== undefined) out.push(`  reply    ${indent(d.lastReply, '           ').trimStart()}`);
     out.push(`  next     ${d.why}`);

@@ -263,10 +263,12 @@ export class QueueManager {
    * else --destination-rate; undefined when unlimited), the tokens in its bucket (cluster-wide on
    * a shared queue) and this node's deliveries waiting for one.
    */
-  async rate(destination: string, routeRate?: RateLimit | 'unlimited'): Promise<{ limit: RateLimit; fromRoute: boolean; tokens: number; waiting: number } | undefined> {
+  async rate(destination: string, routeRate?: RateLimit | 'unlimited'): Promise<{ limit: RateLimit; fromRoute: boolean; tokens?: number; waiting: number } | undefined> {
     const limit = this.rateOf(routeRate);
     if (limit === undefined) return undefined;
-    return { limit, fromRoute: routeRate !== undefined, tokens: await this.rateBuckets.peek(destination, limit), waiting: this.rates.waitingFor(destination) };
+    // A bucket that cannot be read (the shared queue's database is away) is left out, not an error: explain still answers.
+    const tokens = await this.rateBuckets.peek(destination, limit).catch(() => undefined);
+    return { limit, fromRoute: routeRate !== undefined, ...(tokens !== undefined ? { tokens } : {}), waiting: this.rates.waitingFor(destination) };
   }
 
   private rateOf(routeRate: RateLimit | 'unlimited' | undefined): RateLimit | undefined {
