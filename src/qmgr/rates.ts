@@ -45,27 +45,28 @@ export interface DestinationRates {
 
 /** Buckets in this process, on the injected clock. */
 export class LocalDestinationRates implements DestinationRates {
-  private readonly buckets = new Map<string, BucketState>();
+  /** Each bucket with the limit it was last taken under (the prune needs each one's own). */
+  private readonly buckets = new Map<string, { state: BucketState; limit: RateLimit }>();
 
   constructor(private readonly clock: Pick<Clock, 'now'>) {}
 
   take(destination: string, limit: RateLimit): Promise<RateTake> {
     const now = this.clock.now();
-    const r = take(this.buckets.get(destination), limit, now);
-    this.buckets.set(destination, r.state);
-    if (this.buckets.size > PRUNE_AT) this.prune(limit, now);
+    const r = take(this.buckets.get(destination)?.state, limit, now);
+    this.buckets.set(destination, { state: r.state, limit });
+    if (this.buckets.size > PRUNE_AT) this.prune(now);
     return Promise.resolve(r.taken ? { taken: true, tokens: r.state.tokens, waitMs: 0 } : { taken: false, tokens: r.state.tokens, waitMs: r.waitMs });
   }
 
   peek(destination: string, limit: RateLimit): Promise<number> {
-    const state = this.buckets.get(destination);
+    const state = this.buckets.get(destination)?.state;
     if (state === undefined) return Promise.resolve(limit.burst);
     return Promise.resolve(Math.min(limit.burst, state.tokens + Math.max(0, this.clock.now() - state.at) / interval(limit)));
   }
 
   /** A bucket that has refilled is the same as no bucket: forget it (the map stays the active set). */
-  private prune(limit: RateLimit, now: number): void {
-    for (const [d, s] of this.buckets) if (s.tokens + Math.max(0, now - s.at) / interval(limit) >= limit.burst) this.buckets.delete(d);
+  private prune(now: number): void {
+    for (const [d, { state, limit }] of this.buckets) if (state.tokens + Math.max(0, now - state.at) / interval(limit) >= limit.burst) this.buckets.delete(d);
   }
 }
 
@@ -104,14 +105,16 @@ export class RateGate {
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 
-  /** ms until a group of `destination` claimed now could start, by what this node last saw (0: at once). */
-  estimate(destination: string, limit: RateLimit): number {
+  /**
+   * ms until a group of `destination` claimed now could start, by what this node last saw (0: at
+   * once). `ahead`: groups of it queued before the gate (waiting for the concurrency window).
+   */
+  estimate(destination: string, limit: RateLimit, ahead = 0): number {
     const lane = this.lanes.get(destination);
-    if (lane === undefined) return 0;
     const per = interval(limit);
     const now = this.clock.now();
-    const tokens = lane.seen === undefined ? limit.burst : Math.min(limit.burst, lane.seen.tokens + Math.max(0, now - lane.seen.at) / per);
-    return Math.max(0, Math.ceil((lane.waiters.length + 1 - tokens) * per));
+    const tokens = lane?.seen === undefined ? limit.burst : Math.min(limit.burst, lane.seen.tokens + Math.max(0, now - lane.seen.at) / per);
+    return Math.max(0, Math.ceil(((lane?.waiters.length ?? 0) + ahead + 1 - tokens) * per));
   }
 
   /**
@@ -121,10 +124,10 @@ export class RateGate {
    * put right) does not leave mail parked for hours: past that horizon a deep backlog is claimed
    * and given back once per COME_BACK_MAX_MS (the churn that bound costs).
    */
-  reserve(destination: string, limit: RateLimit): number {
+  reserve(destination: string, limit: RateLimit, ahead = 0): number {
     const lane = this.lane(destination);
     const now = this.clock.now();
-    const at = Math.max(lane.horizon, now + this.estimate(destination, limit));
+    const at = Math.max(lane.horizon, now + this.estimate(destination, limit, ahead));
     this.onWait(destination);
     if (at > now + COME_BACK_MAX_MS) return now + COME_BACK_MAX_MS;
     lane.horizon = at + interval(limit);

@@ -498,9 +498,11 @@ export class QueueManager {
   private notNow(groups: readonly Group[]): number | undefined {
     const now = this.deps.clock.now();
     const rated = groups.map((g) => ({ g, limit: this.rateOf(g.route.route.rate) }));
-    const waits = rated.map(({ g, limit }) => (this.backlogged(g) ? 'window' : limit !== undefined && this.rates.estimate(g.route.destination, limit) > RATE_WAIT_MAX_MS ? 'rate' : 'go'));
+    // Groups waiting for the window will take their tokens first: they count as ahead.
+    const ahead = (g: Group): number => this.windows.waitingFor(g.route.destination);
+    const waits = rated.map(({ g, limit }) => (this.backlogged(g) ? 'window' : limit !== undefined && this.rates.estimate(g.route.destination, limit, ahead(g)) > RATE_WAIT_MAX_MS ? 'rate' : 'go'));
     if (waits.some((w) => w === 'go')) return undefined;
-    return Math.min(...rated.map(({ g, limit }, i) => (waits[i] === 'rate' && limit !== undefined ? this.rates.reserve(g.route.destination, limit) : now + BACKOFF_MS)));
+    return Math.min(...rated.map(({ g, limit }, i) => (waits[i] === 'rate' && limit !== undefined ? this.rates.reserve(g.route.destination, limit, ahead(g)) : now + BACKOFF_MS)));
   }
 
   private backlogged(group: Group): boolean {
