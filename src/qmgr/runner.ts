@@ -2,7 +2,9 @@
  * @module qmgr/runner
  * The queue manager: claims due messages from the QueueStore with a lease, groups each one's due
  * recipients by destination (one transaction per destination), hands each group to delivery
- * inside that destination's concurrency window, turns the outcomes into per-recipient states
+ * inside that destination's concurrency window and, when it has a rate limit, with one of its
+ * tokens (qmgr/rates: waiting for a token is not an attempt; a long wait gives the claim back
+ * until a token is due), turns the outcomes into per-recipient states
  * with a next attempt time, queues the DSNs that are owed, and records the attempt.
  *
  * Order of effects, for "never lost": a DSN is committed to the queue BEFORE the attempt that
