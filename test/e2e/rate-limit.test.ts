@@ -1,15 +1,17 @@
 /**
  * Per-destination outbound rate limits on one node (the embedded queue), through the real
- * server in-process with a TOML config: two routes to two sinks, one limited to RATE per second
- * with BURST, the other unlimited; the limited mail is submitted first, then the other.
+ * server in-process with a TOML config: three routes to three sinks: `stuck.test` at one a
+ * minute (burst 1), `limited.test` at RATE per second with BURST, everything else unlimited. The
+ * stuck mail goes in first, then the limited, then the other.
  *
  * 1. The limited destination starts its deliveries at the rate: in any window of W ms the sink
  *    sees at most BURST + RATE × W (plus JITTER deliveries for the time between our token and
  *    the sink's MAIL FROM), and the whole run takes at least the time the rate needs; every
  *    message is delivered once, with one attempt in its history (waiting for a token is not an
- *    attempt). The unlimited destination's mail, submitted interleaved, is all delivered while
- *    the limited one is still going. explain shows the limit and its bucket; the metrics count
- *    the waits for the limited destination.
+ *    attempt). The stuck destination's backlog holds nothing else back: the limited and the
+ *    unlimited mail behind it are all delivered while it has started one delivery a minute, and
+ *    its waiting messages are `queued` with an empty history (no attempt, no deferral). explain
+ *    shows the limit and its bucket; the metrics count the waits per destination.
  * 2. SIGHUP's reload: --destination-rate set on a running server applies to the next claims.
  * Only lower bounds on time are asserted (a loaded machine only slows delivery down).
  */
@@ -32,6 +34,7 @@ const RATE = 4; // per second
 const BURST = 3;
 const LIMITED = 30;
 const OTHER = 60;
+const STUCK = 12;
 const JITTER = 2;
 
 async function sendAll(port: number, rcpts: readonly string[], lanes = 4): Promise<string[]> {
@@ -59,6 +62,7 @@ function mostIn(transactions: readonly SinkTransaction[], ms: number): number {
 
 describe('outbound rate limits, one node', () => {
   it('a limited destination delivers its burst, then at the rate; other destinations are not held back', { timeout: 90_000 }, async () => {
+    const stuck = await startFakeSmtp();
     const limited = await startFakeSmtp();
     const other = await startFakeSmtp();
     const dir = await mkdtemp(join(tmpdir(), 'postwire-rate-'));
@@ -66,30 +70,44 @@ describe('outbound rate limits, one node', () => {
     try {
       const file = join(dir, 'postwire.toml');
       await writeFile(file, [
+        '[[route]]', 'pattern = "stuck.test"', `smarthost = "127.0.0.1:${stuck.port}"`, 'rate = "1/m"',
         '[[route]]', 'pattern = "limited.test"', `smarthost = "127.0.0.1:${limited.port}"`, `rate = "${RATE}/s"`, `burst = ${BURST}`,
         '[[route]]', 'pattern = "*"', `smarthost = "127.0.0.1:${other.port}"`,
       ].join('\n'));
       server = await startTestServer(['--config', file, '--delivery', 'on', '--admin', '127.0.0.1:0', '--retry', '1s']);
-      // The limited mail first: then the limit (not the submission, a few dozen a second on a
-      // loaded machine) sets its pace, and the other mail arrives while the limited is backlogged.
+      // The limited mail before the other: then the limit (not the submission, a few dozen a
+      // second on a loaded machine) sets its pace.
+      const stuckIds = await sendAll(server.port, Array.from({ length: STUCK }, (_, n) => `s${n}@stuck.test`));
       const ids = [
         ...await sendAll(server.port, Array.from({ length: LIMITED }, (_, n) => `l${n}@limited.test`)),
         ...await sendAll(server.port, Array.from({ length: OTHER }, (_, n) => `o${n}@other.test`)),
       ];
-      await until('the other destination is done', () => other.delivered.length >= OTHER, 30_000, 20);
+      await until('the other destination is done', () => other.delivered.length >= OTHER, 60_000, 20);
       const limitedWhenOtherDone = limited.delivered.length;
       await until('the limited destination is done', () => limited.delivered.length >= LIMITED, 60_000, 50);
       await new Promise((r) => setTimeout(r, 300));
+      const stuckStarted = stuck.delivered[0]?.startedAt ?? Date.now();
+      const stuckBound = 1 + Math.floor((Date.now() - stuckStarted) / 60_000);
+      assert.ok(stuck.delivered.length >= 1 && stuck.delivered.length <= stuckBound, `one a minute to the stuck destination (${stuck.delivered.length}, at most ${stuckBound})`);
+      let queued = 0;
+      for (const text of stuckIds) {
+        const id = parseQueueId(text);
+        assert.ok(id);
+        const message = await server.store.getMessage(id);
+        if (message?.recipients[0]?.state !== 'queued') continue;
+        queued++;
+        assert.deepEqual(await server.store.history(id), [], `${id} waits for a token: no attempt, no deferral in its history`);
+      }
+      assert.ok(queued >= STUCK - stuckBound, `${queued} stuck messages still queued, untried`);
 
       const starts = limited.delivered.map((t) => t.startedAt).sort((a, b) => a - b);
       const span = (starts[starts.length - 1] ?? 0) - (starts[0] ?? 0);
       const perWindow = [500, 1_000, 2_000].map((w) => ({ w, most: mostIn(limited.delivered, w), bound: BURST + Math.floor((RATE * w) / 1_000) + JITTER }));
       console.log(`rate-limit: ${LIMITED} to limited (${RATE}/s burst ${BURST}) over ${span} ms; most per window ${JSON.stringify(perWindow)}; ` +
-        `other (${OTHER}) done with ${limitedWhenOtherDone} of the limited delivered`);
+        `other (${OTHER}) done with ${limitedWhenOtherDone} of the limited delivered; stuck (1/m) ${stuck.delivered.length} of ${STUCK} delivered`);
       for (const { w, most, bound } of perWindow) assert.ok(most <= bound, `at most ${bound} deliveries started in ${w} ms (saw ${most})`);
       const needed = ((LIMITED - BURST - JITTER) / RATE) * 1_000;
       assert.ok(span >= needed, `the rate stretched the run to at least ${needed} ms (took ${span})`);
-      assert.ok(limitedWhenOtherDone < LIMITED, `the other destination finished first (${limitedWhenOtherDone} limited ones were delivered by then)`);
       assert.equal(new Set(limited.delivered.map((t) => t.rcpts[0])).size, LIMITED, 'each limited recipient once');
       assert.equal(limited.delivered.length, LIMITED, 'no duplicates');
       assert.equal(new Set(other.delivered.map((t) => t.rcpts[0])).size, OTHER);
@@ -116,6 +134,7 @@ describe('outbound rate limits, one node', () => {
       assert.doesNotMatch(metrics, new RegExp(`postwire_destination_rate_waits_total\\{destination="smarthost:127\\.0\\.0\\.1:${other.port}"`));
     } finally {
       await server?.stop();
+      await stuck.close();
       await limited.close();
       await other.close();
       await rm(dir, { recursive: true, force: true });
