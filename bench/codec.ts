@@ -6,7 +6,7 @@
  * chunks as a socket delivers them, next to a plain Buffer.indexOf scan for `<CRLF>.<CRLF>` over
  * the same bytes: the ceiling of any decoder that must look at every byte.
  */
-import { DataDecoder, DotEncoder } from '../src/protocol/index.js';
+import { DataDecoder, DotEncoder, ReferenceDataDecoder, ReferenceDotEncoder } from '../src/protocol/index.js';
 
 const CHUNK = 64 * 1024;
 const TERMINATOR = Buffer.from('\r\n.\r\n');
@@ -41,26 +41,45 @@ export interface CodecResult {
   /** MB/s over the wire form (the bytes a socket carries). */
   readonly unstuff: number;
   readonly stuff: number;
+  /** The JavaScript reference machines (dot.ts), which the WebAssembly ones replaced. */
+  readonly referenceUnstuff: number;
+  readonly referenceStuff: number;
   readonly scan: number;
+}
+
+type Decoder = DataDecoder | ReferenceDataDecoder;
+type Encoder = DotEncoder | ReferenceDotEncoder;
+
+function unstuffRun(wireChunks: readonly Buffer[], make: () => Decoder, expected: number): number {
+  let decodedBytes = 0;
+  const seconds = timed(() => {
+    const decoder = make();
+    for (const c of wireChunks) for (const out of decoder.push(c).chunks) decodedBytes += out.length;
+  });
+  if (decodedBytes !== expected) throw new Error(`decoder produced ${decodedBytes} bytes, expected ${expected}`);
+  return seconds;
+}
+
+function stuffRun(plainChunks: readonly Buffer[], make: () => Encoder, expected: number): number {
+  let encodedBytes = 0;
+  const seconds = timed(() => {
+    const encoder = make();
+    for (const c of plainChunks) for (const out of encoder.push(c)) encodedBytes += out.length;
+    encodedBytes += encoder.end().length;
+  });
+  if (encodedBytes !== expected) throw new Error(`encoder produced ${encodedBytes} bytes, expected ${expected}`);
+  return seconds;
 }
 
 export function codecRun(corpus: { plain: Buffer; wire: Buffer }): CodecResult {
   const wireChunks = chunks(corpus.wire);
   const plainChunks = chunks(corpus.plain);
   const mb = corpus.wire.length / 1e6;
-  let decodedBytes = 0;
-  const unstuff = timed(() => {
-    const decoder = new DataDecoder({ maxMessageSize: Number.MAX_SAFE_INTEGER, bareNewline: 'normalize' });
-    for (const c of wireChunks) for (const out of decoder.push(c).chunks) decodedBytes += out.length;
-  });
-  if (decodedBytes !== corpus.plain.length) throw new Error(`decoder produced ${decodedBytes} bytes, expected ${corpus.plain.length}`);
-  let encodedBytes = 0;
-  const stuff = timed(() => {
-    const encoder = new DotEncoder();
-    for (const c of plainChunks) for (const out of encoder.push(c)) encodedBytes += out.length;
-    encodedBytes += encoder.end().length;
-  });
-  if (encodedBytes !== corpus.wire.length) throw new Error(`encoder produced ${encodedBytes} bytes, expected ${corpus.wire.length}`);
+  const options = { maxMessageSize: Number.MAX_SAFE_INTEGER, bareNewline: 'normalize' as const };
+  const unstuff = unstuffRun(wireChunks, () => new DataDecoder(options), corpus.plain.length);
+  const referenceUnstuff = unstuffRun(wireChunks, () => new ReferenceDataDecoder(options), corpus.plain.length);
+  const stuff = stuffRun(plainChunks, () => new DotEncoder(), corpus.wire.length);
+  const referenceStuff = stuffRun(plainChunks, () => new ReferenceDotEncoder(), corpus.wire.length);
   let found = 0;
   const scan = timed(() => {
     // The terminator may straddle chunks: search each chunk with the previous one's last 4 bytes.
@@ -71,5 +90,5 @@ export function codecRun(corpus: { plain: Buffer; wire: Buffer }): CodecResult {
     }
   });
   if (found === 0) throw new Error('the scan did not find end-of-data');
-  return { unstuff: mb / unstuff, stuff: mb / stuff, scan: mb / scan };
+  return { unstuff: mb / unstuff, stuff: mb / stuff, referenceUnstuff: mb / referenceUnstuff, referenceStuff: mb / referenceStuff, scan: mb / scan };
 }

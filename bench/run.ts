@@ -302,7 +302,7 @@ function codecCase(mib: number, runs: number): string {
   for (let i = 0; i < runs; i++) {
     const r = codecRun(corpus);
     results.push(r);
-    console.error(`codec run ${i + 1}/${runs}: unstuff ${r.unstuff.toFixed(0)} MB/s, stuff ${r.stuff.toFixed(0)} MB/s, indexOf scan ${r.scan.toFixed(0)} MB/s`);
+    console.error(`codec run ${i + 1}/${runs}: unstuff ${r.unstuff.toFixed(0)} (reference ${r.referenceUnstuff.toFixed(0)}) MB/s, stuff ${r.stuff.toFixed(0)} (reference ${r.referenceStuff.toFixed(0)}) MB/s, indexOf scan ${r.scan.toFixed(0)} MB/s`);
   }
   const scan = results.map((r) => r.scan);
   const row = (what: string, xs: number[]): string => `| ${what} | ${cell(xs, 0)} | ${ratio(xs, scan)} |`;
@@ -311,8 +311,10 @@ function codecCase(mib: number, runs: number): string {
     '',
     '| operation | MB/s (10^6 B/s of wire bytes) | ÷ indexOf scan |',
     '|---|---|---|',
-    row('un-stuff (DataDecoder: end-of-data, dots, bare-newline policy)', results.map((r) => r.unstuff)),
-    row('stuff (DotEncoder)', results.map((r) => r.stuff)),
+    row('un-stuff (DataDecoder: end-of-data, dots, bare-newline policy; WebAssembly)', results.map((r) => r.unstuff)),
+    row('stuff (DotEncoder; WebAssembly)', results.map((r) => r.stuff)),
+    row('un-stuff, JavaScript reference (ReferenceDataDecoder)', results.map((r) => r.referenceUnstuff)),
+    row('stuff, JavaScript reference (ReferenceDotEncoder)', results.map((r) => r.referenceStuff)),
     row('Buffer.indexOf scan for CRLF.CRLF (ceiling)', scan),
   ].join('\n');
 }

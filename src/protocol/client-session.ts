@@ -21,7 +21,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { formatCommand } from './command.js';
-import { DotEncoder, bdatCommand } from './dot.js';
+import { bdatCommand } from './dot.js';
+import { DotEncoder } from './dot-simd.js';
 import { ProtocolError } from './reply.js';
 import type { BodyType, DsnRet, Mailbox, MailParams, RcptParams, Reply, ReversePath } from './types.js';
 

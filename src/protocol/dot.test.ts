@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Buffer } from 'node:buffer';
-import { DataDecoder, DotEncoder, NewlineNormalizer, bdatCommand, type BareNewlinePolicy } from './dot.js';
+import { NewlineNormalizer, ReferenceDataDecoder, ReferenceDotEncoder, bdatCommand, type BareNewlinePolicy } from './dot.js';
+import { DataDecoder, DotEncoder } from './dot-simd.js';
 import { ProtocolError } from './reply.js';
 import { bytes, bytewise, everySplit, join, segment } from './testkit.js';
 
@@ -251,6 +252,80 @@ test('decode(encode(x)) == normalize(x) and the encoding is clean (property)', (
     }),
     { numRuns: 1000 },
   );
+});
+
+/** Runs a decoder class over pieces; every observable the callers use. */
+function decodeWith(make: () => ReferenceDataDecoder | DataDecoder, pieces: readonly Buffer[]): unknown {
+  const d = make();
+  const out: Buffer[] = [];
+  let rest: Buffer[] | undefined;
+  for (const p of pieces) {
+    if (rest) rest.push(p);
+    else {
+      const step = d.push(p);
+      out.push(...step.chunks);
+      if (step.done) rest = [step.rest ?? Buffer.alloc(0)];
+    }
+  }
+  const overflow = d.overflow;
+  return { body: overflow ? '(overflow)' : join(out).toString('latin1'), done: rest !== undefined, rest: rest && join(rest).toString('latin1'), bare: d.bareNewlines, size: d.size, overflow };
+}
+
+/** Material that also crosses the WebAssembly decoder's 64 KiB slices, with breaks near the edges. */
+const wide = fc.oneof(
+  { weight: 4, arbitrary: piece },
+  { weight: 1, arbitrary: fc.integer({ min: 65_500, max: 65_540 }).map((n) => Buffer.alloc(n, 0x61)) },
+);
+const wideMaterial = fc.array(wide, { maxLength: 12 }).map((parts) => Buffer.concat(parts));
+const wideCuts = fc.array(fc.integer({ min: 0, max: 200_000 }), { maxLength: 8 });
+
+test('DataDecoder (WebAssembly) equals ReferenceDataDecoder on any input and segmentation (property)', () => {
+  fc.assert(
+    fc.property(wideMaterial, wideCuts, policy, fc.constantFrom(1e9, 100, 70_000), (input, c, p, max) => {
+      const pieces = segment(input, c);
+      const options = { maxMessageSize: max, bareNewline: p };
+      assert.deepEqual(decodeWith(() => new DataDecoder(options), pieces), decodeWith(() => new ReferenceDataDecoder(options), pieces));
+    }),
+    { numRuns: 400 },
+  );
+});
+
+test('DataDecoder: a CRLF and a dot line split by the 64 KiB slice edge inside one push', () => {
+  for (let edge = 65_530; edge <= 65_540; edge++) {
+    const input = Buffer.concat([Buffer.alloc(edge, 0x62), bytes('\r\n..x\r\n.\r\nQUIT\r\n')]);
+    const options = { maxMessageSize: 1e9, bareNewline: 'normalize' as const };
+    const fast = decodeWith(() => new DataDecoder(options), [input]);
+    assert.deepEqual(fast, decodeWith(() => new ReferenceDataDecoder(options), [input]));
+    assert.deepEqual(fast, { body: `${'b'.repeat(edge)}\r\n.x\r\n`, done: true, rest: 'QUIT\r\n', bare: 0, size: edge + 6, overflow: false });
+  }
+});
+
+test('DotEncoder (WebAssembly) equals ReferenceDotEncoder on any input and segmentation (property)', () => {
+  fc.assert(
+    fc.property(wideMaterial, wideCuts, (input, c) => {
+      const pieces = segment(input, c);
+      const fast = new DotEncoder();
+      const reference = new ReferenceDotEncoder();
+      const a = join([...pieces.flatMap((x) => fast.push(x)), fast.end()]);
+      const b = join([...pieces.flatMap((x) => reference.push(x)), reference.end()]);
+      assert.ok(a.equals(b));
+    }),
+    { numRuns: 400 },
+  );
+});
+
+test('unchanged chunks pass through as the caller\'s buffer; changed ones are fresh copies', () => {
+  const e = new DotEncoder();
+  const plain = bytes('no dots here\r\n');
+  assert.equal(e.push(plain)[0], plain);
+  const dotted = bytes('.dot\r\n');
+  const [out] = e.push(dotted);
+  assert.equal(out?.toString('latin1'), '..dot\r\n');
+  assert.notEqual(out?.buffer, dotted.buffer);
+  const d = new DataDecoder({ maxMessageSize: 1e9, bareNewline: 'normalize' });
+  const first = d.push(bytes('..a\r\n')).chunks[0];
+  d.push(bytes('b\r\n'));
+  assert.equal(first?.toString('latin1'), '.a\r\n', 'an earlier output is not overwritten by a later push');
 });
 
 test('DotEncoder: split at every position equals one push', () => {

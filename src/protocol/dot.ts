@@ -10,16 +10,18 @@
  * `a<LF>.<LF>MAIL…` stays inside the body and the encoder re-stuffs that '.' on the way out.
  *
  * Who calls it: smtpd/connection (DataDecoder after 354, NewlineNormalizer for BDAT chunks);
- * delivery (DotEncoder and bdatCommand when sending).
+ * delivery (DotEncoder and bdatCommand when sending). DataDecoder and DotEncoder live in
+ * dot-simd.ts (the same machine in WebAssembly); the JavaScript machines here are their
+ * specification (ReferenceDataDecoder, ReferenceDotEncoder) and NewlineNormalizer's engine.
  *
  * Failure behaviour: nothing here throws on peer input. Size overflow and refused bare newlines
  * stop output but scanning continues to the real end-of-data, so the connection stays in sync.
  * Pushing after end-of-data / end() throws ProtocolError PUSH_AFTER_END (a caller bug).
  *
- * Performance and memory: scanning uses Buffer.indexOf for CR and LF (two native calls per
- * line); output is subarrays of the input except for inserted CRLF/'.' constants (shared, so
- * emitted chunks must never be mutated). State between pushes is a few small fields; the input
- * is never retained.
+ * Performance and memory (of the machines here): scanning uses Buffer.indexOf for CR and LF
+ * (two native calls per line); output is subarrays of the input except for inserted CRLF/'.'
+ * constants (shared, so emitted chunks must never be mutated). State between pushes is a few
+ * small fields; the input is never retained.
  */
 import { Buffer } from 'node:buffer';
 import { ProtocolError } from './reply.js';
@@ -96,8 +98,12 @@ const AFTER_DOT_CR = 3; // ... followed by a CR: end-of-data if LF comes next
 const PENDING_CR = 4; // a CR ended the last chunk
 const DONE = 5;
 
-/** DATA body decoder: strict CRLF.CRLF end-of-data, un-stuffing, bare CR/LF policy. */
-export class DataDecoder {
+/**
+ * DATA body decoder: strict CRLF.CRLF end-of-data, un-stuffing, bare CR/LF policy. The
+ * specification of the fast DataDecoder in dot-simd.ts, which must produce the same bytes for
+ * every input cut anywhere (dot.test.ts checks it); kept readable rather than fast.
+ */
+export class ReferenceDataDecoder {
   private readonly max: number;
   private readonly policy: BareNewlinePolicy;
   private readonly scanner = new BreakScanner();
@@ -126,7 +132,7 @@ export class DataDecoder {
   }
 
   push(chunk: Uint8Array): DecodeStep {
-    if (this.state === DONE) throw new ProtocolError('PUSH_AFTER_END', 'DataDecoder.push after end-of-data');
+    if (this.state === DONE) throw new ProtocolError('PUSH_AFTER_END', 'ReferenceDataDecoder.push after end-of-data');
     const buf = asBuffer(chunk);
     this.out = [];
     const end = this.scan(buf);
@@ -221,14 +227,17 @@ const E_LINE_START = 1;
 const E_PENDING_CR = 2;
 const E_ENDED = 3;
 
-/** DATA body encoder: bare CR/LF become CRLF, line-initial '.' is doubled; end() adds the terminator. */
-export class DotEncoder {
+/**
+ * DATA body encoder: bare CR/LF become CRLF, line-initial '.' is doubled; end() adds the
+ * terminator. The specification of the fast DotEncoder in dot-simd.ts (see ReferenceDataDecoder).
+ */
+export class ReferenceDotEncoder {
   private readonly scanner = new BreakScanner();
   private state = E_LINE_START;
   private out: Buffer[] = [];
 
   push(chunk: Uint8Array): Buffer[] {
-    if (this.state === E_ENDED) throw new ProtocolError('PUSH_AFTER_END', 'DotEncoder.push after end()');
+    if (this.state === E_ENDED) throw new ProtocolError('PUSH_AFTER_END', 'ReferenceDotEncoder.push after end()');
     const buf = asBuffer(chunk);
     this.out = [];
     this.scan(buf);
@@ -239,7 +248,7 @@ export class DotEncoder {
 
   /** The terminator: `.\r\n` after a line end (or for an empty body), else `\r\n.\r\n`. */
   end(): Buffer {
-    if (this.state === E_ENDED) throw new ProtocolError('PUSH_AFTER_END', 'DotEncoder.end called twice');
+    if (this.state === E_ENDED) throw new ProtocolError('PUSH_AFTER_END', 'ReferenceDotEncoder.end called twice');
     const atLineStart = this.state === E_LINE_START;
     this.state = E_ENDED;
     return Buffer.from(atLineStart ? '.\r\n' : '\r\n.\r\n');

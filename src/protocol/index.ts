@@ -11,6 +11,7 @@ export * from './params.js';
 export * from './reply.js';
 export * from './status.js';
 export * from './dot.js';
+export { DataDecoder, DotEncoder } from './dot-simd.js';
 // server-session exports are added by the lead
 export { ServerSession } from './server-session.js';
 export type { AcceptedRecipient, Decision, ServerSessionOptions, TransactionEnvelope } from './server-session.js';
