@@ -29,7 +29,10 @@ export function explainRoutes(
     const route = r.route;
     const mx = route === undefined || route.nextHop.kind === 'mx';
     const tls = tlsOf(route, outboundTls, mx && outboundTls.mtaSts === 'on' ? { resolver: mtaSts, domain: domain.toLowerCase().replace(/\.$/, '') } : undefined);
-    const concurrency = route?.concurrency !== undefined ? { concurrency: route.concurrency } : {};
+    const concurrency = {
+      ...(route?.concurrency !== undefined ? { concurrency: route.concurrency } : {}),
+      ...(route?.rate !== undefined ? { rate: route.rate } : {}),
+    };
     if (!r.ok) {
       const kind = r.code === 'ROUTE_NULL_MX' ? 'null-mx' : 'error';
       return { destination: domain.toLowerCase(), route: { kind, detail: `${r.status} ${r.reason} [${steps}]` }, hosts: [], tls, permanent: r.permanent, ...concurrency };

@@ -15,7 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { planReload } from './config/index.js';
+import { defaultRate, planReload } from './config/index.js';
 import type { Config, HostPort, LoadResult } from './config/index.js';
 import { hostname as osHostname } from 'node:os';
 import { DkimKeyring, createCleanup } from './cleanup/index.js';
@@ -26,7 +26,7 @@ import type { Resolver } from './delivery/index.js';
 import { QueueManager, createQueueControl } from './qmgr/index.js';
 import type { QueueControl } from './qmgr/index.js';
 import { openSqliteStore } from './queue/sqlite/index.js';
-import { migratePostgres, openPostgresStore, PgDestinationSlots, redact } from './queue/postgres/index.js';
+import { migratePostgres, openPostgresStore, PgDestinationRates, PgDestinationSlots, redact } from './queue/postgres/index.js';
 import type { MigrateResult } from './queue/postgres/index.js';
 import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
@@ -169,10 +169,11 @@ export async function migrateQueue(url: string, schema: string): Promise<Migrate
   return migratePostgres(url, schema, `migrate:${osHostname()}:${process.pid}`);
 }
 
-/** The chosen backend: the store, and the cluster-wide slots when the queue is shared. */
+/** The chosen backend: the store, and the cluster-wide slots and rate buckets when the queue is shared. */
 interface Backend {
   readonly store: QueueStore;
   readonly slots?: PgDestinationSlots;
+  readonly rates?: PgDestinationRates;
 }
 
 /** --queue URL: the shared PostgreSQL queue; otherwise the embedded store in --spool. */
@@ -208,8 +209,14 @@ async function openBackend(config: Config, clock: Clock, log: Logger, node: stri
       node,
       onError: (err) => log.warn({ err: err.message }, 'destination slots: connection problem; retrying'),
     });
+    const rates = new PgDestinationRates({
+      url,
+      schema: config.queueSchema,
+      node,
+      onError: (err) => log.warn({ err: err.message }, 'destination rates: connection problem; retrying'),
+    });
     log.info({ queue: store.description, node }, 'queue opened');
-    return { store, slots };
+    return { store, slots, rates };
   }
   await mkdir(config.spool, { recursive: true }).catch((err: unknown) => {
     throw new Error(`spool directory ${config.spool}: ${err instanceof Error ? err.message : String(err)}`);
@@ -227,7 +234,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // Files named by settings first: a bad certificate or user file must not leave a queue open.
   let tls = await loadTls(config);
   let authenticator = await loadAuthenticator(config, clock, log);
-  const { store, slots } = await openBackend(config, clock, log, node);
+  const { store, slots, rates } = await openBackend(config, clock, log, node);
+  const destinationRate = defaultRate(config.delivery);
 
   const random = options.random ?? Math.random;
   // The queue manager exists before cleanup so that a commit can wake it; it starts after listen.
@@ -302,6 +310,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       pollMs: 1_000,
       delayWarning: config.delivery.delayWarning,
       keepDone: config.delivery.keepDone,
+      ...(destinationRate !== undefined ? { destinationRate } : {}),
     },
     store,
     routes,
@@ -315,6 +324,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       timeseries.outcome(state, now);
     },
     ...(slots ? { slots } : {}),
+    ...(rates ? { rates } : {}),
+    onRateWait: (destination) => metrics.rateWait(destination),
   });
   const currentAuth = (): Authenticator | undefined => authenticator;
   // One InboundLimits for the server's life: a reload changes its rules, never what clients spent.
@@ -358,6 +369,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     explain: {
       explainRoute: explainRoutes(routes, () => current, mtaSts),
       window: (destination, concurrency) => manager.window(destination, concurrency),
+      rate: async (destination, rate) => {
+        const r = await manager.rate(destination, rate);
+        return r && { perMinute: r.limit.perMinute, burst: r.limit.burst, source: r.fromRoute ? 'route' : 'default', ...(r.tokens !== undefined ? { tokens: r.tokens } : {}), waiting: r.waiting };
+      },
     },
     overview: createOverview({ store, clock }),
     timeseries: () => timeseries.timeseries(),
@@ -376,6 +391,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     await smtpd.close(0);
     await store.close();
     await slots?.close();
+    await rates?.close();
     throw new Error(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
   }
   const submission = smtpd.submissionAddress;
@@ -411,13 +427,16 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     (next) => {
       if (JSON.stringify(next.dkim) !== JSON.stringify(current.dkim) || next.dkimMaxHeaderSize !== current.dkimMaxHeaderSize) dkim = dkimSettings(next, log);
     },
-    (next) =>
+    (next) => {
+      const rate = defaultRate(next.delivery);
       qmgr?.reconfigure({
         retry: { retry: next.retry, maxAge: next.maxAge },
         ambiguous: next.delivery.ambiguous,
         delayWarning: next.delivery.delayWarning,
         keepDone: next.delivery.keepDone,
-      }),
+        ...(rate !== undefined ? { destinationRate: rate } : {}),
+      });
+    },
   ];
   /**
    * SIGHUP: re-read the certificate and key (a new SecureContext for handshakes from now on;
@@ -506,6 +525,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         await agent.close();
         await store.close();
         await slots?.close();
+        await rates?.close();
         log.info({}, 'stopped');
         resolveClosed();
       })();

@@ -4,7 +4,7 @@
  * and why (a configured pattern, --smarthost, the MX records with preferences and resolved
  * addresses in the order they would be tried, the A/AAAA fallback, a null MX, an address
  * literal), the TLS policy that applies and why, the per-destination window now (limit, active,
- * waiting), and for a message each destination's recipients, last reply and next attempt.
+ * waiting), the rate limit and its bucket now, and for a message each destination's recipients, last reply and next attempt.
  *
  * admin/ does not import delivery/ (the import rules): routing comes in through ExplainPorts,
  * which main.ts implements over delivery's RouteTable (the same table, resolver and --dns the
@@ -20,6 +20,7 @@ import type { ExplainDestinationV1, ExplainHostV1, ExplainRequestV1, ExplainV1 }
 import { domainOf, isFinal, lastReplies, parseQueueId, QueueError } from '../queue/index.js';
 import type { QueueStore } from '../queue/index.js';
 import type { Clock } from '../util/index.js';
+import type { RateLimit } from '../config/index.js';
 import { nextStep } from './messages.js';
 import { check, EXPLAIN_SCHEMA } from './validate.js';
 
@@ -32,6 +33,8 @@ export interface RouteExplanation {
   readonly tls: ExplainDestinationV1['tls'];
   /** The route's own concurrency limit, when it sets one. */
   readonly concurrency?: number;
+  /** The route's own rate limit, when it sets one ('unlimited' lifts --destination-rate). */
+  readonly rate?: RateLimit | 'unlimited';
   /** When routing failed: would the recipient bounce (true) or be retried (false)? */
   readonly permanent?: boolean;
 }
@@ -40,6 +43,8 @@ export interface ExplainPorts {
   explainRoute(domain: string): Promise<RouteExplanation>;
   /** The delivery window of a destination now; `concurrency` is the route's own limit when it has one. */
   window(destination: string, concurrency?: number): ExplainDestinationV1['window'];
+  /** The rate limit of a destination now (the route's own, else the default); undefined when unlimited. */
+  rate?(destination: string, rate?: RateLimit | 'unlimited'): Promise<ExplainDestinationV1['rate']>;
 }
 
 export interface ExplainDeps {
@@ -68,7 +73,7 @@ async function explainAddress(deps: ExplainDeps, address: string): Promise<Expla
   const why = route.route.kind === 'error' || route.route.kind === 'null-mx'
     ? `a message to ${address} would ${route.permanent ? 'bounce' : 'be deferred and retried'} now: ${route.route.detail}`
     : `a message to ${address} would be tried at once on arrival, ${route.hosts.length === 1 ? 'on the one host' : 'on the hosts in this order'}`;
-  return { target: address, kind: 'address', destinations: [destinationV1(deps, route, [address], why)] };
+  return { target: address, kind: 'address', destinations: [await destinationV1(deps, route, [address], why)] };
 }
 
 async function explainMessage(deps: ExplainDeps, target: string, id: NonNullable<ReturnType<typeof parseQueueId>>): Promise<ExplainV1> {
@@ -99,22 +104,23 @@ async function explainMessage(deps: ExplainDeps, target: string, id: NonNullable
   }
   const now = deps.clock.now();
   const overall = nextStep(message, history, now, deps.retry?.());
-  const destinations = [...groups.values()].map(({ route, indices }) => {
+  const destinations = await Promise.all([...groups.values()].map(async ({ route, indices }) => {
     const states = indices.map((i) => message.recipients[i]?.state ?? 'deleted');
     const lastReply = [...indices].reverse().map((i) => last[i]).find((x) => x !== undefined);
     const finished = states.every(isFinal);
     const stateText = indices.map((i) => `${message.recipients[i]?.address ?? ''} ${message.recipients[i]?.state ?? ''}`).join(', ');
     const why = finished ? `nothing more for this destination (${stateText})` : `${overall.why} (${stateText})`;
     return {
-      ...destinationV1(deps, route, indices.map((i) => message.recipients[i]?.address ?? ''), why),
+      ...(await destinationV1(deps, route, indices.map((i) => message.recipients[i]?.address ?? ''), why)),
       ...(lastReply === undefined ? {} : { lastReply }),
       ...(!finished && overall.at !== undefined ? { nextAttemptAt: overall.at } : {}),
     };
-  });
+  }));
   return { target, kind: 'message', destinations };
 }
 
-function destinationV1(deps: ExplainDeps, route: RouteExplanation, recipients: readonly string[], why: string): ExplainDestinationV1 {
+async function destinationV1(deps: ExplainDeps, route: RouteExplanation, recipients: readonly string[], why: string): Promise<ExplainDestinationV1> {
+  const rate = await deps.ports.rate?.(route.destination, route.rate);
   return {
     destination: route.destination,
     recipients,
@@ -122,6 +128,7 @@ function destinationV1(deps: ExplainDeps, route: RouteExplanation, recipients: r
     hosts: route.hosts,
     tls: route.tls,
     window: deps.ports.window(route.destination, route.concurrency),
+    ...(rate !== undefined ? { rate } : {}),
     why,
   };
 }

@@ -17,6 +17,7 @@ const metrics: Metrics = {
   limitRefused() {},
   tarpitDelayed() {},
   dkimMessage() {},
+  rateWait() {},
   render: async () => '',
   contentType: 'text/plain',
   close() {},

@@ -151,6 +151,13 @@ export interface ExplainDestinationV1 {
   readonly tls: { readonly policy: string; readonly why: string };
   /** The per-destination delivery window now. */
   readonly window: { readonly concurrency: number; readonly active: number; readonly waiting: number };
+  /**
+   * The destination's rate limit now, when one applies: deliveries started per minute and the
+   * burst, whether the route sets it (else --destination-rate), the tokens in its bucket now
+   * (cluster-wide on a shared queue; below 1 means the next delivery waits; absent when the
+   * bucket could not be read) and this node's deliveries waiting for a token. Absent: unlimited.
+   */
+  readonly rate?: { readonly perMinute: number; readonly burst: number; readonly source: 'route' | 'default'; readonly tokens?: number; readonly waiting: number };
   readonly lastReply?: string;
   readonly nextAttemptAt?: string;
   /** In words, as in MessageDetailV1.next.why. */

@@ -104,6 +104,13 @@ export function explainPage(e: ExplainV1): string {
     });
     out.push(`  tls      ${d.tls.policy}: ${d.tls.why}`);
     out.push(`  window   ${d.window.active} delivering, ${d.window.waiting} waiting, limit ${d.window.concurrency}`);
+    if (d.rate) {
+      const per = d.rate.perMinute;
+      const limit = per >= 60 && Number.isInteger(per / 60) ? `${per / 60}/s` : `${Math.round(per * 1000) / 1000}/m`;
+      const from = d.rate.source === 'route' ? 'the route' : '--destination-rate';
+      const now = d.rate.tokens === undefined ? 'the bucket cannot be read now' : `${Math.floor(d.rate.tokens)} may start now`;
+      out.push(`  rate     ${limit} burst ${d.rate.burst} (${from}): ${now}, ${d.rate.waiting} waiting for a token`);
+    }
     if (d.lastReply !== undefined) out.push(`  reply    ${indent(d.lastReply, '           ').trimStart()}`);
     out.push(`  next     ${d.why}`);
   }

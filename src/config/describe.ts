@@ -38,7 +38,7 @@ export function describeConfig(config: Config): string {
   config.routes.forEach((r, i) => {
     const hop = r.nextHop.kind === 'mx' ? { mx: true } : { smarthost: formatHostPort({ host: r.nextHop.host, port: r.nextHop.port }) };
     const retry = r.retry ? { retry: r.retry.map(formatDuration).join(',') } : {};
-    lines.push(`routes[${i}] = ${JSON.stringify({ pattern: r.pattern, ...hop, ...(r.concurrency ? { concurrency: r.concurrency } : {}), ...retry, ...(r.tls ? { tls: r.tls } : {}), ...(r.auth ? { auth_user: r.auth.user, auth_password_file: r.auth.passwordFile } : {}) })}`);
+    lines.push(`routes[${i}] = ${JSON.stringify({ pattern: r.pattern, ...hop, ...(r.concurrency ? { concurrency: r.concurrency } : {}), ...retry, ...(r.tls ? { tls: r.tls } : {}), ...rateOf(r), ...(r.auth ? { auth_user: r.auth.user, auth_password_file: r.auth.passwordFile } : {}) })}`);
   });
   // DKIM keys: what signs, never the key itself.
   if (config.dkim.length === 0) lines.push('dkim = (none)');
@@ -57,6 +57,12 @@ export function describeConfig(config: Config): string {
     })}`);
   });
   return lines.join('\n') + '\n';
+}
+
+function rateOf(r: Config['routes'][number]): { rate?: string | number; burst?: number } {
+  if (r.rate === undefined) return {};
+  if (r.rate === 'unlimited') return { rate: 'unlimited' };
+  return { rate: r.rate.perMinute, burst: r.rate.burst };
 }
 
 /** Follow a dotted schema key into Config; a miss is a schema bug (the tests walk every key). */

@@ -19,4 +19,5 @@ export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, LOG_LEVELS, LOG_FORMATS, 
 export { formatHostPort, formatValue, parseHostPort } from './parse.js';
 export { didYouMean } from './suggest.js';
 export { DKIM_DEFAULT_HEADERS, dkimKeyWeakness } from './dkim.js';
-export type { AbuseLimits, Config, DeliverySettings, DkimCanonicalization, DkimKeySetting, HostPort, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';
+export type { AbuseLimits, Config, DeliverySettings, DkimCanonicalization, DkimKeySetting, HostPort, RateLimit, RouteSetting, SmtpdLimits, SmtpdTimeouts } from './types.js';
+export { defaultRate, formatRate, parseRate, rateLimit, defaultBurst, RATE_HINT } from './rate.js';

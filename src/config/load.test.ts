@@ -72,7 +72,7 @@ test('defaults match DESIGN §3 and types.ts', () => {
       users: undefined, withoutTls: 'off', senderLoginMatch: 'off', failuresPerIp: 5, failuresPerUser: 10,
       failureWindow: 900_000, failureDelay: 1_000, maxVerifications: 2,
     },
-    delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
+    delivery: { mode: 'on', mxPort: 25, destinationConcurrency: 20, maxInFlight: 200, destinationRate: 'unlimited', destinationBurst: 0, ambiguous: 'retry', longLines: 'wrap', delayWarning: 14_400_000, keepDone: 3_600_000, leaseTime: 120_000 },
     outboundTls: { policy: 'may', caFile: undefined, mtaSts: 'on', mtaStsPort: 443, mtaStsTimeout: 10_000, mtaStsMaxSize: 65_536 },
     routes: [],
     dkim: [],

@@ -32,6 +32,7 @@ import {
   type ValueOf,
 } from './schema.js';
 import { didYouMean } from './suggest.js';
+import { parseRate } from './rate.js';
 import type { Config, DkimKeySetting, RouteSetting } from './types.js';
 import { parseConfigText } from './file.js';
 
@@ -220,6 +221,12 @@ function crossCheck(values: ReadonlyMap<string, SettingValue | undefined>, label
   if (node !== undefined && !/^[\x21-\x7e]{1,40}$/.test(node)) {
     errors.push(`${labels.get('node-name') ?? '--node-name'}: ${JSON.stringify(node)} must be 1 to 40 visible ASCII characters`);
   }
+  const rate = typed(values, 'destination-rate', 'string');
+  const parsedRate = parseRate(rate);
+  if (!parsedRate.ok) errors.push(`${labels.get('destination-rate') ?? '--destination-rate'}: ${parsedRate.reason}`);
+  else if (parsedRate.perMinute === 'unlimited' && typed(values, 'destination-burst', 'integer') !== 0) {
+    errors.push(`${labels.get('destination-burst') ?? '--destination-burst'}: a burst needs a --destination-rate (it is unlimited)`);
+  }
   const admin = typed(values, 'admin', 'hostport-or-off');
   if (admin !== 'off' && admin.port !== 0 && seen.has(formatHostPort(admin))) {
     errors.push(`${labels.get('admin') ?? '--admin'}: ${formatHostPort(admin)} is also an SMTP --listen address`);
@@ -348,6 +355,8 @@ function assemble(v: ReadonlyMap<string, SettingValue | undefined>): Omit<Config
       mxPort: typed(v, 'mx-port', 'integer'),
       destinationConcurrency: typed(v, 'destination-concurrency', 'integer'),
       maxInFlight: typed(v, 'max-deliveries', 'integer'),
+      destinationRate: typed(v, 'destination-rate', 'string'),
+      destinationBurst: typed(v, 'destination-burst', 'integer'),
       ambiguous: oneOf(AMBIGUOUS_POLICIES, typed(v, 'ambiguous', 'enum')),
       longLines: oneOf(LONG_LINE_POLICIES, typed(v, 'long-lines', 'enum')),
       delayWarning: typed(v, 'delay-warning', 'duration'),

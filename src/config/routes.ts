@@ -5,7 +5,7 @@
  *
  *   "routes": [
  *     { "pattern": "example.com",     "smarthost": "relay.example.net:587", "concurrency": 5 },
- *     { "pattern": "*.example.org",   "mx": true, "retry": "30s,2m,10m" },
+ *     { "pattern": "*.example.org",   "mx": true, "retry": "30s,2m,10m", "rate": "600/m", "burst": 20 },
  *     { "pattern": "*",               "smarthost": "127.0.0.1:2626" }
  *   ]
  *
@@ -16,14 +16,17 @@
  * `auth_user` and `auth_password_file` together; the file must be readable and non-empty now
  * (a config error at start, not a deferral at delivery), and only its path is kept: the
  * password is read by delivery at each connection and never lands in Config, check-config or logs.
+ * Rate: `rate` (config/rate.ts syntax; "unlimited" lifts --destination-rate for this route) and
+ * `burst` (needs `rate`) limit how many deliveries start per minute to the route's destination.
  * Every error names the file, the route's index and the field.
  */
 import { readFileSync } from 'node:fs';
 import type { RouteSetting } from './types.js';
 import { parseHostPort } from './parse.js';
 import { parseDuration } from '../util/index.js';
+import { MAX_BURST, parseRate, rateLimit } from './rate.js';
 
-const FIELDS = new Set(['pattern', 'smarthost', 'mx', 'concurrency', 'retry', 'tls', 'auth_user', 'auth_password_file']);
+const FIELDS = new Set(['pattern', 'smarthost', 'mx', 'concurrency', 'retry', 'tls', 'auth_user', 'auth_password_file', 'rate', 'burst']);
 /** `*`, `example.com`, `*.example.com` (trailing dot allowed; U-labels allowed). */
 const PATTERN = /^(?:\*|(?:\*\.)?(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.)*[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?\.?)$/u;
 const TLS = ['none', 'may', 'encrypt', 'verify'] as const;
@@ -75,6 +78,7 @@ function parseRoute(where: string, item: unknown, errors: string[]): RouteSettin
     errors.push(`${where}: "concurrency" must be a whole number 1..10000`);
   }
   const retry = parseRetry(where, fields['retry'], errors);
+  const rate = parseRouteRate(where, fields['rate'], fields['burst'], errors);
   const tls = TLS.find((t) => t === fields['tls']);
   if (fields['tls'] !== undefined && tls === undefined) errors.push(`${where}: "tls" must be one of ${TLS.join(', ')}, got ${JSON.stringify(fields['tls'])}`);
   const auth = parseAuth(where, fields, nextHop, errors);
@@ -86,6 +90,7 @@ function parseRoute(where: string, item: unknown, errors: string[]): RouteSettin
     ...(retry ? { retry } : {}),
     ...(tls !== undefined ? { tls: tls satisfies Tls } : {}),
     ...(auth !== undefined ? { auth } : {}),
+    ...(rate !== undefined ? { rate } : {}),
   };
 }
 
@@ -112,6 +117,27 @@ function parseAuth(where: string, fields: Record<string, unknown>, nextHop: Rout
     errors.push(`${where}: "auth_password_file": ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   return { user, passwordFile: file };
+}
+
+function parseRouteRate(where: string, value: unknown, burst: unknown, errors: string[]): RouteSetting['rate'] {
+  if (burst !== undefined && (!Number.isInteger(burst) || (burst as number) < 1 || (burst as number) > MAX_BURST)) {
+    errors.push(`${where}: "burst" must be a whole number 1..${MAX_BURST} (messages that may start at once)`);
+    return undefined;
+  }
+  if (value === undefined) {
+    if (burst !== undefined) errors.push(`${where}: "burst" needs a "rate" on the same route, e.g. rate = "600/m"`);
+    return undefined;
+  }
+  const parsed = parseRate(value);
+  if (!parsed.ok) {
+    errors.push(`${where}: "rate": ${parsed.reason}`);
+    return undefined;
+  }
+  if (parsed.perMinute === 'unlimited') {
+    if (burst !== undefined) errors.push(`${where}: "burst" means nothing with rate "unlimited"`);
+    return 'unlimited';
+  }
+  return rateLimit(parsed.perMinute, burst as number | undefined);
 }
 
 function parseNextHop(where: string, fields: Record<string, unknown>, errors: string[]): RouteSetting['nextHop'] | undefined {

@@ -159,6 +159,7 @@ const SECTION_OF: Readonly<Record<string, Section>> = {
   'user-recipient-rate': 'limits', 'rate-window': 'limits', 'rate-max-clients': 'limits', 'tarpit-after': 'limits',
   'tarpit-delay': 'limits', 'tarpit-max-delay': 'limits', 'limits-log-rate': 'limits',
   delivery: 'delivery', 'mx-port': 'delivery', 'destination-concurrency': 'delivery', 'max-deliveries': 'delivery',
+  'destination-rate': 'delivery', 'destination-burst': 'delivery',
   ambiguous: 'delivery', 'long-lines': 'delivery',
   smarthost: 'next-hop', dns: 'next-hop', retry: 'next-hop', 'keep-done': 'next-hop', 'delay-warning': 'next-hop', 'max-age': 'next-hop',
   'tls-policy': 'outbound-tls', 'tls-ca-file': 'outbound-tls', 'mta-sts': 'outbound-tls', 'mta-sts-port': 'outbound-tls',
@@ -184,6 +185,7 @@ const LIVE: ReadonlySet<string> = new Set([
   'limits-exempt', 'ip-message-rate', 'ip-recipient-rate', 'user-message-rate', 'user-recipient-rate', 'rate-window',
   'rate-max-clients', 'tarpit-after', 'tarpit-delay', 'tarpit-max-delay', 'limits-log-rate',
   'dkim-max-header-size',
+  'destination-rate', 'destination-burst',
 ]);
 
 const local = (port: number): HostPort => ({ host: '127.0.0.1', port });
@@ -295,6 +297,10 @@ export const SCHEMA: readonly Setting[] = [
     doc: 'TCP port for MX delivery (25; tests and lab setups point it elsewhere)' }),
   define({ name: 'destination-concurrency', key: 'delivery.destinationConcurrency', kind: 'integer', min: 1, max: 10_000,
     default: 20, doc: 'simultaneous deliveries to one destination (next hop)' }),
+  define({ name: 'destination-rate', key: 'delivery.destinationRate', kind: 'string', default: 'unlimited', metavar: 'RATE',
+    doc: 'deliveries started per destination (next hop), e.g. 600/m, 10/s, 100/h, or unlimited; a route\'s rate overrides it; cluster-wide on a shared queue' }),
+  define({ name: 'destination-burst', key: 'delivery.destinationBurst', kind: 'integer', min: 0, max: 1_000_000, default: 0,
+    doc: 'deliveries that may start at once under --destination-rate after a quiet spell; 0: one second of the rate, at least 1' }),
   define({ name: 'max-deliveries', key: 'delivery.maxInFlight', kind: 'integer', min: 2, max: 100_000, default: 200,
     doc: 'messages being delivered at once, over all destinations' }),
   define({ name: 'ambiguous', key: 'delivery.ambiguous', kind: 'enum', values: AMBIGUOUS_POLICIES, default: 'retry',

@@ -64,6 +64,14 @@ export interface SmtpdTimeouts {
   readonly shutdownGrace: number;
 }
 
+/** An outbound rate limit (config/rate.ts): a token bucket of `burst` messages refilled at `perMinute`. */
+export interface RateLimit {
+  /** Messages per minute (fractional for rates given per hour). */
+  readonly perMinute: number;
+  /** Messages that may start at once after a quiet spell (the bucket's size), at least 1. */
+  readonly burst: number;
+}
+
 /** One entry of the config file's `routes` (config/routes.ts); delivery's RouteTable reads it. */
 export interface RouteSetting {
   /** `example.com`, `*.example.com` (subdomains) or `*`. */
@@ -76,6 +84,8 @@ export interface RouteSetting {
   readonly tls?: 'none' | 'may' | 'encrypt' | 'verify';
   /** Client AUTH (smart hosts only): the user and the file holding the password (never the password). */
   readonly auth?: { readonly user: string; readonly passwordFile: string };
+  /** Messages started per minute to this route's destination; 'unlimited' overrides --destination-rate. */
+  readonly rate?: RateLimit | 'unlimited';
 }
 
 /** Outbound TLS (delivery/tls-policy, delivery/mta-sts). */
@@ -122,6 +132,13 @@ export interface DeliverySettings {
   readonly destinationConcurrency: number;
   /** Messages in delivery at once over all destinations. */
   readonly maxInFlight: number;
+  /**
+   * Deliveries started per minute to one destination unless its route says otherwise, as
+   * written and validated (`600/m`, `unlimited`); config/rate's defaultRate() gives the RateLimit.
+   */
+  readonly destinationRate: string;
+  /** The burst for destinationRate; 0: one second of the rate, at least 1. */
+  readonly destinationBurst: number;
   /** Connection lost after our end-of-data, before the reply (RFC 1047): retry or hold. */
   readonly ambiguous: 'retry' | 'hold';
   /** Lines over 998 octets to a peer without BINARYMIME: wrap (CRLF SP), pass, or bounce. */

@@ -20,7 +20,8 @@
  */
 import { domainToASCII } from 'node:url';
 import { isIPv6 } from 'node:net';
-import type { HostPort } from '../config/index.js';
+import type { HostPort, RateLimit } from '../config/index.js';
+import { formatRate } from '../config/index.js';
 import type { Resolver } from './resolver.js';
 import {
   DEFAULT_ADDRESS_ORDER,
@@ -66,6 +67,8 @@ export interface RouteConfig {
   readonly retry?: readonly number[];
   readonly tls?: TlsPolicy;
   readonly auth?: RouteAuth;
+  /** Deliveries started per minute to this destination (qmgr's rate gate); 'unlimited' lifts the global default. */
+  readonly rate?: RateLimit | 'unlimited';
 }
 
 /** The route that matched, with `pattern` normalised and where it came from. */
@@ -202,6 +205,10 @@ export function validateRoutes(routes: readonly RouteConfig[]): string[] {
     if (route.retry !== undefined && (route.retry.length === 0 || !route.retry.every((d) => Number.isFinite(d) && d > 0))) {
       problems.push(`${where}: retry must be a non-empty list of positive delays`);
     }
+    const rate = route.rate;
+    if (rate !== undefined && rate !== 'unlimited' && !(rate.perMinute > 0 && Number.isFinite(rate.perMinute) && Number.isInteger(rate.burst) && rate.burst >= 1)) {
+      problems.push(`${where}: rate must be a positive rate per minute with a whole burst of at least 1`);
+    }
     if (route.tls !== undefined && !TLS_POLICIES.includes(route.tls)) {
       problems.push(`${where}: tls '${route.tls}' is not one of ${TLS_POLICIES.join(', ')}`);
     }
@@ -284,6 +291,7 @@ export class RouteTable {
       route.retry !== undefined ? `retry ${route.retry.join(',')} ms` : '',
       route.tls !== undefined ? `tls ${route.tls}` : '',
       route.auth !== undefined ? `AUTH as ${route.auth.user} (over TLS only)` : '',
+      route.rate !== undefined ? `rate ${route.rate === 'unlimited' ? 'unlimited' : formatRate(route.rate)}` : '',
     ].filter((x) => x !== '');
     explain.push(
       `route '${route.pattern}' (${route.origin === 'default' ? 'implicit default' : `routes[${route.origin}]`}) → ${hopText}` +

@@ -22,6 +22,10 @@
  *                                           messages a DKIM key applied to (cleanup): signed, or
  *                                           failed (refused with 451); domain is the configured
  *                                           signing domain (d=), so the set is bounded by the config
+ *   postwire_destination_rate_waits_total{destination}
+ *                                           deliveries that could not start at once because their
+ *                                           destination was over its rate (waited or given back),
+ *                                           bounded like the series below
  *   postwire_destination_recipients_total{destination,state}
  *                                           outcomes per destination: the --metrics-destinations
  *                                           busiest by name, the rest as "other" (obs/top-n)
@@ -62,6 +66,8 @@ export interface Metrics {
   tarpitDelayed(ms: number): void;
   /** `domain`: the configured signing domain (d=), never the From: domain as written. */
   dkimMessage(domain: string, result: 'signed' | 'failed'): void;
+  /** A delivery to `destination` waited for its rate limit. */
+  rateWait(destination: string): void;
   /** Text exposition format for GET /metrics. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -135,6 +141,17 @@ export function createMetrics(sources: MetricsSources): Metrics {
       for (const c of perDestination.snapshot()) this.inc({ destination: c.destination, state: c.key }, c.value);
     },
   });
+  const rateWaits = new TopN(sources.destinations);
+  new Counter({
+    name: 'postwire_destination_rate_waits_total',
+    help: 'Deliveries that could not start at once because their destination was over its rate limit (the busiest N by name, the rest as "other")',
+    labelNames: ['destination'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of rateWaits.snapshot()) this.inc({ destination: c.destination }, c.value);
+    },
+  });
   const onFramingFault = (): void => framingFaults.inc();
   const onTransaction = (message: unknown): void => {
     const octets = (message as Partial<DeliveryTransactionEvent>).octets;
@@ -162,6 +179,9 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
     dkimMessage(domain, result) {
       dkim.inc({ domain, result });
+    },
+    rateWait(destination) {
+      rateWaits.add(destination, 'wait');
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

@@ -2,7 +2,9 @@
  * @module qmgr/runner
  * The queue manager: claims due messages from the QueueStore with a lease, groups each one's due
  * recipients by destination (one transaction per destination), hands each group to delivery
- * inside that destination's concurrency window, turns the outcomes into per-recipient states
+ * inside that destination's concurrency window and, when it has a rate limit, with one of its
+ * tokens (qmgr/rates: waiting for a token is not an attempt; a long wait gives the claim back
+ * until a token is due), turns the outcomes into per-recipient states
  * with a next attempt time, queues the DSNs that are owed, and records the attempt.
  *
  * Order of effects, for "never lost": a DSN is committed to the queue BEFORE the attempt that
@@ -32,12 +34,15 @@ import type { MessageIntake } from '../cleanup/index.js';
 import type { Logger } from '../obs/index.js';
 import { sleepOn } from '../util/index.js';
 import type { Clock } from '../util/index.js';
+import type { RateLimit } from '../config/index.js';
 import { nextStep, retryDelay } from './schedule.js';
 import type { RetryPolicy } from './schedule.js';
 import { DestinationWindows } from './destinations.js';
 import { ClusterWindows } from './cluster-windows.js';
 import type { DestinationSlots, Windows } from './cluster-windows.js';
 import { sweepFinished } from './retention.js';
+import { LocalDestinationRates, RateGate } from './rates.js';
+import type { DestinationRates } from './rates.js';
 
 /** What qmgr needs of delivery: one attempt of one message's recipients to one destination. */
 export interface DeliveryPort {
@@ -87,10 +92,12 @@ export interface QmgrOptions {
   readonly delayWarning?: number;
   /** Purge messages whose recipients are all final once they are this old (--keep-done). */
   readonly keepDone: number;
+  /** Deliveries started per minute to a destination whose route sets no rate; undefined: unlimited. */
+  readonly destinationRate?: RateLimit;
 }
 
 /** The part of QmgrOptions a SIGHUP may change while deliveries run. */
-export type ReloadablePolicy = Pick<QmgrOptions, 'retry' | 'ambiguous' | 'delayWarning' | 'keepDone'>;
+export type ReloadablePolicy = Pick<QmgrOptions, 'retry' | 'ambiguous' | 'delayWarning' | 'keepDone' | 'destinationRate'>;
 
 /**
  * A destination whose window already has this many messages waiting takes no more: further
@@ -103,6 +110,14 @@ export type ReloadablePolicy = Pick<QmgrOptions, 'retry' | 'ambiguous' | 'delayW
 const WAITING_PER_SLOT = 2;
 const DESTINATION_SHARE = 0.5;
 const BACKOFF_MS = 1_000;
+/**
+ * A group whose destination's rate would keep it waiting longer than this is not held: its claim
+ * goes back, due again when a token should be there (RateGate.reserve spaces those times one
+ * token apart). Shorter waits are waited out in process, so the gate always has a few groups
+ * ready between two claims (the loop polls every pollMs). A message that also has a group able
+ * to go now keeps its claim and its rate-limited groups wait (renewing the lease).
+ */
+const RATE_WAIT_MAX_MS = 2_000;
 /**
  * Giving claims back is churn (a claim and a release each). Per poll interval the loop walks the
  * due queue freely until this many claims were given back (so mail for other destinations
@@ -136,6 +151,10 @@ export interface QmgrDeps {
   readonly onOutcome?: (state: string, receivedAt: number, now: number, destination: string) => void;
   /** Cluster-wide destination slots (a shared queue); absent: the windows are this process's alone. */
   readonly slots?: DestinationSlots;
+  /** Cluster-wide rate buckets (a shared queue); absent: buckets in this process. */
+  readonly rates?: DestinationRates;
+  /** A delivery could not start at once because its destination was over its rate (metrics). */
+  readonly onRateWait?: (destination: string) => void;
 }
 
 interface Group {
@@ -158,6 +177,8 @@ interface Decided {
 
 export class QueueManager {
   private readonly windows: Windows;
+  private readonly rates: RateGate;
+  private readonly rateBuckets: DestinationRates;
   /** One key, 'all': the global cap on deliveries, taken after the destination's window. */
   private readonly deliverySlots: DestinationWindows;
   /** Messages claimed and not yet recorded (delivering, or waiting for a window). */
@@ -177,20 +198,32 @@ export class QueueManager {
   private policy: ReloadablePolicy;
 
   constructor(private readonly deps: QmgrDeps) {
-    this.policy = { retry: deps.options.retry, ambiguous: deps.options.ambiguous, keepDone: deps.options.keepDone, ...(deps.options.delayWarning !== undefined ? { delayWarning: deps.options.delayWarning } : {}) };
+    this.policy = {
+      retry: deps.options.retry,
+      ambiguous: deps.options.ambiguous,
+      keepDone: deps.options.keepDone,
+      ...(deps.options.delayWarning !== undefined ? { delayWarning: deps.options.delayWarning } : {}),
+      ...(deps.options.destinationRate !== undefined ? { destinationRate: deps.options.destinationRate } : {}),
+    };
     this.windows = deps.slots
       ? new ClusterWindows(deps.options.destinationConcurrency, deps.slots)
       : new DestinationWindows(deps.options.destinationConcurrency);
     this.deliverySlots = new DestinationWindows(deps.options.maxInFlight);
+    this.rateBuckets = deps.rates ?? new LocalDestinationRates(deps.clock);
+    this.rates = new RateGate(this.rateBuckets, deps.clock, (d) => deps.onRateWait?.(d), (err) => {
+      deps.log.warn({ err: String(err) }, 'destination rate: the bucket could not be read; no delivery starts until it can');
+    });
   }
 
   /**
    * SIGHUP's live reload: the next attempt decided uses the new retry schedule, max age,
-   * ambiguous policy and delay warning, and the next sweep the new --keep-done. Windows, slots
+   * ambiguous policy, delay warning and default rate (routes bring their own rates, and
+   * main swaps the route table), and the next sweep the new --keep-done. Windows, slots
    * and leases are sized at start and keep their values (those settings need a restart).
    */
   reconfigure(policy: ReloadablePolicy): void {
     this.policy = policy;
+    this.rates.nudge();
   }
 
   start(): void {
@@ -229,6 +262,23 @@ export class QueueManager {
     };
   }
 
+  /**
+   * One destination's rate limit now (for `explain`): the limit that applies (the route's own,
+   * else --destination-rate; undefined when unlimited), the tokens in its bucket (cluster-wide on
+   * a shared queue) and this node's deliveries waiting for one.
+   */
+  async rate(destination: string, routeRate?: RateLimit | 'unlimited'): Promise<{ limit: RateLimit; fromRoute: boolean; tokens?: number; waiting: number } | undefined> {
+    const limit = this.rateOf(routeRate);
+    if (limit === undefined) return undefined;
+    // A bucket that cannot be read (the shared queue's database is away) is left out, not an error: explain still answers.
+    const tokens = await this.rateBuckets.peek(destination, limit).catch(() => undefined);
+    return { limit, fromRoute: routeRate !== undefined, ...(tokens !== undefined ? { tokens } : {}), waiting: this.rates.waitingFor(destination) };
+  }
+
+  private rateOf(routeRate: RateLimit | 'unlimited' | undefined): RateLimit | undefined {
+    return routeRate === 'unlimited' ? undefined : routeRate ?? this.policy.destinationRate;
+  }
+
   /** New mail was queued: look for due work now instead of at the next poll. */
   wake(): void {
     this.wakeUp?.();
@@ -237,6 +287,7 @@ export class QueueManager {
   /** Stop claiming, let deliveries in flight finish and record, then resolve. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.rates.close();
     this.wake();
     this.stopSweep?.();
     await this.loopDone;
@@ -326,8 +377,8 @@ export class QueueManager {
         return 'done';
       }
       const decided = await this.attempt(message, due, () => lease);
-      if (decided === 'backoff') {
-        await store.releaseLease(lease, clock.now() + BACKOFF_MS);
+      if ('comeBackAt' in decided) {
+        await store.releaseLease(lease, decided.comeBackAt);
         return 'given-back';
       }
       // Draining: nothing of this message was started, so the claim goes back (due at once, for
@@ -408,7 +459,7 @@ export class QueueManager {
   }
 
   /** Route every due recipient and deliver each destination's group; one outcome per recipient. */
-  private async attempt(message: StoredMessage, due: readonly number[], lease: () => Lease): Promise<Decided | 'backoff'> {
+  private async attempt(message: StoredMessage, due: readonly number[], lease: () => Lease): Promise<Decided | { comeBackAt: number }> {
     const decided: Decided = { results: [], nextHops: [], notes: [], outcomes: new Map(), retries: [], destinations: new Map() };
     const groups = new Map<string, Group>();
     const routes = new Map<string, RouteResult>();
@@ -431,7 +482,10 @@ export class QueueManager {
       group.indices.push(index);
       groups.set(route.destination, group);
     }
-    if (decided.outcomes.size === 0 && groups.size > 0 && [...groups.values()].every((g) => this.backlogged(g))) return 'backoff';
+    if (decided.outcomes.size === 0 && groups.size > 0) {
+      const comeBackAt = this.notNow([...groups.values()]);
+      if (comeBackAt !== undefined) return { comeBackAt };
+    }
     const alone = groups.size === 1;
     await Promise.all([...groups.values()].map((g) => this.deliverGroup(message, g, decided, lease, alone)));
     for (const index of due) {
@@ -439,6 +493,21 @@ export class QueueManager {
       if (outcome) decided.results.push({ recipient: index, state: outcome.kind as AttemptState, reply: outcome.reply });
     }
     return decided;
+  }
+
+  /**
+   * When every group of a claimed message would only wait (its destination's window has a
+   * backlog, or its rate would keep it longer than RATE_WAIT_MAX_MS), the time to come back:
+   * the soonest any of them could go. Undefined when some group can go now (then all are held).
+   */
+  private notNow(groups: readonly Group[]): number | undefined {
+    const now = this.deps.clock.now();
+    const rated = groups.map((g) => ({ g, limit: this.rateOf(g.route.route.rate) }));
+    // Groups waiting for the window will take their tokens first: they count as ahead.
+    const ahead = (g: Group): number => this.windows.waitingFor(g.route.destination);
+    const waits = rated.map(({ g, limit }) => (this.backlogged(g) ? 'window' : limit !== undefined && this.rates.estimate(g.route.destination, limit, ahead(g)) > RATE_WAIT_MAX_MS ? 'rate' : 'go'));
+    if (waits.some((w) => w === 'go')) return undefined;
+    return Math.min(...rated.map(({ g, limit }, i) => (waits[i] === 'rate' && limit !== undefined ? this.rates.reserve(g.route.destination, limit, ahead(g)) : now + BACKOFF_MS)));
   }
 
   private backlogged(group: Group): boolean {
@@ -452,13 +521,17 @@ export class QueueManager {
   private async deliverGroup(message: StoredMessage, group: Group, decided: Decided, lease: () => Lease, alone: boolean): Promise<void> {
     // The destination's window first, then a global slot: a message waiting on a busy
     // destination holds no slot another destination could use.
+    // Then a token of its rate, still before the global slot: a destination over its rate keeps
+    // its own window busy and nothing else. The token is taken after the window, so deliveries
+    // start at the rate (tokens taken while waiting for a window would start in a bunch).
     const releaseWindow = await this.windows.acquire(group.route.destination, group.route.route.concurrency);
-    const releaseSlot = await this.deliverySlots.acquire('all');
+    const token = await this.rates.acquire(group.route.destination, () => this.rateOf(group.route.route.rate));
+    const releaseSlot = token ? await this.deliverySlots.acquire('all') : () => undefined;
     const release = (): void => {
       releaseSlot();
       releaseWindow();
     };
-    if (this.stopping) {
+    if (this.stopping || !token) {
       // Shutting down: a group that was still waiting for its window is not started.
       release();
       for (const index of group.indices) {

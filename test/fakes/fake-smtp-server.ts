@@ -36,6 +36,8 @@ export interface SinkTransaction {
   readonly tls?: string;
   /** The AUTH identity of the session, when it authenticated. */
   readonly authUser?: string;
+  /** When MAIL FROM arrived (Date.now()): when the client started this transaction. */
+  readonly startedAt: number;
 }
 
 /** One command line as the sink read it. */
@@ -139,6 +141,7 @@ class SinkSession {
   private buffer = Buffer.alloc(0);
   private mode: Mode = { kind: 'command' };
   private mailFrom = '';
+  private startedAt = 0;
   private rcpts: string[] = [];
   private commands: string[] = [];
   private body: Buffer[] = [];
@@ -320,6 +323,7 @@ class SinkSession {
       this.reset();
       this.startTransaction();
       this.mailFrom = /<([^>]*)>/.exec(line)?.[1] ?? '';
+      this.startedAt = Date.now();
       this.commands.push(line);
       this.say('250 2.1.0 ok');
     } else if (verb === 'RCPT') {
@@ -397,6 +401,7 @@ class SinkSession {
       commands: [...this.commands],
       ...(this.tlsProtocol !== undefined ? { tls: this.tlsProtocol } : {}),
       ...(this.authUser !== undefined ? { authUser: this.authUser } : {}),
+      startedAt: this.startedAt,
     };
   }
 

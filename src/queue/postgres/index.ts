@@ -1,7 +1,7 @@
 /**
  * @module queue/postgres
- * The shared queue backend's public surface: openPostgresStore(), migratePostgres() and
- * the cluster-wide destination slots (slots.ts). main.ts and `postwire migrate` are the only
+ * The shared queue backend's public surface: openPostgresStore(), migratePostgres(),
+ * the cluster-wide destination slots (slots.ts) and rate buckets (rates.ts). main.ts and `postwire migrate` are the only
  * callers; everyone else sees a QueueStore.
  *
  * openPostgresStore() connects (a pool of `connections`), checks the schema version and refuses
@@ -30,6 +30,8 @@ export { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 export type { PgMigration } from './migrations.js';
 export { PgDestinationSlots } from './slots.js';
 export type { SlotsOptions } from './slots.js';
+export { PgDestinationRates, TAKE_SQL } from './rates.js';
+export type { RatesOptions } from './rates.js';
 export { CHUNK_SIZE } from './writer.js';
 
 export interface PostgresStoreOptions {

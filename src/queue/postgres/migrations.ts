@@ -96,6 +96,23 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'destination rate buckets',
+    sql: `
+      -- Cluster-wide outbound rate limits (queue/postgres/rates.ts): one token bucket per
+      -- destination (the route's window key). tokens as counted at time at (the database's clock);
+      -- per_ms and burst are the limit the last taker applied (the prune needs them). UNLOGGED:
+      -- no WAL per delivery; a database crash empties it, which lets one burst through.
+      CREATE UNLOGGED TABLE destination_rates (
+        destination text PRIMARY KEY,
+        tokens      double precision NOT NULL,
+        at          timestamptz NOT NULL,
+        per_ms      double precision NOT NULL CHECK (per_ms > 0),
+        burst       double precision NOT NULL CHECK (burst >= 1)
+      );
+    `,
+  },
 ];
 
 /** The newest migration this build knows. */
