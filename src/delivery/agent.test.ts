@@ -184,9 +184,9 @@ describe('delivery/agent', () => {
   });
 
   it('a first host that refuses connections: the second host delivers', async () => {
-    const dead = await closedPort();
     await withSink({}, (sink) =>
       withAgent({}, async (agent) => {
+        const dead = await closedPort(sink.port);
         const r = await agent.deliver(makeRoute(dead, sink.port), makeJob(smallBody(), ['bob@dst.test']));
         assert.deepEqual(kinds(r), ['delivered']);
         assert.equal(r.nextHop, `mx2.test[127.0.0.1]:${sink.port}`);
@@ -215,8 +215,8 @@ describe('delivery/agent', () => {
   });
 
   it('every host fails: the last failure stands', async () => {
-    const dead = await closedPort();
     const busy = await greeter('421 4.3.2 busy');
+    const dead = await closedPort(busy.port);
     try {
       await withAgent({}, async (agent) => {
         const r = await agent.deliver(makeRoute(busy.port, dead), makeJob(smallBody(), ['bob@dst.test', 'carol@dst.test']));

@@ -95,10 +95,14 @@ export async function rawServer(handler: (socket: Socket) => void): Promise<{ po
 }
 
 /** A port nothing listens on: bound, then closed. */
-export async function closedPort(): Promise<number> {
-  const s = await rawServer(() => undefined);
-  await s.close();
-  return s.port;
+export async function closedPort(...inUse: number[]): Promise<number> {
+  // The kernel may hand a just-closed port to the next bind(0): a test's own listeners are
+  // passed in, so the "dead" host is never one of them.
+  for (;;) {
+    const s = await rawServer(() => undefined);
+    await s.close();
+    if (!inUse.includes(s.port)) return s.port;
+  }
 }
 
 /** A TCP proxy to `target` recording every byte the client sent, per connection. */
