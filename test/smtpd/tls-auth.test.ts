@@ -278,3 +278,44 @@ describe('the implicit-TLS submission listener (RFC 8314)', () => {
     await assert.rejects(RawClient.connectTls(at.port, { ca: other.ca, servername: NAME }), /self[- ]signed|unable to verify|certificate/i);
   });
 });
+
+describe('abuse limits per AUTH user', () => {
+  let server: TestServer;
+  before(async () => {
+    // Loopback stays exempt (the default): only the user's own allowance can refuse here.
+    server = await startTestServer(tlsFlags(['--relay-from', '10.0.0.0/8', '--user-message-rate', '2', '--user-recipient-rate', '3', '--rate-window', '1h']));
+  });
+  after(() => server.stop());
+
+  async function authenticated(user: string, password: string): Promise<RawClient> {
+    const client = await startTls(server.port);
+    await ehlo(client);
+    assert.equal((await client.command(`AUTH PLAIN ${plain(user, password)}`)).code, 235);
+    return client;
+  }
+
+  it('counts messages and recipients per user, across sessions, from an exempt address; another user is not affected', async () => {
+    const first = await authenticated('alice', 'correct horse');
+    assert.equal((await first.command('MAIL FROM:<alice@example.test>')).code, 250);
+    assert.equal((await first.command('RCPT TO:<a@elsewhere.test>')).code, 250);
+    assert.equal((await first.command('RCPT TO:<b@elsewhere.test>')).code, 250);
+    assert.equal((await first.command('RSET')).code, 250);
+    first.close();
+    // A new session of the same user spends the same allowance.
+    const second = await authenticated('alice', 'correct horse');
+    assert.equal((await second.command('MAIL FROM:<alice@example.test>')).code, 250);
+    assert.equal((await second.command('RCPT TO:<c@elsewhere.test>')).code, 250);
+    const overRecipients = await second.command('RCPT TO:<d@elsewhere.test>');
+    assert.equal(overRecipients.code, 451, overRecipients.text);
+    assert.match(overRecipients.text, /^4\.7\.1 Rate limit: at most 3 recipients per 1h for your user/);
+    assert.equal((await second.command('RSET')).code, 250);
+    const overMessages = await second.command('MAIL FROM:<alice@example.test>');
+    assert.equal(overMessages.code, 451, overMessages.text);
+    assert.match(overMessages.text, /^4\.7\.1 Rate limit: at most 2 messages per 1h for your user/);
+    second.close();
+    const other = await authenticated('bob', 'b0b-pass');
+    assert.equal((await other.command('MAIL FROM:<bob@example.test>')).code, 250, "bob's allowance is his own");
+    assert.equal((await other.command('RCPT TO:<e@elsewhere.test>')).code, 250);
+    other.close();
+  });
+});
