@@ -39,6 +39,17 @@ test('no interval lets through more than the burst plus what refilled in it', ()
   );
 });
 
+test('a refused take passes at exactly retryAfterMs despite float refill (found by fast-check, seed 1444775591)', () => {
+  const rate = { capacity: 4, windowMs: 9280 };
+  const first = take(undefined, rate, 0, 2);
+  assert.ok(first.allowed);
+  const second = take(first.state, rate, 7, 2);
+  assert.ok(second.allowed);
+  const refused = take(second.state, rate, 10, 2);
+  assert.ok(!refused.allowed);
+  assert.equal(take(refused.state, rate, 10 + refused.retryAfterMs, 2).allowed, true);
+});
+
 test('a refused take passes once retryAfterMs has gone by, and a full window refills the whole burst', () => {
   fc.assert(
     fc.property(rateArb, stepsArb, (rate, steps) => {

@@ -20,6 +20,8 @@
  * all-or-nothing, so a refused request costs nothing and `retryAfterMs` says when it would pass.
  */
 
+const TOKEN_EPSILON = 1e-6;
+
 export interface BucketRate {
   /** The burst: tokens a full bucket holds, and the events allowed per window. At least 1. */
   readonly capacity: number;
@@ -48,7 +50,9 @@ export function tokensAt(state: BucketState | undefined, rate: BucketRate, now: 
 /** Take `n` tokens if the bucket has them; otherwise take none and say how long until it would. */
 export function take(state: BucketState | undefined, rate: BucketRate, now: number, n = 1): TakeResult {
   const tokens = tokensAt(state, rate, now);
-  if (tokens >= n) return { allowed: true, state: { tokens: tokens - n, at: now } };
+  // A millionth of a token of slack: the refill is float arithmetic, and a client told to come
+  // back in retryAfterMs must pass then (4 per 9280 ms: 0.0043 + 4629 ms of refill = 1.9999999…).
+  if (tokens + TOKEN_EPSILON >= n) return { allowed: true, state: { tokens: Math.max(0, tokens - n), at: now } };
   const retryAfterMs = Math.ceil(((n - tokens) * rate.windowMs) / rate.capacity);
   return { allowed: false, state: { tokens, at: now }, retryAfterMs };
 }
