@@ -16,14 +16,14 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
-import type { SinkTransaction } from '../fakes/fake-smtp-server.js';
 import { countCopies, startCluster, submit } from '../support/cluster.js';
 import type { Cluster } from '../support/cluster.js';
 import { until } from '../support/wait.js';
+import { mostIn, writeRateRoutes } from '../support/rate.js';
 
 const LIMITED = 60;
 const OTHER = 120;
@@ -32,16 +32,6 @@ const RATE = 4; // per second
 const BURST = 4;
 const JITTER = 2;
 
-function mostIn(transactions: readonly SinkTransaction[], ms: number): number {
-  const at = transactions.map((t) => t.startedAt).sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < at.length; i++) {
-    while ((at[i] ?? 0) - (at[j] ?? 0) > ms) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
-
 it(`a rate limit of ${RATE}/s burst ${BURST} holds across three nodes, each message delivered once, other destinations unhindered`, { timeout: 120_000 }, async () => {
   const stuck = await startFakeSmtp();
   const limited = await startFakeSmtp();
@@ -49,12 +39,7 @@ it(`a rate limit of ${RATE}/s burst ${BURST} holds across three nodes, each mess
   const dir = await mkdtemp(join(tmpdir(), 'postwire-pg-rate-'));
   let cluster: Cluster | undefined;
   try {
-    const file = join(dir, 'postwire.toml');
-    await writeFile(file, [
-      '[[route]]', 'pattern = "stuck.test"', `smarthost = "127.0.0.1:${stuck.port}"`, 'rate = "1/m"',
-      '[[route]]', 'pattern = "limited.test"', `smarthost = "127.0.0.1:${limited.port}"`, `rate = "${RATE}/s"`, `burst = ${BURST}`,
-      '[[route]]', 'pattern = "*"', `smarthost = "127.0.0.1:${other.port}"`,
-    ].join('\n'));
+    const file = await writeRateRoutes(dir, { stuck: stuck.port, limited: limited.port, other: other.port }, RATE, BURST);
     cluster = await startCluster(3, ['--config', file, '--delivery', 'on', '--retry', '1s', '--lease-time', '10s', '--log-level', 'warn']);
     const ports = cluster.nodes.map((n) => n?.port ?? 0);
     const rcpt = (n: number): string => (n < LIMITED ? `l${n}@limited.test` : `o${n}@other.test`);

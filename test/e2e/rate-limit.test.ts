@@ -17,15 +17,16 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
-import type { FakeSmtpServer, SinkTransaction } from '../fakes/fake-smtp-server.js';
+import type { FakeSmtpServer } from '../fakes/fake-smtp-server.js';
 import { startTestServer, testConfig } from '../support/server.js';
 import type { TestServer } from '../support/server.js';
 import { sendMessage } from '../support/submit.js';
 import { until } from '../support/wait.js';
+import { mostIn, writeRateRoutes } from '../support/rate.js';
 import { loadConfig } from '../../src/config/index.js';
 import { parseQueueId } from '../../src/queue/index.js';
 import { explainPage } from '../../src/cli/format.js';
@@ -49,17 +50,6 @@ async function sendAll(port: number, rcpts: readonly string[], lanes = 4): Promi
   return ids;
 }
 
-/** The most sink transactions that started within any `ms` window. */
-function mostIn(transactions: readonly SinkTransaction[], ms: number): number {
-  const at = transactions.map((t) => t.startedAt).sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < at.length; i++) {
-    while ((at[i] ?? 0) - (at[j] ?? 0) > ms) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
-
 describe('outbound rate limits, one node', () => {
   it('a limited destination delivers its burst, then at the rate; other destinations are not held back', { timeout: 90_000 }, async () => {
     const stuck = await startFakeSmtp();
@@ -68,12 +58,7 @@ describe('outbound rate limits, one node', () => {
     const dir = await mkdtemp(join(tmpdir(), 'postwire-rate-'));
     let server: TestServer | undefined;
     try {
-      const file = join(dir, 'postwire.toml');
-      await writeFile(file, [
-        '[[route]]', 'pattern = "stuck.test"', `smarthost = "127.0.0.1:${stuck.port}"`, 'rate = "1/m"',
-        '[[route]]', 'pattern = "limited.test"', `smarthost = "127.0.0.1:${limited.port}"`, `rate = "${RATE}/s"`, `burst = ${BURST}`,
-        '[[route]]', 'pattern = "*"', `smarthost = "127.0.0.1:${other.port}"`,
-      ].join('\n'));
+      const file = await writeRateRoutes(dir, { stuck: stuck.port, limited: limited.port, other: other.port }, RATE, BURST);
       server = await startTestServer(['--config', file, '--delivery', 'on', '--admin', '127.0.0.1:0', '--retry', '1s']);
       // The limited mail before the other: then the limit (not the submission, a few dozen a
       // second on a loaded machine) sets its pace.
