@@ -10,8 +10,6 @@ export { ClusterWindows } from './cluster-windows.js';
 export type { DestinationSlots, Windows } from './cluster-windows.js';
 export { LocalDestinationRates, RateGate } from './rates.js';
 export type { DestinationRates, RateTake } from './rates.js';
-export { take as takeToken, refill as refillBucket } from './token-bucket.js';
-export type { BucketState } from './token-bucket.js';
 export { nextStep, retryDelay, RETRY_JITTER } from './schedule.js';
 export type { NextStep, RetryPolicy } from './schedule.js';
 export { createQueueControl, preview, DEFAULT_DELETE_REASON, DEFAULT_HOLD_REASON } from './control.js';

@@ -23,7 +23,7 @@
 import type { RateLimit } from '../config/index.js';
 import type { Clock, Sleep } from '../util/index.js';
 import { sleepOn } from '../util/index.js';
-import { interval, take } from './token-bucket.js';
+import { interval, refill, take } from './token-bucket.js';
 import type { BucketState } from './token-bucket.js';
 
 /** One take's answer: taken or not, the tokens left (as the bucket's owner saw them), and the wait for the next. */
@@ -61,12 +61,12 @@ export class LocalDestinationRates implements DestinationRates {
   peek(destination: string, limit: RateLimit): Promise<number> {
     const state = this.buckets.get(destination)?.state;
     if (state === undefined) return Promise.resolve(limit.burst);
-    return Promise.resolve(Math.min(limit.burst, state.tokens + Math.max(0, this.clock.now() - state.at) / interval(limit)));
+    return Promise.resolve(refill(state, limit, this.clock.now()).tokens);
   }
 
   /** A bucket that has refilled is the same as no bucket: forget it (the map stays the active set). */
   private prune(now: number): void {
-    for (const [d, { state, limit }] of this.buckets) if (state.tokens + Math.max(0, now - state.at) / interval(limit) >= limit.burst) this.buckets.delete(d);
+    for (const [d, { state, limit }] of this.buckets) if (refill(state, limit, now).tokens >= limit.burst) this.buckets.delete(d);
   }
 }
 

@@ -53,7 +53,8 @@ export function take(state: BucketState | undefined, rate: BucketRate, now: numb
   // A millionth of a token of slack: the refill is float arithmetic, and a client told to come
   // back in retryAfterMs must pass then (4 per 9280 ms: 0.0043 + 4629 ms of refill = 1.9999999…).
   if (tokens + TOKEN_EPSILON >= n) return { allowed: true, state: { tokens: Math.max(0, tokens - n), at: now } };
-  const retryAfterMs = Math.ceil(((n - tokens) * rate.windowMs) / rate.capacity);
+  // The 1e-9 keeps float noise (0.01 * 100 = 1.0000000000000009) from adding a millisecond.
+  const retryAfterMs = Math.ceil(((n - tokens) * rate.windowMs) / rate.capacity - 1e-9);
   return { allowed: false, state: { tokens, at: now }, retryAfterMs };
 }
 
