@@ -7,7 +7,7 @@
  * Within one generator, ids are strictly increasing even inside one millisecond (ULID's
  * monotonic rule: the tail counts up), so "sorted by id" is "sorted by arrival" on each node.
  */
-import { randomBytes } from 'node:crypto';
+import { pooledRandomBytes } from '../util/index.js';
 
 export type QueueId = string & { readonly __brand: 'QueueId' };
 
@@ -45,7 +45,7 @@ function randomTail(random: (n: number) => Uint8Array): number {
 }
 
 /** A stateless id: unique, sortable to the millisecond. Prefer a QueueIdGenerator for a store. */
-export function newQueueId(nowMs: number, random: (n: number) => Uint8Array = randomBytes): QueueId {
+export function newQueueId(nowMs: number, random: (n: number) => Uint8Array = pooledRandomBytes): QueueId {
   return (encode(Math.max(0, Math.floor(nowMs)), 10) + encode(randomTail(random), 8)) as QueueId;
 }
 
@@ -54,7 +54,7 @@ export class QueueIdGenerator {
   private lastMs = -1;
   private lastTail = 0;
 
-  constructor(private readonly random: (n: number) => Uint8Array = randomBytes) {}
+  constructor(private readonly random: (n: number) => Uint8Array = pooledRandomBytes) {}
 
   next(nowMs: number): QueueId {
     let ms = Math.max(0, Math.floor(nowMs));

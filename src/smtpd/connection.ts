@@ -33,7 +33,6 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
-import { randomBytes } from 'node:crypto';
 import {
   DataDecoder,
   LineReader,
@@ -52,7 +51,7 @@ import type {
   TransactionEnvelope,
 } from '../protocol/index.js';
 import type { ClientInfo, IncomingMessage, MessageIntake } from '../cleanup/index.js';
-import { sleepOn } from '../util/index.js';
+import { pooledRandomBytes, sleepOn } from '../util/index.js';
 import type { Clock, Timer } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Policy, PolicyClient } from './policy.js';
@@ -113,7 +112,7 @@ interface BdatMessage {
 }
 
 export class SmtpConnection {
-  readonly id = randomBytes(6).toString('hex');
+  readonly id = pooledRandomBytes(6).toString('hex');
   readonly closed: Promise<void>;
 
   private readonly session: ServerSession;

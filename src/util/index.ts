@@ -18,3 +18,4 @@ export { formatUserFile, isValidSenderAddress, isValidUserName, parseUserFile, r
 export type { UserEntry, UserFileResult } from './user-file.js';
 export { BucketTable, take, tokensAt } from './token-bucket.js';
 export type { BucketRate, BucketState, BucketTableOptions, TakeResult } from './token-bucket.js';
+export { pooledRandomBytes } from './random-pool.js';

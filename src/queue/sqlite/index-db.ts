@@ -27,6 +27,7 @@ import { checkSearchQuery, containsFolded, domainOf } from '../transitions.js';
 import type { QueueId } from '../ids.js';
 import { migrate } from './migrations.js';
 import { ScheduleDb } from './schedule-db.js';
+import { TurnBatch } from './turn-batch.js';
 import { StatsDb } from './stats-db.js';
 import { guard } from './sql-guard.js';
 import { WalSync } from './wal-sync.js';
@@ -114,6 +115,8 @@ export class IndexDb {
   readonly schedule: ScheduleDb;
   /** The admin aggregates (domainStats). */
   readonly stats: StatsDb;
+  /** The turn's scheduling writes in one transaction (turn-batch.ts). */
+  readonly batch: TurnBatch;
 
   /** searchMessages statements by SQL text: one per filter combination actually used. */
   private readonly searches = new Map<string, Database.Statement<Record<string, unknown>, MessageRowRaw>>();
@@ -126,6 +129,7 @@ export class IndexDb {
     db.function('postwire_domain', { deterministic: true }, (address: unknown) => (typeof address === 'string' ? domainOf(address) : null));
     this.schedule = new ScheduleDb(db, path, (id) => this.getMessage(id));
     this.stats = new StatsDb(db, path);
+    this.batch = new TurnBatch(db, path);
     this.st = {
       insertMessage: db.prepare(
         `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset, next_attempt_at)
@@ -358,6 +362,7 @@ export class IndexDb {
   }
 
   async close(): Promise<void> {
+    this.batch.flush();
     await this.wal?.close();
     guard(this.path, () => this.db.close());
   }

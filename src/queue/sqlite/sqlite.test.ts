@@ -497,6 +497,51 @@ describe('sqlite store: the RFC 1047 window at open', () => {
   });
 });
 
+describe('sqlite store: one transaction per turn for the delivery path', () => {
+  it("a turn's marks, records and releases share one commit; a failing one is rolled back alone", async () => {
+    const h = await harness();
+    try {
+      const envelope = sampleEnvelope({ recipients: [{ address: 'a@example.net' }, { address: 'b@example.net' }] });
+      const stored = [];
+      for (let i = 0; i < 4; i++) stored.push(await writeAndCommit(h.store, patternBytes(10, i), envelope));
+      const now = Date.now() + 1000;
+      const claimed = await h.store.claimDue({ now, limit: 10, leaseMs: 3_600_000, owner: 'batch' });
+      const leaseOf = (id: QueueId) => {
+        const lease = claimed.find((c) => c.message.id === id)?.lease;
+        assert.ok(lease, `claimed ${id}`);
+        return lease;
+      };
+      const [a, b, c, d] = stored.map((m) => m.id) as [QueueId, QueueId, QueueId, QueueId];
+      const before = h.store.scheduleTransactions;
+      const delivered = [0, 1].map((recipient) => ({ recipient, state: 'delivered' as const, reply: '250 ok' }));
+      const settled = await Promise.allSettled([
+        h.store.markInWindow(leaseOf(a), [0, 1], now),
+        // A stale token (as after a takeover): this one alone must fail.
+        h.store.recordAttempt({ ...leaseOf(b), token: 'not-the-token' }, { at: now, nextHop: 'mx', results: delivered }),
+        h.store.recordAttempt(leaseOf(c), { at: now, nextHop: 'mx', results: delivered }),
+        // Out of range: rejected by the store, after the mark above has already run in the transaction.
+        h.store.markInWindow(leaseOf(d), [0, 7], now),
+        h.store.releaseLease(leaseOf(d)),
+      ]);
+      assert.equal(h.store.scheduleTransactions - before, 1, 'five calls of one turn, one transaction');
+      assert.deepEqual(settled.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled']);
+      assert.equal(((settled[1] as PromiseRejectedResult).reason as QueueError).code, 'QUEUE_LEASE_LOST');
+      assert.equal(((settled[3] as PromiseRejectedResult).reason as QueueError).code, 'QUEUE_INVALID');
+      // c's record committed; b's did not; d's bad mark left nothing behind (its savepoint rolled
+      // back, recipient 0 included); a's mark is there (seen at the next open as ambiguous).
+      assert.deepEqual(await statesOf(h.store, c), ['delivered', 'delivered']);
+      assert.equal((await h.store.history(c)).length, 1);
+      assert.deepEqual(await statesOf(h.store, b), ['queued', 'queued']);
+      assert.equal((await h.store.history(b)).length, 0);
+      assert.equal((await h.store.getMessage(d))?.lease, undefined, 'released');
+      const again = await h.reopen();
+      assert.deepEqual(again.recovery.ambiguous, [{ id: a, recipients: [0, 1] }]);
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
 describe('sqlite store: leases at open', () => {
   it('open clears every lease: work in flight is due again at once, the old token is lost', async () => {
     const h = await harness();

@@ -12,13 +12,14 @@
  * the WAL barrier, then an unlink of the spill file or, when the segment it lived in is no longer
  * active and now empty, of that segment. searchMessages is one statement per page (index-db.ts:
  * filters evaluated per message in sort order; case-insensitive matching through a registered
- * JavaScript function). Scheduling (schedule-db.ts): recordAttempt, hold, release, retryNow,
- * operatorDelete and operatorBounce are each one synchronous transaction, then the WAL barrier (IndexDb.durable: one
- * fdatasync on the threadpool shared by every commit of the event-loop turn, so no fsync ever
- * holds the loop); claimDue, renewLease, releaseLease, markInWindow and settleDelivered are one
- * synchronous transaction nobody waits to flush (lease columns and window marks: kept by a
- * SIGKILL, possibly lost by a power cut, and then a duplicate is possible but not logged as
- * ambiguous).
+ * JavaScript function). Scheduling (schedule-db.ts): the delivery hot path's calls (claimDue,
+ * renewLease, releaseLease, markInWindow, settleDelivered, recordAttempt) of one event-loop turn
+ * share one synchronous transaction, each in its own savepoint (turn-batch.ts), settled after
+ * its COMMIT; hold, release, retryNow, operatorDelete and operatorBounce are each a transaction
+ * of their own. recordAttempt and the operator calls then await the WAL barrier (IndexDb.durable:
+ * one fdatasync on the threadpool shared by every commit of the turn, so no fsync ever holds the
+ * loop); the others nobody waits to flush (lease columns and window marks: kept by a SIGKILL,
+ * possibly lost by a power cut, and then a duplicate is possible but not logged as ambiguous).
  *
  * Leases and crashes: this store is single-process (SQLite's exclusive lock), so no lease can be
  * live when it opens. open() clears every lease (recovery.releasedLeases counts them): work in
@@ -90,6 +91,11 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     this.inlineLimit = parts.inlineLimit;
   }
 
+  /** Transactions the turn batch has committed (turn-batch.ts): for tests and stats. */
+  get scheduleTransactions(): number {
+    return this.parts.index.batch.transactions;
+  }
+
   createMessage(): SqliteMessageWriter {
     const now = this.parts.now();
     const writer = new SqliteMessageWriter(this.ids.next(now), now, this);
@@ -149,33 +155,33 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
 
   async claimDue(query: ClaimQuery): Promise<ClaimedMessage[]> {
     this.assertOpen();
-    return this.parts.index.schedule.claimDue(query);
+    return this.parts.index.batch.run(() => this.parts.index.schedule.claimDue(query));
   }
 
   async renewLease(lease: Lease, until: number): Promise<Lease | undefined> {
     this.assertOpen();
-    return this.parts.index.schedule.renewLease(lease, until);
+    return this.parts.index.batch.run(() => this.parts.index.schedule.renewLease(lease, until));
   }
 
   async recordAttempt(lease: Lease, record: AttemptRecord): Promise<void> {
     this.assertOpen();
-    this.parts.index.schedule.recordAttempt(lease, record);
+    await this.parts.index.batch.run(() => this.parts.index.schedule.recordAttempt(lease, record));
     await this.parts.index.durable();
   }
 
   async markInWindow(lease: Lease, recipients: readonly number[], at: number): Promise<void> {
     this.assertOpen();
-    this.parts.index.schedule.markInWindow(lease, recipients, at);
+    await this.parts.index.batch.run(() => this.parts.index.schedule.markInWindow(lease, recipients, at));
   }
 
   async settleDelivered(lease: Lease, recipients: readonly number[]): Promise<void> {
     this.assertOpen();
-    this.parts.index.schedule.settleDelivered(lease, recipients);
+    await this.parts.index.batch.run(() => this.parts.index.schedule.settleDelivered(lease, recipients));
   }
 
   async releaseLease(lease: Lease, notBefore?: number): Promise<void> {
     this.assertOpen();
-    this.parts.index.schedule.releaseLease(lease, notBefore);
+    await this.parts.index.batch.run(() => this.parts.index.schedule.releaseLease(lease, notBefore));
   }
 
   async history(id: QueueId): Promise<AttemptRecord[]> {
