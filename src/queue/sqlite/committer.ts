@@ -25,6 +25,7 @@ import type { StoredMessage } from '../store.js';
 import { QueueError } from '../store.js';
 import type { IndexDb, NewRow } from './index-db.js';
 import { storedFromRow } from './index-db.js';
+import type { RecentBodies } from './recent-bodies.js';
 import type { SegmentLog } from './segments.js';
 import type { PendingCommit } from './writer.js';
 import { ioError } from './fs-util.js';
@@ -62,6 +63,8 @@ export class GroupCommitter {
     private readonly bodiesDirHandle: FileHandle,
     private readonly maxBatch: number,
     readonly stats: CommitStats,
+    /** Durable segment bodies are offered here for the delivery that follows (recent-bodies.ts). */
+    private readonly recent?: RecentBodies,
   ) {}
 
   submit(pending: PendingCommit): Promise<StoredMessage> {
@@ -149,7 +152,10 @@ export class GroupCommitter {
         this.stats.commits += rows.length;
         batch.forEach((w, i) => {
           const row = rows[i];
-          if (row !== undefined) w.resolve(storedFromRow(row));
+          if (row === undefined) return;
+          const body = w.pending.body;
+          if (body.kind === 'inline' && row.location.kind === 'segment') this.recent?.put(row.id, body.bytes);
+          w.resolve(storedFromRow(row));
         });
       },
       (err: unknown) => this.rejectAll(batch, err),

@@ -24,6 +24,7 @@ import { GroupCommitter } from './committer.js';
 import type { CommitStats } from './committer.js';
 import { fsyncDir, ioError } from './fs-util.js';
 import { IndexDb } from './index-db.js';
+import { DEFAULT_RECENT_BODY_BYTES, RecentBodies } from './recent-bodies.js';
 import { recover } from './recovery.js';
 import type { RecoveryReport } from './recovery.js';
 import { SegmentLog } from './segments.js';
@@ -44,6 +45,11 @@ export interface SqliteStoreOptions {
   readonly segmentSize?: number;
   /** Most commits flushed together. Default 512. */
   readonly maxBatch?: number;
+  /**
+   * Bytes of just-committed segment bodies kept in memory for their first delivery
+   * (recent-bodies.ts); 0 turns it off. Default 4 MiB.
+   */
+  readonly recentBodyBytes?: number;
   /** Called once with what recovery found, before openSqliteStore resolves. */
   readonly onRecover?: (report: RecoveryReport) => void;
 }
@@ -69,9 +75,10 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
       throw ioError('open', bodiesDir, err);
     });
     const stats: CommitStats = { commits: 0, flushes: 0 };
-    const committer = new GroupCommitter(index, segments, bodiesDir, bodiesHandle, positive(options.maxBatch, DEFAULT_MAX_BATCH), stats);
+    const recent = new RecentBodies(Math.max(0, options.recentBodyBytes ?? DEFAULT_RECENT_BODY_BYTES));
+    const committer = new GroupCommitter(index, segments, bodiesDir, bodiesHandle, positive(options.maxBatch, DEFAULT_MAX_BATCH), stats, recent);
     const store = new SqliteQueueStore({
-      dir, bodiesDir, now, index, segments, committer, stats, bodiesHandle,
+      dir, bodiesDir, now, index, segments, committer, stats, bodiesHandle, recent,
       inlineLimit: Math.max(0, options.inlineLimit ?? DEFAULT_INLINE_LIMIT),
       recovery: report,
     });

@@ -497,6 +497,52 @@ describe('sqlite store: the RFC 1047 window at open', () => {
   });
 });
 
+describe('sqlite store: just-committed bodies for their first read', () => {
+  /** Overwrites every segment file with 'Z': a read that still returns the original came from memory. */
+  async function scribbleSegments(dir: string): Promise<void> {
+    for (const name of await ls(join(dir, 'segments'))) {
+      const path = join(dir, 'segments', name);
+      await writeFile(path, Buffer.alloc((await stat(path)).size, 'Z'));
+    }
+  }
+
+  it('the first read comes from memory, once; later reads, spilled bodies and evicted ones from the spool', async () => {
+    const h = await harness({ recentBodyBytes: 25 * KiB, inlineLimit: 64 * KiB });
+    try {
+      const bodies = Array.from({ length: 5 }, (_, i) => patternBytes(10 * KiB, i));
+      const stored = [];
+      for (const b of bodies) stored.push(await writeAndCommit(h.store, b));
+      const spilled = await writeAndCommit(h.store, patternBytes(100 * KiB, 9));
+      assert.ok(h.store.recentBytes <= 25 * KiB, `within the budget: ${h.store.recentBytes}`);
+      assert.equal(h.store.recentBytes, 20 * KiB, 'the two newest segment bodies, not the spilled one');
+      await scribbleSegments(h.dir);
+      const zs = (n: number): Buffer => Buffer.alloc(n, 'Z');
+      const first = await Promise.all(stored.map((m) => readAll(h.store, m.id)));
+      // Oldest first out: the first three were dropped and are read from the (scribbled) spool.
+      assert.deepEqual(first.map((b, i) => b.equals(i < 3 ? zs(10 * KiB) : Buffer.from(bodies[i] as Uint8Array))), [true, true, true, true, true]);
+      assert.equal(h.store.recentBytes, 0, 'handed out once');
+      const second = await readAll(h.store, stored[4]?.id as QueueId);
+      assert.ok(second.equals(zs(10 * KiB)), 'a second read goes to the spool');
+      assert.ok((await readAll(h.store, spilled.id)).equals(Buffer.from(patternBytes(100 * KiB, 9))));
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('purge forgets a body that was never read', async () => {
+    const h = await harness();
+    try {
+      const m = await writeAndCommit(h.store, patternBytes(10 * KiB));
+      assert.equal(h.store.recentBytes, 10 * KiB);
+      assert.equal(await h.store.purge(m.id), true);
+      assert.equal(h.store.recentBytes, 0);
+      await assert.rejects(readAll(h.store, m.id), (err: QueueError) => err.code === 'QUEUE_NOT_FOUND');
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
 describe('sqlite store: one transaction per turn for the delivery path', () => {
   it("a turn's marks, records and releases share one commit; a failing one is rolled back alone", async () => {
     const h = await harness();

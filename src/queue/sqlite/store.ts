@@ -6,9 +6,10 @@
  *
  * Costs: createMessage() does no I/O. getMessage/listMessages/countByState/history are synchronous
  * indexed reads wrapped in promises; domainStats (stats-db.ts) is one synchronous aggregate read
- * over every recipient and history row. readBody() reads a segment body by positional reads through
- * a shared handle (the active segment's own, so a fresh delivery costs one pread and no open),
- * and a spilled body as a 64 KiB-chunk stream. purge() is one synchronous SQLite transaction plus
+ * over every recipient and history row. readBody() hands out a just-committed segment body from
+ * memory the first time (recent-bodies.ts: bounded, only bytes the commit already held), else
+ * reads a segment body by positional reads through a shared handle (the active segment's own, so
+ * a fresh delivery costs one pread and no open), and a spilled body as a 64 KiB-chunk stream. purge() is one synchronous SQLite transaction plus
  * the WAL barrier, then an unlink of the spill file or, when the segment it lived in is no longer
  * active and now empty, of that segment. searchMessages is one statement per page (index-db.ts:
  * filters evaluated per message in sort order; case-insensitive matching through a registered
@@ -51,6 +52,7 @@ import { QueueIdGenerator } from '../ids.js';
 import type { CommitStats, GroupCommitter } from './committer.js';
 import type { BodyRow, IndexDb } from './index-db.js';
 import type { RecoveryReport } from './recovery.js';
+import type { RecentBodies } from './recent-bodies.js';
 import type { SegmentLog } from './segments.js';
 import { SqliteMessageWriter } from './writer.js';
 import type { PendingCommit, WriterHost } from './writer.js';
@@ -70,6 +72,8 @@ export interface StoreParts {
   readonly recovery: RecoveryReport;
   /** bodies/ held open for the committer's directory fsyncs; closed after the last batch. */
   readonly bodiesHandle: FileHandle;
+  /** Just-committed segment bodies for their first read (recent-bodies.ts). */
+  readonly recent: RecentBodies;
 }
 
 type Lifecycle = 'open' | 'closing' | 'closed';
@@ -89,6 +93,11 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     this.stats = parts.stats;
     this.recovery = parts.recovery;
     this.inlineLimit = parts.inlineLimit;
+  }
+
+  /** Bytes of just-committed bodies held for their first read (recent-bodies.ts): for tests and stats. */
+  get recentBytes(): number {
+    return this.parts.recent.bytes;
   }
 
   /** Transactions the turn batch has committed (turn-batch.ts): for tests and stats. */
@@ -120,6 +129,11 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
 
   async *readBody(id: QueueId): AsyncGenerator<Uint8Array, void, undefined> {
     this.assertOpen();
+    const recent = this.parts.recent.take(id);
+    if (recent !== undefined) {
+      yield recent;
+      return;
+    }
     const row = this.parts.index.getBody(id);
     if (row === undefined) throw new QueueError('QUEUE_NOT_FOUND', `message ${id}: not in the queue`);
     if (row.size === 0) return;
@@ -145,6 +159,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
   async purge(id: QueueId): Promise<boolean> {
     this.assertOpen();
     const row = this.parts.index.deleteMessage(id);
+    this.parts.recent.forget(id);
     if (row === undefined) return false;
     await this.parts.index.durable();
     // The rows are gone durably; freeing the bytes can lag (or fail): recovery reclaims leftovers.
@@ -270,6 +285,7 @@ export class SqliteQueueStore implements QueueStore, WriterHost {
     await this.parts.segments.close();
     await this.parts.bodiesHandle.close().catch(() => undefined);
     await this.parts.index.close();
+    this.parts.recent.clear();
     this.lifecycle = 'closed';
   }
 
