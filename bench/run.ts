@@ -1,8 +1,9 @@
 /**
  * `npm run bench -- <case> [options]` (docs/benchmarks.md):
- *   relay  [--messages N] [--clients C] [--size BYTES] [--runs R] [--targets postwire,postfix]
+ *   relay  [--messages N] [--clients C] [--size BYTES] [--runs R] [--targets postwire,postfix[,floor]]
  *          end to end through each target into a counting sink, side by side (Postfix when it
- *          can run here), plus a baseline row (the clients straight into the sink)
+ *          can run here), plus a baseline row (the clients straight into the sink); `floor` adds
+ *          bench/floor-relay, the dialogue's sockets on one event loop with no relay work at all
  *   big    [--size BYTES] [--runs R] [--targets …]   one large message: the relay's peak RSS
  *   codec  [--mib M] [--runs R]                      the wire codec alone, MB/s
  *   accept [--messages N] [--clients C] [--size BYTES] [--runs R] [--reuse]   Postwire's accept path only
@@ -230,12 +231,18 @@ function availableTargets(): TargetName[] {
   const asked = String(values.targets).split(',').map((t) => t.trim()).filter(Boolean);
   const out: TargetName[] = [];
   for (const t of asked) {
-    if (t !== 'postwire' && t !== 'postfix') throw new Error(`unknown target "${t}" (available: postwire, postfix)`);
+    if (t !== 'postwire' && t !== 'postfix' && t !== 'floor') throw new Error(`unknown target "${t}" (available: postwire, postfix, floor)`);
     const why = targetUnavailable(t);
     if (why === undefined) out.push(t);
     else console.error(`bench: ${t} skipped: ${why}`);
   }
   return out;
+}
+
+function rowLabel(name: RowName): string {
+  if (name === 'baseline') return 'baseline: clients → sink';
+  if (name === 'floor') return 'floor: the sockets alone, no relay work (bench/floor-relay) → sink';
+  return `${name} → sink`;
 }
 
 async function relayCase(total: number, clients: number, size: number, runs: number, targets: readonly TargetName[]): Promise<string> {
@@ -266,9 +273,9 @@ async function relayCase(total: number, clients: number, size: number, runs: num
     const e2e = rs.map((r) => r.e2eRate);
     const cpu = rs.map((r) => r.cpuPer1000);
     lines.push(
-      `| ${name === 'baseline' ? 'baseline: clients → sink' : `${name} → sink`} | ${cell(e2e, 0)} | ${name === 'postwire' ? ratio(e2e, pf?.map((r) => r.e2eRate)) : '—'} | ` +
+      `| ${rowLabel(name)} | ${cell(e2e, 0)} | ${name === 'postwire' || name === 'floor' ? ratio(e2e, pf?.map((r) => r.e2eRate)) : '—'} | ` +
         `${cell(rs.map((r) => r.injectRate), 0)} | ${cell(rs.map((r) => r.p50), 2)} | ${cell(rs.map((r) => r.p99), 2)} | ${cell(cpu, 2)} | ` +
-        `${name === 'postwire' ? ratio(cpu, pf?.map((r) => r.cpuPer1000)) : '—'} | ${cell(rs.map((r) => r.peakMiB), 1)} |`,
+        `${name === 'postwire' || name === 'floor' ? ratio(cpu, pf?.map((r) => r.cpuPer1000)) : '—'} | ${cell(rs.map((r) => r.peakMiB), 1)} |`,
     );
   }
   return lines.join('\n');

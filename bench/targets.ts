@@ -11,9 +11,11 @@
  * on it; the load is spread over their ports, CPU summed over them, and `dbCpuSeconds` adds the
  * PostgreSQL backends they used (from /proc; the WAL writer and checkpointer are not in it).
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { RawClient } from '../test/support/raw-client.js';
 import { startServe } from '../test/support/process.js';
 import { postfixUnavailable, startPostfix } from '../test/support/postfix.js';
@@ -22,7 +24,8 @@ import { admin, dropSchema, testSchemaName } from '../test/support/pg.js';
 import type { ServeProcess } from '../test/support/process.js';
 import { sampleTree } from './proc.js';
 
-export type TargetName = 'postwire' | 'postfix';
+/** `floor` is bench/floor-relay: the dialogue's sockets alone, no relay work (a lower bound). */
+export type TargetName = 'postwire' | 'postfix' | 'floor';
 
 export interface Target {
   readonly name: TargetName;
@@ -49,6 +52,7 @@ export function targetUnavailable(name: TargetName): string | undefined {
 
 export async function startTarget(name: TargetName, sinkPort: number, maxSize: number, nodeArgs: readonly string[], shared?: SharedQueue): Promise<Target> {
   if (name === 'postwire' && shared !== undefined) return startPostwireCluster(sinkPort, maxSize, nodeArgs, shared);
+  if (name === 'floor') return startFloor(sinkPort);
   return name === 'postwire' ? startPostwire(sinkPort, maxSize, nodeArgs) : startPostfixRelay(sinkPort);
 }
 
@@ -130,4 +134,30 @@ async function startPostfixRelay(sinkPort: number): Promise<Target> {
     await postfix.stop();
     throw err;
   }
+}
+
+async function startFloor(sinkPort: number): Promise<Target> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./floor-relay.js', import.meta.url)), String(sinkPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`floor-relay exited with ${code} before listening`)));
+  });
+  const root = child.pid as number;
+  return {
+    name: 'floor',
+    port,
+    root,
+    ports: [port],
+    roots: [root],
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
