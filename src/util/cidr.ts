@@ -36,7 +36,21 @@ export function ipToBytes(text: string): Uint8Array | undefined {
 }
 
 function mapV4(text: string): Uint8Array {
-  return Uint8Array.from([...MAPPED_PREFIX, ...text.split('.').map(Number)]);
+  // Called per connection (relay and limit checks): digits are summed in place, no arrays.
+  // isIPv4 has vetted the text: four decimal octets separated by dots.
+  const out = new Uint8Array(16);
+  out.set(MAPPED_PREFIX);
+  let at = 12;
+  let value = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2e) {
+      out[at++] = value;
+      value = 0;
+    } else value = value * 10 + (c - 0x30);
+  }
+  out[at] = value;
+  return out;
 }
 
 function v6Bytes(text: string): Uint8Array {
