@@ -10,7 +10,8 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { systemClock } from '../util/index.js';
 import { startFakeSmtp } from '../../test/fakes/fake-smtp-server.js';
-import { closedPort, dotHeavyBody, makeJob, rawServer, smallBody } from '../../test/support/delivery.js';
+import { closedPort, dotHeavyBody, makeJob, mortalPeer, rawServer, smallBody } from '../../test/support/delivery.js';
+import type { PeerDeath } from '../../test/support/delivery.js';
 import { openConnection, type ConnectionOptions, type DeliveryJob, type SmtpConnection } from './connection.js';
 import { outboundMessage } from './agent.js';
 import { classify, classifyTransaction } from './outcome.js';
@@ -161,6 +162,64 @@ describe('delivery/connection', () => {
       assert.equal(sink.delivered.length, 0);
     } finally {
       await sink.close();
+    }
+  });
+
+  // What the agent may run again elsewhere (an unprobed reused connection found dead): only a
+  // transaction the peer decided nothing about, with no body byte written.
+  const deaths: ReadonlyArray<{ at: string; death: PeerDeath; lost: boolean }> = [
+    { at: 'MAIL', death: 'fin', lost: true },
+    { at: 'MAIL', death: '421', lost: true },
+    { at: 'RCPT', death: 'fin', lost: false },
+    { at: 'RCPT', death: '421', lost: false },
+    { at: 'DATA', death: 'fin', lost: false },
+  ];
+  for (const { at, death, lost } of deaths) {
+    it(`lostBeforeFirstReply: ${lost ? 'set' : 'not set'} when the peer leaves (${death}) at ${at}`, async () => {
+      const peer = await mortalPeer((_c, line) => (line.startsWith(at) ? death : undefined));
+      try {
+        const c = await open(peer.port);
+        const { result, outcomes } = await sendOne(c, makeJob(smallBody('lost'), ['a@dst.test', 'b@dst.test']));
+        assert.equal(result.lostBeforeFirstReply, lost ? true : undefined);
+        assert.equal(result.mode, 'none', 'no body was started');
+        assert.equal(result.bodyOctets, 0);
+        assert.ok(outcomes.every((o) => o.kind === 'deferred'));
+        await c.closed;
+        assert.ok(!peer.connections[0]?.received.includes('Subject: lost'), 'no body byte was written');
+      } finally {
+        await peer.close();
+      }
+    });
+  }
+
+  it('lostBeforeFirstReply: not set once the body started (connection dropped mid-DATA) nor for a refused MAIL', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const c = await open(sink.port);
+      const { result } = await sendOne(c, makeJob(dotHeavyBody(300_000), ['drop-in-data-once-a@dst.test']));
+      assert.equal(result.lostBeforeFirstReply, undefined);
+      assert.equal(result.mode, 'data');
+      await c.closed;
+    } finally {
+      await sink.close();
+    }
+    const refusing = await rawServer((s) => {
+      s.write('220 peer.test\r\n');
+      s.on('data', (d: Buffer) => {
+        const text = d.toString('latin1');
+        if (text.startsWith('EHLO')) s.write('250 peer.test\r\n');
+        else if (text.startsWith('MAIL')) s.write('451 4.3.0 try later\r\n');
+        else if (text.startsWith('QUIT')) s.end('221 bye\r\n');
+        else s.write('250 ok\r\n');
+      });
+    });
+    try {
+      const c = await open(refusing.port);
+      const { result } = await sendOne(c, makeJob(smallBody(), ['a@dst.test']));
+      assert.equal(result.lostBeforeFirstReply, undefined);
+      await c.quit();
+    } finally {
+      await refusing.close();
     }
   });
 

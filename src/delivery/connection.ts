@@ -172,6 +172,13 @@ export interface TransactionResult {
   readonly spoolError?: string;
   /** job.beforeEndOfData rejected (its reason): end-of-data was not sent, the connection dropped. */
   readonly windowError?: string;
+  /**
+   * The peer decided nothing: the connection was lost before MAIL's reply (every fact
+   * `interrupted`, connection-lost, at step `mail`), or that reply was a 421 (the peer closing).
+   * No body byte was written. The message may run again on another connection at no risk; the
+   * agent does so, once, when this connection was reused without an RSET probe (delivery/pool).
+   */
+  readonly lostBeforeFirstReply?: true;
 }
 
 export type OpenResult =
@@ -220,6 +227,14 @@ export function openConnection(host: RouteHost, options: ConnectionOptions, secu
       });
     });
   });
+}
+
+/** See TransactionResult.lostBeforeFirstReply: nothing from the peer decided the message. */
+function lostBeforeFirstReply(tx: Tx, facts: readonly AttemptFact[]): boolean {
+  if (tx.mode !== 'none' || tx.meter.octets > 0) return false; // the body started: never
+  const first = tx.firstReply;
+  if (first === undefined) return facts.every((f) => f.kind === 'interrupted' && f.cause === 'connection-lost' && f.step === 'mail');
+  return first.code === 421 && facts.every((f) => f.kind === 'reply' && f.step === 'mail' && f.reply.code === 421);
 }
 
 /** Should not happen (the session reports every failure), but a fact is owed either way. */
@@ -289,6 +304,8 @@ interface Tx {
   mode: 'data' | 'bdat' | 'none';
   longLines: LongLineHandling | undefined;
   pump: Promise<void> | undefined;
+  /** The first reply the peer gave in this transaction (MAIL's: replies come in order). */
+  firstReply: Reply | undefined;
   decided: boolean;
   stopped: boolean;
   sha256?: string;
@@ -431,6 +448,7 @@ export class SmtpConnection {
       mode: 'none',
       longLines: undefined,
       pump: undefined,
+      firstReply: undefined,
       decided: false,
       stopped: false,
     };
@@ -461,6 +479,7 @@ export class SmtpConnection {
         ...(tx.framingFault !== undefined ? { framingFault: tx.framingFault } : {}),
         ...(tx.spoolError !== undefined ? { spoolError: tx.spoolError } : {}),
         ...(tx.windowError !== undefined ? { windowError: tx.windowError } : {}),
+        ...(lostBeforeFirstReply(tx, facts) ? { lostBeforeFirstReply: true } : {}),
       };
     } finally {
       this.#tx = undefined;
@@ -496,7 +515,7 @@ export class SmtpConnection {
     if (!this.#ready) {
       // The peer left while we read: as if the connection had been lost before MAIL.
       const detail = this.closeReason ?? this.#socketError ?? 'closed';
-      return { facts: all({ kind: 'interrupted', step: 'mail', cause: 'connection-lost', ambiguous: false, detail }), mode: 'none', bodyOctets: 0, longLines: 0 };
+      return { facts: all({ kind: 'interrupted', step: 'mail', cause: 'connection-lost', ambiguous: false, detail }), mode: 'none', bodyOctets: 0, longLines: 0, lostBeforeFirstReply: true };
     }
     return undefined;
   }
@@ -746,6 +765,7 @@ export class SmtpConnection {
     for (const r of replies) {
       // After 220 to STARTTLS, anything else in the plain-text stream is injection: dropped.
       if (this.#session.closed || this.#upgrading) break;
+      if (this.#tx) this.#tx.firstReply ??= r;
       this.#apply(this.#session.receive(r));
     }
   }
