@@ -10,7 +10,7 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { systemClock } from '../util/index.js';
 import { startFakeSmtp } from '../../test/fakes/fake-smtp-server.js';
-import { closedPort, dotHeavyBody, makeJob, mortalPeer, rawServer, smallBody } from '../../test/support/delivery.js';
+import { closedPort, dotHeavyBody, makeJob, mortalPeer, rawServer, recordingProxy, smallBody, waitFor } from '../../test/support/delivery.js';
 import type { PeerDeath } from '../../test/support/delivery.js';
 import { openConnection, type ConnectionOptions, type DeliveryJob, type SmtpConnection } from './connection.js';
 import { outboundMessage } from './agent.js';
@@ -63,6 +63,33 @@ describe('delivery/connection', () => {
       assert.equal(sink.delivered[0]?.data.toString('latin1'), 'Subject: x\r\n\r\nlast line\r\n');
       assert.equal(sink.delivered[1]?.data.length, 0);
     } finally {
+      await sink.close();
+    }
+  });
+
+  it('DATA: the body\'s last chunk and end-of-data leave in one write (a one-chunk body: two writes per delivery)', async () => {
+    const sink = await startFakeSmtp();
+    const proxy = await recordingProxy(sink.port);
+    try {
+      const body = smallBody('one write');
+      const stuffed = body.toString('latin1').replace(/(^|\r\n)\./g, '$1..');
+      const c = await open(proxy.port);
+      await sendOne(c, makeJob(body, ['bob@dst.test'])); // one spool chunk
+      await sendOne(c, makeJob(body, ['carol@dst.test'], { sizes: [8] })); // four chunks, the last 8 octets
+      await c.quit();
+      assert.equal(sink.delivered.length, 2);
+      // Each packet the proxy read is one of our writes: each was made after the reply to the one
+      // before (nothing to coalesce), and none is large enough for loopback to split.
+      const packets = (proxy.perConnection()[0] ?? []).map((p) => p.toString('latin1'));
+      const mail = packets.findIndex((p) => p.startsWith('MAIL FROM:'));
+      assert.match(packets[mail] ?? '', /^MAIL FROM:<alice@src\.test>[^\r]*\r\nRCPT TO:<bob@dst\.test>\r\nDATA\r\n$/, 'MAIL, RCPT and DATA in one write');
+      assert.equal(packets[mail + 1], `${stuffed}.\r\n`, 'the whole body and end-of-data in the next write');
+      assert.match(packets[mail + 2] ?? '', /^MAIL FROM:/, 'nothing else in between');
+      const end = packets.length - 1 - [...packets].reverse().findIndex((p) => p.endsWith('\r\n.\r\n'));
+      assert.ok(end > mail + 2);
+      assert.ok(packets[end]?.endsWith('plain\r\n.\r\n') && packets[end] !== '.\r\n', `the last chunk goes with end-of-data: ${JSON.stringify(packets[end])}`);
+    } finally {
+      await proxy.close();
       await sink.close();
     }
   });
@@ -143,6 +170,31 @@ describe('delivery/connection', () => {
       }
     });
   }
+
+  it('DATA: a spool one byte short: the held last chunk and end-of-data never reach the peer', async () => {
+    const sink = await startFakeSmtp();
+    const proxy = await recordingProxy(sink.port);
+    try {
+      const body = smallBody(); // its last line, 'plain', is in the last 8-octet chunk only
+      const short = body.subarray(0, body.length - 1);
+      const c = await open(proxy.port);
+      const job = makeJob(body, ['bob@dst.test'], { sizes: [8], openBody: () => (async function* () { for (let at = 0; at < short.length; at += 8) yield short.subarray(at, at + 8); })() });
+      const { outcomes } = await sendOne(c, job);
+      assert.deepEqual(outcomes.map((o) => o.kind), ['held']);
+      await c.closed;
+      // Our writes arrive in order before the FIN: once the first chunk is in and a moment has
+      // passed, whatever else we wrote is in too.
+      await waitFor(() => proxy.sent().includes('Subject: x'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const sent = proxy.sent();
+      assert.ok(!sent.includes('plain'), 'the last chunk was held, then dropped with the connection');
+      assert.ok(!sent.includes('\r\n.\r\n'), 'no end-of-data');
+      assert.equal(sink.delivered.length, 0);
+    } finally {
+      await proxy.close();
+      await sink.close();
+    }
+  });
 
   it('a spool read error ends the attempt as deferred, with the error noted; nothing delivered', async () => {
     const sink = await startFakeSmtp();

@@ -12,6 +12,11 @@
  * a connection lost in DATA, never a prefix followed by end-of-data. Before the terminator pending
  * socket events run once, so a dropped connection is seen before the RFC 1047 window opens.
  *
+ * Writes (issue 5): the DATA pump holds each stuffed spool chunk until the next is read, so the
+ * last one leaves with the terminator in one write after the window mark (a body of one chunk:
+ * MAIL/RCPT/DATA, then body and '.', two writes); a BDAT command and its octets are one write too.
+ * A fault, a spool error or a failed mark drops the held tail with the connection.
+ *
  * The window mark (DESIGN.md invariant 3): job.beforeEndOfData, when given, is awaited once per
  * transaction right before the terminator or BDAT LAST (before the settle above); if it rejects,
  * the connection is dropped without end-of-data and the result carries windowError.
@@ -840,11 +845,18 @@ export class SmtpConnection {
     return handling.wrapper ? handling.wrapper.push(chunk) : [chunk];
   }
 
-  /** Dot-stuffs pieces of the body and writes them at once. */
-  #writeData(pieces: readonly Uint8Array[]): void {
+  /** Dot-stuffs pieces of the body into one buffer to write (undefined: nothing to write). */
+  #stuff(pieces: readonly Uint8Array[]): Buffer | undefined {
     const out: Buffer[] = [];
     for (const piece of pieces) out.push(...this.#session.dataChunk(piece));
-    if (out.length > 0) this.#write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+    return out.length === 0 ? undefined : out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+  }
+
+  /** Several buffers in one socket write (one writev), so the peer gets them in one segment. */
+  #writeTogether(parts: readonly Uint8Array[]): void {
+    this.#socket.cork();
+    for (const part of parts) this.#socket.write(part);
+    this.#socket.uncork();
   }
 
   /**
@@ -880,20 +892,33 @@ export class SmtpConnection {
     }
   }
 
+  /**
+   * DATA: one write per spool chunk (a dot-heavy chunk stuffs into hundreds of small pieces),
+   * one behind: the stuffed chunk is held until the next one is read, so the last one goes out
+   * with the terminator in one write (for a body of one chunk, the whole delivery is two writes:
+   * MAIL/RCPT/DATA, then body and '.'). The held tail is at most one chunk; on a size or framing
+   * fault, a spool error or a failed window mark it is never written, nor the terminator.
+   */
   async #pumpData(tx: Tx): Promise<void> {
     const handling = this.#longLineHandling(tx, 'data');
+    let held: Buffer | undefined;
     const rest = await this.#readBody(tx, handling, () => this.#session.sending === 'data', async (pieces) => {
-      // One write per spool chunk: a dot-heavy chunk stuffs into hundreds of small pieces.
-      this.#writeData(pieces);
+      const stuffed = this.#stuff(pieces);
+      if (stuffed === undefined) return true;
+      if (held !== undefined) this.#write(held);
+      held = stuffed;
       this.#armTimer(); // data-block: per write
       return this.#drained(tx);
     });
     if (rest === false) return;
-    this.#writeData(rest);
+    const last = this.#stuff(rest);
+    const tail = held === undefined ? last : last === undefined ? held : Buffer.concat([held, last]);
     if (!(await this.#enterWindow(tx))) return;
     await settleIo();
     if (this.#session.sending !== 'data') return;
-    this.#write(this.#session.dataEnd());
+    const end = this.#session.dataEnd();
+    if (tail === undefined) this.#write(end);
+    else this.#writeTogether([tail, end]);
     this.#armTimer();
   }
 
@@ -944,8 +969,9 @@ export class SmtpConnection {
       if (this.#bdatOver(tx)) return false;
       await this.#nextSignal();
     }
-    this.#write(this.#session.bdatChunk(bytes.length, last));
-    if (bytes.length > 0) this.#write(bytes);
+    const command = this.#session.bdatChunk(bytes.length, last);
+    if (bytes.length === 0) this.#write(command);
+    else this.#writeTogether([Buffer.from(command, 'latin1'), bytes]);
     this.#armTimer();
     return this.#drained(tx);
   }
