@@ -11,12 +11,14 @@
  * `idleTimeoutMs` idle (QUIT), after `maxReuse` transactions (QUIT), when the peer closes it, or
  * when the pool closes.
  *
- * The liveness probe (issue 5): a connection idle for less than `probeAfterMs` (default 2 s, as
- * Postfix's smtp_connection_cache_time_limit, which keeps a connection that long and does not
- * probe it on reuse) is handed out without RSET: the Lease says `probed: false`. One idle longer,
- * or any when the caller asks for `probe`, is probed with RSET first. An unprobed connection may
- * turn out dead at MAIL (a FIN or a 421 idle timeout crossing our commands): delivery/agent then
- * drops it and asks again with `probe`, once (TransactionResult.lostBeforeFirstReply).
+ * The liveness probe (issue 5): a connection idle for less than `probeAfterMs` (default 2 s,
+ * the figure of Postfix's smtp_connection_cache_time_limit, how long Postfix keeps an unused
+ * connection at all) is handed out without RSET: the Lease says `probed: false`. One idle longer,
+ * or any when the caller asks for `probe`, is probed with RSET first. Postfix probes every reuse
+ * (smtp_reuse.c, smtp_reuse_common); we skip the round trip because the fallback makes it safe:
+ * an unprobed connection may turn out dead at MAIL (a FIN or a 421 idle timeout crossing our
+ * commands), and delivery/agent then drops it and asks again with `probe`, once
+ * (TransactionResult.lostBeforeFirstReply).
  *
  * Who calls it: delivery/agent only (acquire before a transaction, release after it).
  * Failure behaviour: a reused connection that fails its RSET is dropped and the next idle one or a
@@ -43,7 +45,7 @@ export interface PoolOptions extends ConnectionOptions {
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_REUSE = 100;
-/** Postfix smtp_connection_cache_time_limit: a connection parked this recently is not probed. */
+/** A connection parked this recently is reused without RSET (Postfix's smtp_connection_cache_time_limit). */
 export const DEFAULT_PROBE_AFTER_MS = 2_000;
 
 /**
