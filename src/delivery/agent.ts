@@ -11,6 +11,12 @@
  * last failure stands. `ambiguous` (RFC 1047 window) and `held` (framing fault) stop the walk at
  * once: another host could get a second copy, or a partial one (invariants 1 and 3).
  *
+ * Reuse without a probe (delivery/pool): a connection parked less than `probeAfterMs` ago comes
+ * without RSET. If the peer had closed it meanwhile (the transaction's result says
+ * lostBeforeFirstReply: lost before MAIL's reply, or that reply a 421), nothing was decided and no
+ * body byte sent: the connection is dropped and the same recipients go, once per host, over a
+ * probed pooled connection or a new one. That is neither an outcome nor a note in the history.
+ *
  * The RFC 1047 window (invariant 3): job.beforeEndOfData goes with the job to every connection,
  * which awaits it before end-of-data; when it rejects, nothing past it is sent, the recipients it
  * left open are deferred (local, scope message: no further host), and the note says why.
@@ -54,6 +60,7 @@ import type { LongLinePolicy } from './long-lines.js';
 import { classifySession, classifyTransaction } from './outcome.js';
 import type { Outcome } from './outcome.js';
 import { ConnectionPool } from './pool.js';
+import type { AcquireOptions, Lease } from './pool.js';
 import type { RouteSuccess } from './route.js';
 import { DELIVERY_CHANNELS } from '../obs/index.js';
 import type { DeliveryDiagnostic, DeliveryTransactionEvent } from '../obs/index.js';
@@ -83,6 +90,8 @@ export interface DeliveryAgentOptions {
   readonly idleTimeoutMs?: number;
   /** Transactions per connection (default 100). */
   readonly maxReusePerConnection?: number;
+  /** A pooled connection idle at least this long answers RSET before reuse (default 2 s, DEFAULT_PROBE_AFTER_MS). */
+  readonly probeAfterMs?: number;
   /** Overrides CLIENT_STEPS timeouts, for tests. */
   readonly timeouts?: Partial<Record<ClientStepName, number>>;
   /** BDAT chunk size in octets (default 64 KiB). */
@@ -135,6 +144,7 @@ class Agent implements DeliveryAgent {
       ...(timeouts !== undefined ? { timeouts } : {}),
       ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       ...(options.maxReusePerConnection !== undefined ? { maxReuse: options.maxReusePerConnection } : {}),
+      ...(options.probeAfterMs !== undefined ? { probeAfterMs: options.probeAfterMs } : {}),
       ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
       ...(options.longLines !== undefined ? { longLines: options.longLines } : {}),
       ...(options.tlsCa !== undefined ? { tlsCa: options.tlsCa } : {}),
@@ -184,24 +194,19 @@ class Agent implements DeliveryAgent {
 
     for (const host of hosts) {
       const label = hostLabel(host);
-      let security = this.#security(route, job, host, enforce !== undefined);
-      let lease = await this.#pool.acquire(route.destination, host, security);
-      if (!lease.ok && lease.reached && handshakeFailed(lease.fact) && !requiresTls(security.tls) && security.auth === undefined) {
-        // `may` (as Postfix): a failed handshake is retried once, in plain text, on a new connection.
-        notes.push(`${label}: ${factText(lease.fact)}; retried in plain text (policy may)`);
-        log.info({ host: label, reason: factText(lease.fact) }, 'TLS handshake failed; retrying in plain text (policy may)');
-        security = { ...security, tls: { ...security.tls, fallback: true } };
-        lease = await this.#pool.acquire(route.destination, host, security);
-      }
+      let { lease, security } = await this.#acquire(route.destination, host, this.#security(route, job, host, enforce !== undefined), notes, log);
       let decided: Outcome[];
-      if (!lease.ok) {
-        if (lease.reached) nextHop = label;
-        decided = classifySession(lease.fact, pending);
-        const why = decided[0]?.reply ?? '';
-        notes.push(`${label}: ${lease.reached ? 'session refused' : 'not reached'}: ${why}`);
-        publish(connectChannel, { messageId: job.messageId, host: label, detail: `failed: ${why}` });
-        log.info({ host: label, reply: why }, 'host unusable');
-      } else {
+      let retried = false;
+      for (;;) {
+        if (!lease.ok) {
+          if (lease.reached) nextHop = label;
+          decided = classifySession(lease.fact, pending);
+          const why = decided[0]?.reply ?? '';
+          notes.push(`${label}: ${lease.reached ? 'session refused' : 'not reached'}: ${why}`);
+          publish(connectChannel, { messageId: job.messageId, host: label, detail: `failed: ${why}` });
+          log.info({ host: label, reply: why }, 'host unusable');
+          break;
+        }
         nextHop = label;
         const connection = lease.connection;
         publish(connectChannel, { messageId: job.messageId, host: label, detail: lease.reused ? 'reused' : 'connected' });
@@ -212,6 +217,16 @@ class Agent implements DeliveryAgent {
         } catch (err) {
           connection.destroy('delivery failed');
           throw err;
+        }
+        if (!retried && lease.reused && !lease.probed && result.lostBeforeFirstReply === true) {
+          // Parked moments ago and reused without RSET, it died before the peer said anything
+          // about this message (a FIN or a 421 crossing our MAIL): not an outcome, not history.
+          // Once per host: the next lease is probed (an idle one answers RSET first) or new.
+          retried = true;
+          connection.destroy('lost before the reply to MAIL (reused without RSET)');
+          log.debug({ host: label, detail: result.facts[0] }, 'reused connection lost before MAIL was answered; trying another');
+          ({ lease, security } = await this.#acquire(route.destination, host, security, notes, log, { probe: true }));
+          continue;
         }
         this.#pool.release(route.destination, connection, security);
         decided = classifyTransaction(result.facts, pending);
@@ -232,6 +247,7 @@ class Agent implements DeliveryAgent {
         const event: DeliveryTransactionEvent = { messageId: job.messageId, host: label, detail: summary(decided), destination: route.destination, octets: result.mode === 'none' ? 0 : result.bodyOctets };
         publish(transactionChannel, event);
         log.info({ host: label, outcomes: summary(decided), tls: connection.tls ?? 'none' }, 'transaction');
+        break;
       }
       for (const o of decided) outcomes[o.recipient] = o;
       if (decided.some((o) => o.kind === 'held' || o.kind === 'ambiguous')) {
@@ -250,6 +266,29 @@ class Agent implements DeliveryAgent {
       return o;
     });
     return notes.length > 0 ? { nextHop, outcomes: final, note: notes.join('; ') } : { nextHop, outcomes: final };
+  }
+
+  /**
+   * A lease for `host` from the pool. `may` (as Postfix): a failed handshake is tried once more,
+   * in plain text, on a new connection; the security that lease was acquired under comes back.
+   */
+  async #acquire(
+    destination: string,
+    host: RouteHost,
+    security: ConnectionSecurity,
+    notes: string[],
+    log: Logger,
+    options: AcquireOptions = {},
+  ): Promise<{ lease: Lease; security: ConnectionSecurity }> {
+    const lease = await this.#pool.acquire(destination, host, security, options);
+    if (lease.ok || !lease.reached || !handshakeFailed(lease.fact) || requiresTls(security.tls) || security.auth !== undefined || security.tls.fallback === true) {
+      return { lease, security };
+    }
+    const label = hostLabel(host);
+    notes.push(`${label}: ${factText(lease.fact)}; retried in plain text (policy may)`);
+    log.info({ host: label, reason: factText(lease.fact) }, 'TLS handshake failed; retrying in plain text (policy may)');
+    const plain: ConnectionSecurity = { ...security, tls: { ...security.tls, fallback: true } };
+    return { lease: await this.#pool.acquire(destination, host, plain, options), security: plain };
   }
 
   /** The TLS requirement and credentials for one host of this route, for this message. */

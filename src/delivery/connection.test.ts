@@ -10,7 +10,8 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { systemClock } from '../util/index.js';
 import { startFakeSmtp } from '../../test/fakes/fake-smtp-server.js';
-import { closedPort, dotHeavyBody, makeJob, rawServer, smallBody } from '../../test/support/delivery.js';
+import { closedPort, dotHeavyBody, makeJob, mortalPeer, rawServer, recordingProxy, smallBody, waitFor } from '../../test/support/delivery.js';
+import type { PeerDeath } from '../../test/support/delivery.js';
 import { openConnection, type ConnectionOptions, type DeliveryJob, type SmtpConnection } from './connection.js';
 import { outboundMessage } from './agent.js';
 import { classify, classifyTransaction } from './outcome.js';
@@ -62,6 +63,33 @@ describe('delivery/connection', () => {
       assert.equal(sink.delivered[0]?.data.toString('latin1'), 'Subject: x\r\n\r\nlast line\r\n');
       assert.equal(sink.delivered[1]?.data.length, 0);
     } finally {
+      await sink.close();
+    }
+  });
+
+  it('DATA: the body\'s last chunk and end-of-data leave in one write (a one-chunk body: two writes per delivery)', async () => {
+    const sink = await startFakeSmtp();
+    const proxy = await recordingProxy(sink.port);
+    try {
+      const body = smallBody('one write');
+      const stuffed = body.toString('latin1').replace(/(^|\r\n)\./g, '$1..');
+      const c = await open(proxy.port);
+      await sendOne(c, makeJob(body, ['bob@dst.test'])); // one spool chunk
+      await sendOne(c, makeJob(body, ['carol@dst.test'], { sizes: [8] })); // four chunks, the last 8 octets
+      await c.quit();
+      assert.equal(sink.delivered.length, 2);
+      // Each packet the proxy read is one of our writes: each was made after the reply to the one
+      // before (nothing to coalesce), and none is large enough for loopback to split.
+      const packets = (proxy.perConnection()[0] ?? []).map((p) => p.toString('latin1'));
+      const mail = packets.findIndex((p) => p.startsWith('MAIL FROM:'));
+      assert.match(packets[mail] ?? '', /^MAIL FROM:<alice@src\.test>[^\r]*\r\nRCPT TO:<bob@dst\.test>\r\nDATA\r\n$/, 'MAIL, RCPT and DATA in one write');
+      assert.equal(packets[mail + 1], `${stuffed}.\r\n`, 'the whole body and end-of-data in the next write');
+      assert.match(packets[mail + 2] ?? '', /^MAIL FROM:/, 'nothing else in between');
+      const end = packets.length - 1 - [...packets].reverse().findIndex((p) => p.endsWith('\r\n.\r\n'));
+      assert.ok(end > mail + 2);
+      assert.ok(packets[end]?.endsWith('plain\r\n.\r\n') && packets[end] !== '.\r\n', `the last chunk goes with end-of-data: ${JSON.stringify(packets[end])}`);
+    } finally {
+      await proxy.close();
       await sink.close();
     }
   });
@@ -143,6 +171,31 @@ describe('delivery/connection', () => {
     });
   }
 
+  it('DATA: a spool one byte short: the held last chunk and end-of-data never reach the peer', async () => {
+    const sink = await startFakeSmtp();
+    const proxy = await recordingProxy(sink.port);
+    try {
+      const body = smallBody(); // its last line, 'plain', is in the last 8-octet chunk only
+      const short = body.subarray(0, body.length - 1);
+      const c = await open(proxy.port);
+      const job = makeJob(body, ['bob@dst.test'], { sizes: [8], openBody: () => (async function* () { for (let at = 0; at < short.length; at += 8) yield short.subarray(at, at + 8); })() });
+      const { outcomes } = await sendOne(c, job);
+      assert.deepEqual(outcomes.map((o) => o.kind), ['held']);
+      await c.closed;
+      // Our writes arrive in order before the FIN: once the first chunk is in and a moment has
+      // passed, whatever else we wrote is in too.
+      await waitFor(() => proxy.sent().includes('Subject: x'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const sent = proxy.sent();
+      assert.ok(!sent.includes('plain'), 'the last chunk was held, then dropped with the connection');
+      assert.ok(!sent.includes('\r\n.\r\n'), 'no end-of-data');
+      assert.equal(sink.delivered.length, 0);
+    } finally {
+      await proxy.close();
+      await sink.close();
+    }
+  });
+
   it('a spool read error ends the attempt as deferred, with the error noted; nothing delivered', async () => {
     const sink = await startFakeSmtp();
     try {
@@ -161,6 +214,64 @@ describe('delivery/connection', () => {
       assert.equal(sink.delivered.length, 0);
     } finally {
       await sink.close();
+    }
+  });
+
+  // What the agent may run again elsewhere (an unprobed reused connection found dead): only a
+  // transaction the peer decided nothing about, with no body byte written.
+  const deaths: ReadonlyArray<{ at: string; death: PeerDeath; lost: boolean }> = [
+    { at: 'MAIL', death: 'fin', lost: true },
+    { at: 'MAIL', death: '421', lost: true },
+    { at: 'RCPT', death: 'fin', lost: false },
+    { at: 'RCPT', death: '421', lost: false },
+    { at: 'DATA', death: 'fin', lost: false },
+  ];
+  for (const { at, death, lost } of deaths) {
+    it(`lostBeforeFirstReply: ${lost ? 'set' : 'not set'} when the peer leaves (${death}) at ${at}`, async () => {
+      const peer = await mortalPeer((_c, line) => (line.startsWith(at) ? death : undefined));
+      try {
+        const c = await open(peer.port);
+        const { result, outcomes } = await sendOne(c, makeJob(smallBody('lost'), ['a@dst.test', 'b@dst.test']));
+        assert.equal(result.lostBeforeFirstReply, lost ? true : undefined);
+        assert.equal(result.mode, 'none', 'no body was started');
+        assert.equal(result.bodyOctets, 0);
+        assert.ok(outcomes.every((o) => o.kind === 'deferred'));
+        await c.closed;
+        assert.ok(!peer.connections[0]?.received.includes('Subject: lost'), 'no body byte was written');
+      } finally {
+        await peer.close();
+      }
+    });
+  }
+
+  it('lostBeforeFirstReply: not set once the body started (connection dropped mid-DATA) nor for a refused MAIL', async () => {
+    const sink = await startFakeSmtp();
+    try {
+      const c = await open(sink.port);
+      const { result } = await sendOne(c, makeJob(dotHeavyBody(300_000), ['drop-in-data-once-a@dst.test']));
+      assert.equal(result.lostBeforeFirstReply, undefined);
+      assert.equal(result.mode, 'data');
+      await c.closed;
+    } finally {
+      await sink.close();
+    }
+    const refusing = await rawServer((s) => {
+      s.write('220 peer.test\r\n');
+      s.on('data', (d: Buffer) => {
+        const text = d.toString('latin1');
+        if (text.startsWith('EHLO')) s.write('250 peer.test\r\n');
+        else if (text.startsWith('MAIL')) s.write('451 4.3.0 try later\r\n');
+        else if (text.startsWith('QUIT')) s.end('221 bye\r\n');
+        else s.write('250 ok\r\n');
+      });
+    });
+    try {
+      const c = await open(refusing.port);
+      const { result } = await sendOne(c, makeJob(smallBody(), ['a@dst.test']));
+      assert.equal(result.lostBeforeFirstReply, undefined);
+      await c.quit();
+    } finally {
+      await refusing.close();
     }
   });
 

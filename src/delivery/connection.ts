@@ -12,6 +12,11 @@
  * a connection lost in DATA, never a prefix followed by end-of-data. Before the terminator pending
  * socket events run once, so a dropped connection is seen before the RFC 1047 window opens.
  *
+ * Writes (issue 5): the DATA pump holds each stuffed spool chunk until the next is read, so the
+ * last one leaves with the terminator in one write after the window mark (a body of one chunk:
+ * MAIL/RCPT/DATA, then body and '.', two writes); a BDAT command and its octets are one write too.
+ * A fault, a spool error or a failed mark drops the held tail with the connection.
+ *
  * The window mark (DESIGN.md invariant 3): job.beforeEndOfData, when given, is awaited once per
  * transaction right before the terminator or BDAT LAST (before the settle above); if it rejects,
  * the connection is dropped without end-of-data and the result carries windowError.
@@ -172,6 +177,13 @@ export interface TransactionResult {
   readonly spoolError?: string;
   /** job.beforeEndOfData rejected (its reason): end-of-data was not sent, the connection dropped. */
   readonly windowError?: string;
+  /**
+   * The peer decided nothing: the connection was lost before MAIL's reply (every fact
+   * `interrupted`, connection-lost, at step `mail`), or that reply was a 421 (the peer closing).
+   * No body byte was written. The message may run again on another connection at no risk; the
+   * agent does so, once, when this connection was reused without an RSET probe (delivery/pool).
+   */
+  readonly lostBeforeFirstReply?: true;
 }
 
 export type OpenResult =
@@ -220,6 +232,14 @@ export function openConnection(host: RouteHost, options: ConnectionOptions, secu
       });
     });
   });
+}
+
+/** See TransactionResult.lostBeforeFirstReply: nothing from the peer decided the message. */
+function lostBeforeFirstReply(tx: Tx, facts: readonly AttemptFact[]): boolean {
+  if (tx.mode !== 'none' || tx.meter.octets > 0) return false; // the body started: never
+  const first = tx.firstReply;
+  if (first === undefined) return facts.every((f) => f.kind === 'interrupted' && f.cause === 'connection-lost' && f.step === 'mail');
+  return first.code === 421 && facts.every((f) => f.kind === 'reply' && f.step === 'mail' && f.reply.code === 421);
 }
 
 /** Should not happen (the session reports every failure), but a fact is owed either way. */
@@ -289,6 +309,8 @@ interface Tx {
   mode: 'data' | 'bdat' | 'none';
   longLines: LongLineHandling | undefined;
   pump: Promise<void> | undefined;
+  /** The first reply the peer gave in this transaction (MAIL's: replies come in order). */
+  firstReply: Reply | undefined;
   decided: boolean;
   stopped: boolean;
   sha256?: string;
@@ -431,6 +453,7 @@ export class SmtpConnection {
       mode: 'none',
       longLines: undefined,
       pump: undefined,
+      firstReply: undefined,
       decided: false,
       stopped: false,
     };
@@ -461,6 +484,7 @@ export class SmtpConnection {
         ...(tx.framingFault !== undefined ? { framingFault: tx.framingFault } : {}),
         ...(tx.spoolError !== undefined ? { spoolError: tx.spoolError } : {}),
         ...(tx.windowError !== undefined ? { windowError: tx.windowError } : {}),
+        ...(lostBeforeFirstReply(tx, facts) ? { lostBeforeFirstReply: true } : {}),
       };
     } finally {
       this.#tx = undefined;
@@ -496,7 +520,7 @@ export class SmtpConnection {
     if (!this.#ready) {
       // The peer left while we read: as if the connection had been lost before MAIL.
       const detail = this.closeReason ?? this.#socketError ?? 'closed';
-      return { facts: all({ kind: 'interrupted', step: 'mail', cause: 'connection-lost', ambiguous: false, detail }), mode: 'none', bodyOctets: 0, longLines: 0 };
+      return { facts: all({ kind: 'interrupted', step: 'mail', cause: 'connection-lost', ambiguous: false, detail }), mode: 'none', bodyOctets: 0, longLines: 0, lostBeforeFirstReply: true };
     }
     return undefined;
   }
@@ -746,6 +770,7 @@ export class SmtpConnection {
     for (const r of replies) {
       // After 220 to STARTTLS, anything else in the plain-text stream is injection: dropped.
       if (this.#session.closed || this.#upgrading) break;
+      if (this.#tx) this.#tx.firstReply ??= r;
       this.#apply(this.#session.receive(r));
     }
   }
@@ -820,11 +845,18 @@ export class SmtpConnection {
     return handling.wrapper ? handling.wrapper.push(chunk) : [chunk];
   }
 
-  /** Dot-stuffs pieces of the body and writes them at once. */
-  #writeData(pieces: readonly Uint8Array[]): void {
+  /** Dot-stuffs pieces of the body into one buffer to write (undefined: nothing to write). */
+  #stuff(pieces: readonly Uint8Array[]): Buffer | undefined {
     const out: Buffer[] = [];
     for (const piece of pieces) out.push(...this.#session.dataChunk(piece));
-    if (out.length > 0) this.#write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+    return out.length === 0 ? undefined : out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+  }
+
+  /** Several buffers in one socket write (one writev), so the peer gets them in one segment. */
+  #writeTogether(parts: readonly Uint8Array[]): void {
+    this.#socket.cork();
+    for (const part of parts) this.#socket.write(part);
+    this.#socket.uncork();
   }
 
   /**
@@ -860,20 +892,33 @@ export class SmtpConnection {
     }
   }
 
+  /**
+   * DATA: one write per spool chunk (a dot-heavy chunk stuffs into hundreds of small pieces),
+   * one behind: the stuffed chunk is held until the next one is read, so the last one goes out
+   * with the terminator in one write (for a body of one chunk, the whole delivery is two writes:
+   * MAIL/RCPT/DATA, then body and '.'). The held tail is at most one chunk; on a size or framing
+   * fault, a spool error or a failed window mark it is never written, nor the terminator.
+   */
   async #pumpData(tx: Tx): Promise<void> {
     const handling = this.#longLineHandling(tx, 'data');
+    let held: Buffer | undefined;
     const rest = await this.#readBody(tx, handling, () => this.#session.sending === 'data', async (pieces) => {
-      // One write per spool chunk: a dot-heavy chunk stuffs into hundreds of small pieces.
-      this.#writeData(pieces);
+      const stuffed = this.#stuff(pieces);
+      if (stuffed === undefined) return true;
+      if (held !== undefined) this.#write(held);
+      held = stuffed;
       this.#armTimer(); // data-block: per write
       return this.#drained(tx);
     });
     if (rest === false) return;
-    this.#writeData(rest);
+    const last = this.#stuff(rest);
+    const tail = held === undefined ? last : last === undefined ? held : Buffer.concat([held, last]);
     if (!(await this.#enterWindow(tx))) return;
     await settleIo();
     if (this.#session.sending !== 'data') return;
-    this.#write(this.#session.dataEnd());
+    const end = this.#session.dataEnd();
+    if (tail === undefined) this.#write(end);
+    else this.#writeTogether([tail, end]);
     this.#armTimer();
   }
 
@@ -924,8 +969,9 @@ export class SmtpConnection {
       if (this.#bdatOver(tx)) return false;
       await this.#nextSignal();
     }
-    this.#write(this.#session.bdatChunk(bytes.length, last));
-    if (bytes.length > 0) this.#write(bytes);
+    const command = this.#session.bdatChunk(bytes.length, last);
+    if (bytes.length === 0) this.#write(command);
+    else this.#writeTogether([Buffer.from(command, 'latin1'), bytes]);
     this.#armTimer();
     return this.#drained(tx);
   }

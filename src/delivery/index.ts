@@ -30,5 +30,5 @@ export { DeliveryError, hostLabel, MAX_LINE_OCTETS, openConnection, SmtpConnecti
 export type { ConnectionOptions, ConnectionSecurity, DeliveryErrorCode, DeliveryJob, OpenResult, TransactionResult } from './connection.js';
 export { MtaStsResolver, MTA_STS_MAX_AGE_LIMIT, mxMatches, parseStsPolicy, parseStsRecord } from './mta-sts.js';
 export type { MtaStsLookup, MtaStsMode, MtaStsOptions, MtaStsPolicy } from './mta-sts.js';
-export { ConnectionPool, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_REUSE } from './pool.js';
-export type { Lease, PoolOptions } from './pool.js';
+export { ConnectionPool, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_REUSE, DEFAULT_PROBE_AFTER_MS } from './pool.js';
+export type { AcquireOptions, Lease, PoolOptions } from './pool.js';

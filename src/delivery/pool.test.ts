@@ -1,15 +1,17 @@
 /**
- * Connection reuse through the agent: one session for several messages to one destination with
- * RSET between, QUIT on close(), on the idle timeout and after maxReuse, and a pooled connection
- * the peer closed is replaced without becoming a delivery failure. A recording proxy in front of
- * the sink shows exactly what the client wrote.
+ * Connection reuse through the agent: one session for several messages to one destination, no
+ * RSET for a connection parked moments ago and RSET for one idle past probeAfterMs, QUIT on
+ * close(), on the idle timeout and after maxReuse, and a pooled connection the peer closed
+ * (while parked, at RSET, or just as we reuse it unprobed) is replaced without becoming a
+ * delivery failure, a second copy, or an endless retry. A recording proxy in front of the sink
+ * shows exactly what the client wrote.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger } from '../obs/index.js';
 import { systemClock } from '../util/index.js';
 import { startFakeSmtp } from '../../test/fakes/fake-smtp-server.js';
-import { count, makeJob, makeRoute, rawServer, recordingProxy, smallBody, waitFor } from '../../test/support/delivery.js';
+import { count, makeJob, makeRoute, mortalPeer, rawServer, recordingProxy, smallBody, waitFor } from '../../test/support/delivery.js';
 import { createDeliveryAgent, type DeliveryAgentOptions } from './agent.js';
 import { ConnectionPool } from './pool.js';
 
@@ -17,7 +19,7 @@ const base: DeliveryAgentOptions = { hostname: 'relay.test', clock: systemClock,
 const kinds = (r: { outcomes: readonly { kind: string }[] }): string[] => r.outcomes.map((o) => o.kind);
 
 describe('delivery/pool', () => {
-  it('three messages to one destination share one session, RSET between; close() QUITs it', async () => {
+  it('three messages to one destination share one session, no RSET for a connection parked moments ago; close() QUITs it', async () => {
     const sink = await startFakeSmtp();
     const proxy = await recordingProxy(sink.port);
     const agent = createDeliveryAgent(base);
@@ -28,11 +30,35 @@ describe('delivery/pool', () => {
       }
       assert.equal(sink.sessions, 1);
       assert.equal(sink.delivered.length, 3);
-      assert.equal(count(proxy.sent(), 'RSET\r\n'), 2, 'RSET before each reuse');
+      assert.equal(count(proxy.sent(), 'RSET\r\n'), 0, 'no RSET probe within probeAfterMs');
       assert.equal(count(proxy.sent(), 'EHLO relay.test\r\n'), 1);
       assert.equal(count(proxy.sent(), 'QUIT\r\n'), 0);
       await agent.close();
       assert.equal(count(proxy.sent(), 'QUIT\r\n'), 1, 'close() QUITs the idle connection');
+    } finally {
+      await agent.close();
+      await proxy.close();
+      await sink.close();
+    }
+  });
+
+  it('a connection idle longer than probeAfterMs answers RSET before reuse; one parked moments ago does not', async () => {
+    const sink = await startFakeSmtp();
+    const proxy = await recordingProxy(sink.port);
+    const agent = createDeliveryAgent({ ...base, probeAfterMs: 30, idleTimeoutMs: 5_000 });
+    try {
+      const rsets = (): number => count(proxy.sent(), 'RSET\r\n');
+      assert.deepEqual(kinds(await agent.deliver(makeRoute(proxy.port), makeJob(smallBody('one'), ['a@dst.test']))), ['delivered']);
+      assert.deepEqual(kinds(await agent.deliver(makeRoute(proxy.port), makeJob(smallBody('two'), ['b@dst.test']))), ['delivered']);
+      assert.equal(rsets(), 0, 'reused at once: not probed');
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.deepEqual(kinds(await agent.deliver(makeRoute(proxy.port), makeJob(smallBody('three'), ['c@dst.test']))), ['delivered']);
+      assert.equal(rsets(), 1, 'idle past probeAfterMs: probed');
+      assert.ok(proxy.sent().indexOf('RSET\r\n') < proxy.sent().indexOf('RCPT TO:<c@dst.test>'), 'the probe comes before the transaction');
+      assert.deepEqual(kinds(await agent.deliver(makeRoute(proxy.port), makeJob(smallBody('four'), ['d@dst.test']))), ['delivered']);
+      assert.equal(rsets(), 1, 'reused at once again: not probed');
+      assert.equal(sink.sessions, 1);
+      assert.equal(sink.delivered.length, 4);
     } finally {
       await agent.close();
       await proxy.close();
@@ -139,7 +165,8 @@ describe('delivery/pool', () => {
           }
         });
       });
-      const agent = createDeliveryAgent(base);
+      // Dropping at RSET needs an RSET: probeAfterMs 0 probes every reuse.
+      const agent = createDeliveryAgent(mode === 'drops the connection at RSET' ? { ...base, probeAfterMs: 0 } : base);
       try {
         for (let i = 0; i < 3; i++) {
           const r = await agent.deliver(makeRoute(peer.port), makeJob(smallBody(), [`r${i}@dst.test`]));
@@ -154,6 +181,72 @@ describe('delivery/pool', () => {
       }
     });
   }
+
+  for (const death of ['fin', '421'] as const) {
+    it(`a pooled connection the peer closes just as it is reused unprobed (${death === 'fin' ? 'FIN' : '421 idle timeout'}): delivered once, on a new connection, no note`, async () => {
+      // The peer's close crosses our pipelined MAIL: it leaves instead of answering the first
+      // command of a connection's second transaction.
+      const peer = await mortalPeer((c, line) => (c.transactions >= 1 && line.startsWith('MAIL') ? death : undefined));
+      const agent = createDeliveryAgent(base);
+      try {
+        assert.deepEqual(kinds(await agent.deliver(makeRoute(peer.port), makeJob(smallBody('one'), ['a@dst.test']))), ['delivered']);
+        const r = await agent.deliver(makeRoute(peer.port), makeJob(smallBody('two'), ['b@dst.test']));
+        assert.deepEqual(kinds(r), ['delivered']);
+        assert.equal(r.note, undefined, 'a dead reused connection is neither a failed host nor history');
+        assert.equal(peer.messages.filter((m) => m.includes('Subject: two')).length, 1, 'delivered exactly once');
+        const [first, second] = peer.connections;
+        assert.equal(peer.connections.length, 2);
+        assert.ok(first && second);
+        assert.equal(count(first.received, 'RCPT TO:<b@dst.test>'), 1, 'the message was tried on the reused connection');
+        assert.equal(count(first.received, 'RSET'), 0, 'reused without a probe');
+        assert.ok(!first.received.includes('Subject: two'), 'no body byte went to the dead connection');
+        assert.ok(second.received.includes('Subject: two'));
+        assert.equal(count(second.received, 'RSET'), 0, 'a new connection is not probed');
+      } finally {
+        await agent.close();
+        await peer.close();
+      }
+    });
+  }
+
+  it('two dead connections in the pool: the retry probes the second (dead at RSET), then opens a new one; delivered once', async () => {
+    // Every connection dies at the first command after its first message: MAIL unprobed, RSET probed.
+    const peer = await mortalPeer((c) => (c.transactions >= 1 ? 'fin' : undefined));
+    const agent = createDeliveryAgent(base);
+    try {
+      const both = await Promise.all(['a', 'b'].map((x) => agent.deliver(makeRoute(peer.port), makeJob(smallBody(x), [`${x}@dst.test`]))));
+      assert.ok(both.every((r) => kinds(r).join() === 'delivered'));
+      assert.equal(peer.connections.length, 2, 'two connections parked');
+      const r = await agent.deliver(makeRoute(peer.port), makeJob(smallBody('three'), ['c@dst.test']));
+      assert.deepEqual(kinds(r), ['delivered']);
+      assert.equal(r.note, undefined);
+      assert.equal(peer.messages.filter((m) => m.includes('Subject: three')).length, 1);
+      assert.equal(peer.connections.length, 3);
+      const [a, b, c] = peer.connections.map((x) => x.received);
+      assert.equal([a, b].filter((t) => t?.includes('RCPT TO:<c@dst.test>')).length, 1, 'one pooled connection was reused unprobed');
+      assert.equal([a, b].filter((t) => t?.includes('RSET')).length, 1, 'the other was probed for the retry');
+      assert.ok(c?.includes('Subject: three'));
+    } finally {
+      await agent.close();
+      await peer.close();
+    }
+  });
+
+  it('a peer that closes at every MAIL after its first message: one retry on a new connection, then deferred (no loop)', async () => {
+    const peer = await mortalPeer((_c, line) => (line.startsWith('MAIL') && peer.messages.length >= 1 ? 'fin' : undefined));
+    const agent = createDeliveryAgent(base);
+    try {
+      assert.deepEqual(kinds(await agent.deliver(makeRoute(peer.port), makeJob(smallBody('one'), ['a@dst.test']))), ['delivered']);
+      const r = await agent.deliver(makeRoute(peer.port), makeJob(smallBody('two'), ['b@dst.test']));
+      assert.deepEqual(kinds(r), ['deferred'], 'lost before MAIL on a new connection: an outcome like any other');
+      assert.equal(peer.connections.length, 2, 'the reused connection and one new one');
+      assert.equal(count(peer.connections.map((c) => c.received).join(''), 'RCPT TO:<b@dst.test>'), 2, 'tried twice, no more');
+      assert.equal(peer.messages.length, 1);
+    } finally {
+      await agent.close();
+      await peer.close();
+    }
+  });
 
   it('ConnectionPool.close() with nothing open returns at once', async () => {
     const pool = new ConnectionPool({ hostname: 'relay.test', clock: systemClock, log: silentLogger });

@@ -1,14 +1,24 @@
 /**
  * @module delivery/pool
  * Idle SMTP connections kept per destination and host, so the next message to the same next hop
- * skips the connect, greeting and EHLO (undici's Pool, Postfix's connection cache). A lease is
- * either a reused connection that has just answered RSET, or a fresh one from openConnection.
+ * skips the connect, greeting and EHLO (undici's Pool, Postfix's connection cache). A lease is a
+ * reused connection (parked moments ago and handed out as it is, or idle longer and having just
+ * answered RSET), or a fresh one from openConnection.
  *
  * Queue discipline: idle connections are a LIFO stack per `destination|address|port` (the most
  * recently used is the most likely to be alive). A connection is parked only when its session is
- * ready (the machine RSETs a transaction left open itself; we RSET again on reuse, which is also
- * the liveness probe). It leaves the pool after `idleTimeoutMs` idle (QUIT), after
- * `maxReuse` transactions (QUIT), when the peer closes it, or when the pool closes.
+ * ready (the machine RSETs a transaction left open itself). It leaves the pool after
+ * `idleTimeoutMs` idle (QUIT), after `maxReuse` transactions (QUIT), when the peer closes it, or
+ * when the pool closes.
+ *
+ * The liveness probe (issue 5): a connection idle for less than `probeAfterMs` (default 2 s,
+ * the figure of Postfix's smtp_connection_cache_time_limit, how long Postfix keeps an unused
+ * connection at all) is handed out without RSET: the Lease says `probed: false`. One idle longer,
+ * or any when the caller asks for `probe`, is probed with RSET first. Postfix probes every reuse
+ * (smtp_reuse.c, smtp_reuse_common); we skip the round trip because the fallback makes it safe:
+ * an unprobed connection may turn out dead at MAIL (a FIN or a 421 idle timeout crossing our
+ * commands), and delivery/agent then drops it and asks again with `probe`, once
+ * (TransactionResult.lostBeforeFirstReply).
  *
  * Who calls it: delivery/agent only (acquire before a transaction, release after it).
  * Failure behaviour: a reused connection that fails its RSET is dropped and the next idle one or a
@@ -29,17 +39,33 @@ export interface PoolOptions extends ConnectionOptions {
   readonly idleTimeoutMs?: number;
   /** Transactions per connection before it is retired (default 100). */
   readonly maxReuse?: number;
+  /** A connection idle at least this long is probed with RSET before reuse (default 2 s). */
+  readonly probeAfterMs?: number;
 }
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_REUSE = 100;
+/** A connection parked this recently is reused without RSET (Postfix's smtp_connection_cache_time_limit). */
+export const DEFAULT_PROBE_AFTER_MS = 2_000;
 
-/** A connection to use now; `reused` when it came from the pool. */
-export type Lease = (OpenResult & { readonly ok: false }) | { readonly ok: true; readonly connection: SmtpConnection; readonly reused: boolean };
+/**
+ * A connection to use now. `reused`: it came from the pool; `probed`: it answered RSET just now
+ * (false for a reused connection parked less than probeAfterMs ago, and for a fresh one).
+ */
+export type Lease =
+  | (OpenResult & { readonly ok: false })
+  | { readonly ok: true; readonly connection: SmtpConnection; readonly reused: boolean; readonly probed: boolean };
+
+export interface AcquireOptions {
+  /** RSET a pooled connection however recently it was parked (the retry after an unprobed one died). */
+  readonly probe?: boolean;
+}
 
 interface Idle {
   readonly connection: SmtpConnection;
   readonly timer: Timer;
+  /** clock.now() when it was parked. */
+  readonly since: number;
 }
 
 export class ConnectionPool {
@@ -47,6 +73,7 @@ export class ConnectionPool {
   readonly #clock: Clock;
   readonly #idleTimeoutMs: number;
   readonly #maxReuse: number;
+  readonly #probeAfterMs: number;
   readonly #idle = new Map<string, Idle[]>();
   /** Every connection not yet closed, whatever its state: close() must not leave one behind. */
   readonly #live = new Set<SmtpConnection>();
@@ -60,6 +87,7 @@ export class ConnectionPool {
     this.#clock = options.clock;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.#maxReuse = options.maxReuse ?? DEFAULT_MAX_REUSE;
+    this.#probeAfterMs = options.probeAfterMs ?? DEFAULT_PROBE_AFTER_MS;
   }
 
   /** Idle connections now (all keys); for tests and metrics. */
@@ -70,11 +98,12 @@ export class ConnectionPool {
   }
 
   /**
-   * A ready connection to `host` for `destination`: a pooled one that answered RSET, or a new one.
-   * Connections are shared only under the same `security` (TLS requirement, AUTH user): a plain
-   * `may` connection is never handed to a REQUIRETLS message.
+   * A ready connection to `host` for `destination`: a pooled one (parked less than probeAfterMs
+   * ago, else after it answered RSET), or a new one. Connections are shared only under the same
+   * `security` (TLS requirement, AUTH user): a plain `may` connection is never handed to a
+   * REQUIRETLS message.
    */
-  async acquire(destination: string, host: RouteHost, security?: ConnectionSecurity): Promise<Lease> {
+  async acquire(destination: string, host: RouteHost, security?: ConnectionSecurity, options: AcquireOptions = {}): Promise<Lease> {
     const key = poolKey(destination, host, security);
     for (;;) {
       const entry = this.#take(key);
@@ -85,14 +114,17 @@ export class ConnectionPool {
         await Promise.race(settling);
         continue;
       }
-      if (await entry.connection.reset()) return { ok: true, connection: entry.connection, reused: true };
+      if (options.probe !== true && this.#clock.now() - entry.since < this.#probeAfterMs) {
+        return { ok: true, connection: entry.connection, reused: true, probed: false };
+      }
+      if (await entry.connection.reset()) return { ok: true, connection: entry.connection, reused: true, probed: true };
       this.#options.log.debug({ host: entry.connection.label }, 'pooled connection failed RSET; dropped');
       entry.connection.destroy('RSET failed');
     }
     const opened = await openConnection(host, this.#options, security);
     const connection = opened.connection;
     if (connection) this.#track(connection);
-    return opened.ok ? { ok: true, connection: opened.connection, reused: false } : opened;
+    return opened.ok ? { ok: true, connection: opened.connection, reused: false, probed: false } : opened;
   }
 
   /** After a transaction: park the connection for reuse, or retire it. Never waits for the peer. */
@@ -154,7 +186,7 @@ export class ConnectionPool {
       this.#run(connection.quit());
     });
     const list = this.#idle.get(key) ?? [];
-    list.push({ connection, timer });
+    list.push({ connection, timer, since: this.#clock.now() });
     this.#idle.set(key, list);
   }
 

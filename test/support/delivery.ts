@@ -154,3 +154,69 @@ export function waitFor(predicate: () => boolean, timeoutMs = 2_000): Promise<vo
     tick();
   });
 }
+
+/** How a mortalPeer leaves instead of answering: a bare FIN, or `421 4.4.2 idle timeout` and a FIN. */
+export type PeerDeath = 'fin' | '421';
+
+export interface MortalPeerConnection {
+  /** Every byte the client sent on this connection. */
+  received: string;
+  /** Messages this connection took (end-of-data answered 250). */
+  transactions: number;
+}
+
+/**
+ * A peer speaking just enough SMTP (EHLO with PIPELINING, MAIL, RCPT, DATA, RSET, QUIT: all
+ * accepted) that, before answering a command line, asks `dies(connection, line)` whether to
+ * close instead: so a test can make a pooled connection die exactly when it is reused. It keeps,
+ * per connection, what the client sent, and every message it took (dot-stuffed, as received).
+ */
+export async function mortalPeer(
+  dies: (connection: Readonly<MortalPeerConnection>, line: string) => PeerDeath | undefined,
+): Promise<{ port: number; connections: MortalPeerConnection[]; messages: string[]; close(): Promise<void> }> {
+  const connections: MortalPeerConnection[] = [];
+  const messages: string[] = [];
+  const server = await rawServer((s) => {
+    const me: MortalPeerConnection = { received: '', transactions: 0 };
+    connections.push(me);
+    s.write('220 peer.test ESMTP\r\n');
+    let buf = '';
+    let inData = false;
+    s.on('data', (d: Buffer) => {
+      const text = d.toString('latin1');
+      me.received += text;
+      buf += text;
+      while (!s.writableEnded && !s.destroyed) {
+        if (inData) {
+          const end = buf.indexOf('\r\n.\r\n');
+          if (end < 0) return;
+          messages.push(buf.slice(2, end + 2));
+          buf = buf.slice(end + 5);
+          inData = false;
+          me.transactions++;
+          s.write('250 2.0.0 ok\r\n');
+          continue;
+        }
+        const eol = buf.indexOf('\r\n');
+        if (eol < 0) return;
+        const line = buf.slice(0, eol);
+        buf = buf.slice(eol + 2);
+        const death = dies(me, line);
+        if (death !== undefined) {
+          if (death === '421') s.end('421 4.4.2 peer.test idle timeout\r\n');
+          else s.end();
+          return;
+        }
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === 'EHLO') s.write('250-peer.test\r\n250 PIPELINING\r\n');
+        else if (verb === 'DATA') {
+          s.write('354 go ahead\r\n');
+          buf = '\r\n' + buf; // the body's first line may be '.': match CRLF.CRLF from here
+          inData = true;
+        } else if (verb === 'QUIT') s.end('221 2.0.0 bye\r\n');
+        else s.write('250 2.0.0 ok\r\n');
+      }
+    });
+  });
+  return { port: server.port, connections, messages, close: server.close };
+}
