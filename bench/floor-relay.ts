@@ -100,6 +100,7 @@ const server = createServer((socket) => {
   socket.on('error', () => undefined);
   let pending: Buffer = Buffer.alloc(0);
   let data: Buffer[] | undefined;
+  let tail: Buffer = Buffer.alloc(0);
   let from = '';
   let to = '';
   socket.write('220 floor.bench ESMTP\r\n');
@@ -109,16 +110,21 @@ const server = createServer((socket) => {
     pending = Buffer.alloc(0);
     for (;;) {
       if (data !== undefined) {
-        // The terminator may straddle reads: search from a few bytes back into what is held.
-        data.push(input);
-        const joined = data.length === 1 ? input : Buffer.concat(data);
-        const end = joined.indexOf(TERMINATOR, Math.max(0, joined.length - input.length - 4));
+        // The terminator may straddle reads: look across the edge (the last 4 bytes held and the
+        // first 4 of this read), then inside this read; what is held is joined once, at the end.
+        const edge = Buffer.concat([tail, input.subarray(0, 4)]).indexOf(TERMINATOR);
+        const end = edge >= 0 ? edge + TERMINATOR.length - tail.length : (() => {
+          const inside = input.indexOf(TERMINATOR);
+          return inside < 0 ? -1 : inside + TERMINATOR.length;
+        })();
         if (end < 0) {
-          data = [joined];
+          data.push(input);
+          tail = Buffer.from(Buffer.concat([tail, input]).subarray(-4));
           break;
         }
-        deliver({ from, to, wire: joined.subarray(0, end + TERMINATOR.length) });
-        input = joined.subarray(end + TERMINATOR.length);
+        data.push(input.subarray(0, end));
+        deliver({ from, to, wire: data.length === 1 ? (data[0] as Buffer) : Buffer.concat(data) });
+        input = input.subarray(end);
         data = undefined;
         out += '250 2.0.0 queued\r\n';
         continue;
@@ -141,6 +147,8 @@ const server = createServer((socket) => {
       } else if (verb === 'DATA') {
         out += '354 go ahead\r\n';
         data = [];
+        // DATA's own CRLF: a body of just "." ends at once.
+        tail = Buffer.from('\r\n');
       } else if (verb === 'QUIT') {
         socket.end(`${out}221 2.0.0 bye\r\n`);
         return;
