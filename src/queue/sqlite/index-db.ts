@@ -117,6 +117,7 @@ export class IndexDb {
   readonly stats: StatsDb;
   /** The turn's scheduling writes in one transaction (turn-batch.ts). */
   readonly batch: TurnBatch;
+  private readonly insertRows: (rows: readonly NewRow[]) => void;
 
   /** searchMessages statements by SQL text: one per filter combination actually used. */
   private readonly searches = new Map<string, Database.Statement<Record<string, unknown>, MessageRowRaw>>();
@@ -130,6 +131,10 @@ export class IndexDb {
     this.schedule = new ScheduleDb(db, path, (id) => this.getMessage(id));
     this.stats = new StatsDb(db, path);
     this.batch = new TurnBatch(db, path);
+    // Built once: better-sqlite3 makes four wrapper functions per transaction() call.
+    this.insertRows = db.transaction((rows: readonly NewRow[]) => {
+      for (const row of rows) this.insertOne(row);
+    }).immediate;
     this.st = {
       insertMessage: db.prepare(
         `INSERT INTO messages (id, received_at, sender, envelope, size, body_kind, segment, body_offset, next_attempt_at)
@@ -196,11 +201,7 @@ export class IndexDb {
 
   /** All rows of a batch in one transaction (the caller awaits durable() before acknowledging). */
   insertBatch(rows: readonly NewRow[]): void {
-    guard(this.path, () =>
-      this.db.transaction(() => {
-        for (const row of rows) this.insertOne(row);
-      }).immediate(),
-    );
+    guard(this.path, () => this.insertRows(rows));
   }
 
   getMessage(id: QueueId): StoredMessage | undefined {

@@ -79,6 +79,7 @@ export const DUE_QUERIES = {
 
 export class ScheduleDb {
   private readonly st;
+  private readonly inTransaction: (fn: () => unknown) => unknown;
 
   constructor(
     private readonly db: Database.Database,
@@ -86,6 +87,9 @@ export class ScheduleDb {
     /** Reads one message as getMessage does (inside the caller's transaction). */
     private readonly read: (id: QueueId) => StoredMessage | undefined,
   ) {
+    // One wrapper for every call (better-sqlite3 builds four functions per transaction() call);
+    // inside the store's turn batch it runs as a savepoint (turn-batch.ts).
+    this.inTransaction = db.transaction((fn: () => unknown) => fn()).immediate;
     this.st = {
       dueFresh: db.prepare<{ now: number; limit: number }, { id: string }>(DUE_QUERIES.fresh),
       dueRetry: db.prepare<{ now: number; limit: number }, { id: string }>(DUE_QUERIES.retry),
@@ -356,12 +360,12 @@ export class ScheduleDb {
    * IndexDb.durable() after it (one shared WAL fdatasync off the event loop, wal-sync.ts).
    */
   private durable<T>(fn: () => T): T {
-    return guard(this.path, () => this.db.transaction(fn).immediate());
+    return guard(this.path, () => this.inTransaction(fn) as T);
   }
 
   /** A transaction over lease columns or window marks only: nobody waits for its flush (see the module header). */
   private relaxed<T>(fn: () => T): T {
-    return guard(this.path, () => this.db.transaction(fn).immediate());
+    return guard(this.path, () => this.inTransaction(fn) as T);
   }
 }
 
