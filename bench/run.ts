@@ -90,6 +90,13 @@ interface Injection {
   readonly finished: bigint;
 }
 
+/**
+ * How long a client waits for the 220. A server with a process limit (Postfix: 100 smtpd by
+ * default) leaves the rest of 200 clients in the listen queue, on a slow day for over 10 s;
+ * RFC 5321 §4.5.3.2.1 gives the greeting 5 minutes.
+ */
+const GREETING_WAIT_MS = 120_000;
+
 /** N messages from C concurrent clients into `port`: MAIL, RCPT, DATA pipelined, then the body. */
 async function inject(port: number | readonly number[], total: number, clients: number, size: number, reuse: boolean, first = 0): Promise<Injection> {
   const ports = typeof port === 'number' ? [port] : port;
@@ -114,7 +121,7 @@ async function inject(port: number | readonly number[], total: number, clients: 
         const n = first + next++;
         if (!c) {
           c = await RawClient.connect(ports[lane % ports.length] as number);
-          await c.reply();
+          await c.reply(GREETING_WAIT_MS);
           await c.command('EHLO load.test');
         }
         await send(c, n);
