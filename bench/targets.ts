@@ -112,8 +112,13 @@ async function startPostwire(sinkPort: number, maxSize: number, nodeArgs: readon
   };
 }
 
+const POSTFIX_SMTPD_LIMIT = 256;
+
 async function startPostfixRelay(sinkPort: number): Promise<Target> {
-  const postfix = await startPostfix({ relayTo: { host: '127.0.0.1', port: sinkPort } });
+  // 256 smtpd processes, not Postfix's default 100: master sizes the listen backlog by the limit,
+  // and 200 clients overflowed it (half-open connections that never got a 220). An operator
+  // expecting 200 concurrent clients raises it; below 100 clients it changes nothing.
+  const postfix = await startPostfix({ relayTo: { host: '127.0.0.1', port: sinkPort }, smtpdProcessLimit: POSTFIX_SMTPD_LIMIT });
   try {
     // `postfix start` returns once the master runs; wait for its smtpd to answer.
     const deadline = Date.now() + 20_000;

@@ -115,6 +115,12 @@ function run(cmd: string, args: readonly string[]): Promise<{ status: number | n
 export interface PostfixOptions {
   /** Relay mode: every message goes to this next hop (no maildir). */
   readonly relayTo?: { readonly host: string; readonly port: number };
+  /**
+   * smtpd's process limit (master.cf maxproc; Postfix's default is default_process_limit, 100).
+   * Master also sizes the listen backlog by it, so a load of more concurrent clients than this
+   * overflows the kernel's accept queue and leaves some of them half-open.
+   */
+  readonly smtpdProcessLimit?: number;
   /** Offer STARTTLS to clients with this certificate and key (PEM files; e.g. from test/support/test-ca). */
   readonly smtpdTls?: { readonly certFile: string; readonly keyFile: string };
 }
@@ -185,10 +191,10 @@ maillog_file_prefixes = ${dir}/log
 `;
 }
 
-function masterCf(port: number): string {
+function masterCf(port: number, smtpdProcessLimit?: number): string {
   // service type private unpriv chroot wakeup maxproc command
   return `# Written by test/support/postfix.ts: only the services a next hop (virtual delivery) or a relay (smtp) needs.
-127.0.0.1:${port} inet n - n - - smtpd
+127.0.0.1:${port} inet n - n - ${smtpdProcessLimit ?? '-'} smtpd
 smtp      unix  - - n - - smtp
 relay     unix  - - n - - smtp
 cleanup   unix  n - n - 0 cleanup
@@ -246,7 +252,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     // A free port can be taken between our probe and Postfix's bind: one retry on a fresh port.
     for (let attempt = 0; attempt < 2; attempt++) {
       port = await freePort();
-      await writeFile(join(conf, 'master.cf'), masterCf(port));
+      await writeFile(join(conf, 'master.cf'), masterCf(port, options.smtpdProcessLimit));
       started = await run(POSTFIX, ['-c', conf, 'start']);
       if (started.status === 0) break;
     }
