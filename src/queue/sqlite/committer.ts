@@ -141,6 +141,13 @@ export class GroupCommitter {
       this.rejectAll(batch, failure);
       return;
     }
+    // Claims can see the rows from now on, so their bodies are offered now, not after the WAL
+    // barrier: a delivery that starts within that millisecond would otherwise miss them.
+    batch.forEach((w, i) => {
+      const row = durable.rows[i];
+      const body = w.pending.body;
+      if (row !== undefined && body.kind === 'inline' && row.location.kind === 'segment') this.recent?.put(row.id, body.bytes);
+    });
     // The rows are committed (visible) but not yet fsynced: the 250s wait for the WAL barrier,
     // which runs on the threadpool while the loop takes the next batch. A barrier failure
     // rejects the batch although its rows stay: the clients get a 4xx and may send again, a
@@ -152,10 +159,7 @@ export class GroupCommitter {
         this.stats.commits += rows.length;
         batch.forEach((w, i) => {
           const row = rows[i];
-          if (row === undefined) return;
-          const body = w.pending.body;
-          if (body.kind === 'inline' && row.location.kind === 'segment') this.recent?.put(row.id, body.bytes);
-          w.resolve(storedFromRow(row));
+          if (row !== undefined) w.resolve(storedFromRow(row));
         });
       },
       (err: unknown) => this.rejectAll(batch, err),

@@ -10,7 +10,8 @@
  * by `budget` bytes in total (oldest dropped first), so a smart host that is down cannot make it
  * grow; a body is handed out once (take) and then forgotten: a retry, a second host or a DSN reads
  * the spool as before. It is a cache of the file, never the source of truth: an entry is added
- * only after the body and its row are durable, and purge/delete forget it.
+ * once the body is durable and its row committed (the moment a claim can see it; the row's own
+ * fsync, the WAL barrier, follows, as for every claim), and purge forgets it.
  *
  * Cost: a Map insert per commit, a Map delete per delivery. Trust: the buffers are the writer's
  * own copies (writer.ts), never a caller's.
