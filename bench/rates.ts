@@ -20,8 +20,8 @@
  * Everything runs in a schema of its own (pw_t_…), dropped at the end.
  */
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { dropSchema, testSchemaName } from '../test/support/pg.js';
+import type pg from 'pg';
+import { openBenchSchema, quantile, walLsn } from './pg-bench.js';
 import { PG_MIGRATIONS, TAKE_SQL } from '../src/queue/postgres/index.js';
 import { LocalDestinationRates } from '../src/qmgr/index.js';
 import { systemClock } from '../src/util/index.js';
@@ -85,11 +85,6 @@ function advisoryRow(schema: string): Mechanism {
   };
 }
 
-async function walLsn(c: pg.Client): Promise<bigint> {
-  const r = await c.query<{ b: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS b");
-  return BigInt((r.rows[0]?.b ?? '0').split('.')[0] ?? '0');
-}
-
 async function cost(m: Mechanism, clients: pg.Client[], admin: pg.Client): Promise<{ perSecond: number; p50: number; p99: number; wal: number }> {
   await m.setup(admin);
   const latencies: number[] = [];
@@ -107,8 +102,7 @@ async function cost(m: Mechanism, clients: pg.Client[], admin: pg.Client): Promi
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const wal = Number((await walLsn(admin)) - wal0);
   latencies.sort((a, b) => a - b);
-  const p = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { perSecond: done / seconds, p50: p(0.5), p99: p(0.99), wal: wal / done };
+  return { perSecond: done / seconds, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), wal: wal / done };
 }
 
 /** Tokens granted to `takers` hammering for EXACT_MS, and the bound burst + rate × elapsed. */
@@ -126,16 +120,10 @@ async function exactness(takers: ReadonlyArray<() => Promise<boolean>>): Promise
 }
 
 async function main(): Promise<void> {
-  const schema = testSchemaName();
-  const connect = async (name: string): Promise<pg.Client> => {
-    const c = new pg.Client({ connectionString: values.url, application_name: `postwire:${schema}-${name}`, options: '-c synchronous_commit=off' });
-    await c.connect();
-    return c;
-  };
-  const admin = await connect('admin');
-  await admin.query(`CREATE SCHEMA ${schema}; SET search_path = ${schema}`);
+  const bench = await openBenchSchema(values.url, NODES, '-c synchronous_commit=off');
+  const { schema, admin, clients } = bench;
+  await admin.query(`SET search_path = ${schema}`);
   await admin.query(PG_MIGRATIONS.find((m) => m.version === 2)?.sql ?? '');
-  const clients = await Promise.all(Array.from({ length: NODES }, (_, i) => connect(`n${i}`)));
   try {
     const rows: string[] = [];
     // A first pass warms the connections, the plans and the server's caches; it is not reported.
@@ -156,8 +144,7 @@ async function main(): Promise<void> {
     console.log('|---|---|---|---|---|---|');
     for (const r of rows) console.log(r);
   } finally {
-    await Promise.all([...clients, admin].map((c) => c.end()));
-    await dropSchema(schema);
+    await bench.close();
   }
 }
 

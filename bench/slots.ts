@@ -16,8 +16,8 @@
  * Everything runs in a schema of its own (pw_t_…), dropped at the end.
  */
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { dropSchema, testSchemaName } from '../test/support/pg.js';
+import type pg from 'pg';
+import { openBenchSchema, quantile, walLsn } from './pg-bench.js';
 
 const { values } = parseArgs({ options: { ops: { type: 'string', default: '3000' }, url: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/test' } } });
 const OPS = Number(values.ops);
@@ -73,11 +73,6 @@ function table(schema: string, durable: boolean): Mechanism {
   };
 }
 
-async function walLsn(c: pg.Client): Promise<bigint> {
-  const r = await c.query<{ b: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS b");
-  return BigInt((r.rows[0]?.b ?? '0').split('.')[0] ?? '0');
-}
-
 async function measure(m: Mechanism, clients: pg.Client[], admin: pg.Client): Promise<string> {
   await m.setup(admin);
   const latencies: number[] = [];
@@ -101,20 +96,12 @@ async function measure(m: Mechanism, clients: pg.Client[], admin: pg.Client): Pr
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const wal = Number((await walLsn(admin)) - wal0);
   latencies.sort((a, b) => a - b);
-  const p = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return `| ${m.name} | ${(done / seconds).toFixed(0)} | ${p(0.5).toFixed(0)} | ${p(0.99).toFixed(0)} | ${(wal / done).toFixed(0)} | ${misses} |`;
+  return `| ${m.name} | ${(done / seconds).toFixed(0)} | ${quantile(latencies, 0.5).toFixed(0)} | ${quantile(latencies, 0.99).toFixed(0)} | ${(wal / done).toFixed(0)} | ${misses} |`;
 }
 
 async function main(): Promise<void> {
-  const schema = testSchemaName();
-  const connect = async (name: string): Promise<pg.Client> => {
-    const c = new pg.Client({ connectionString: values.url, application_name: `postwire:${schema}-${name}` });
-    await c.connect();
-    return c;
-  };
-  const admin = await connect('admin');
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  const clients = await Promise.all(Array.from({ length: NODES }, (_, i) => connect(`n${i}`)));
+  const bench = await openBenchSchema(values.url, NODES);
+  const { schema, admin, clients } = bench;
   try {
     const rows = [];
     for (const m of [advisory(schema, false), advisory(schema), table(schema, false), table(schema, true)]) rows.push(await measure(m, clients, admin));
@@ -123,8 +110,7 @@ async function main(): Promise<void> {
     console.log('|---|---|---|---|---|---|');
     for (const r of rows) console.log(r);
   } finally {
-    await Promise.all([...clients, admin].map((c) => c.end()));
-    await dropSchema(schema);
+    await bench.close();
   }
 }
 
