@@ -19,8 +19,7 @@ import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
 import type { FakeSmtpServer, SinkTransaction } from '../fakes/fake-smtp-server.js';
 import { startFakeDns } from '../fakes/fake-dns.js';
 import { until } from '../support/wait.js';
-
-const FAST = ['--delivery', 'on', '--retry', '300ms', '--max-age', '1h'];
+import { FAST_DELIVERY, withRelay } from '../support/relay.js';
 
 async function stored(server: TestServer, id: string): Promise<Buffer> {
   return readAll(server.store.readBody(id as never));
@@ -33,22 +32,6 @@ async function states(server: TestServer, id: string): Promise<string[]> {
 
 function deliveredTo(sink: FakeSmtpServer, rcpt: string): SinkTransaction[] {
   return sink.delivered.filter((t) => t.rcpts.includes(rcpt));
-}
-
-async function withRelay(flags: readonly string[], sinkOptions: Parameters<typeof startFakeSmtp>[0], body: (server: TestServer, sink: FakeSmtpServer) => Promise<void>): Promise<void> {
-  const sink = await startFakeSmtp(sinkOptions);
-  try {
-    // A test's own flag replaces the fast default of the same name (flags may not repeat).
-    const defaults = FAST.filter((f, i, all) => !flags.includes(f.startsWith('--') ? f : (all[i - 1] ?? '')));
-    const server = await startTestServer([...defaults, '--smarthost', `127.0.0.1:${sink.port}`, ...flags]);
-    try {
-      await body(server, sink);
-    } finally {
-      await server.stop();
-    }
-  } finally {
-    await sink.close();
-  }
 }
 
 describe('delivery through a smart host', () => {
@@ -221,7 +204,7 @@ describe('routes from the config file', () => {
         { pattern: '*', smarthost: `127.0.0.1:${rest.port}`, concurrency: 1 },
       ],
     }));
-    const server = await startTestServer([...FAST, '--config', config]);
+    const server = await startTestServer([...FAST_DELIVERY, '--config', config]);
     try {
       const ids = await Promise.all([
         submit(server, 'a@source.test', ['x@special.test'], 'Subject: s\r\n\r\nx\r\n'),
@@ -298,7 +281,7 @@ describe('fairness', () => {
         { pattern: '*', smarthost: `127.0.0.1:${fast.port}` },
       ],
     }));
-    const server = await startTestServer([...FAST, '--config', config, '--max-deliveries', '2']);
+    const server = await startTestServer([...FAST_DELIVERY, '--config', config, '--max-deliveries', '2']);
     try {
       for (let n = 0; n < 6; n++) await submit(server, 'a@source.test', [`slow-${n}@slow.test`], 'Subject: slow\r\n\r\nx\r\n');
       const started = Date.now();
@@ -338,7 +321,7 @@ describe('fairness under a deep backlog', () => {
       await server.close();
     }
     // The same spool, now delivering: the whole backlog is due at once.
-    const relay = await startTestServerOn(server.spool, [...FAST, '--config', config, '--max-deliveries', '2']);
+    const relay = await startTestServerOn(server.spool, [...FAST_DELIVERY, '--config', config, '--max-deliveries', '2']);
     try {
       const started = Date.now();
       await until('the fast destination delivered', () => (fast.delivered.length === 3 ? true : undefined), 20_000);
@@ -367,7 +350,7 @@ describe('delivery by MX', () => {
       'nullmx.test': { mx: [[0, '.']] },
       'source.test': { a: ['127.0.0.1'] },
     });
-    const server = await startTestServer([...FAST, '--dns', `127.0.0.1:${dns.port}`, '--mx-port', String(sink.port)]);
+    const server = await startTestServer([...FAST_DELIVERY, '--dns', `127.0.0.1:${dns.port}`, '--mx-port', String(sink.port)]);
     try {
       const id1 = await submit(server, 'sender@source.test', ['u@mx.test'], 'Subject: mx\r\n\r\nx\r\n');
       await until('delivered via the second MX', async () => ((await states(server, id1))[0] === 'delivered' ? true : undefined));

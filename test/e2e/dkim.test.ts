@@ -25,15 +25,14 @@ import { RawClient } from '../support/raw-client.js';
 import { startTestServer, withDefaults } from '../support/server.js';
 import type { TestServer } from '../support/server.js';
 import { allInState, submit } from '../support/submit.js';
-import { startFakeSmtp } from '../fakes/fake-smtp-server.js';
 import type { FakeSmtpServer } from '../fakes/fake-smtp-server.js';
 import { runPostwire, described } from '../support/cli.js';
 import { dkimTable, makeDkimKey, verifyDkim, type TestDkimKey } from '../support/dkim.js';
 import { until } from '../support/wait.js';
+import { withRelay } from '../support/relay.js';
 import { runProcess } from '../support/interop.js';
 import { readAll } from '../support/server.js';
 
-const FAST = ['--delivery', 'on', '--retry', '300ms', '--max-age', '1h'];
 
 function message(from: string, to: string, subject: string): string {
   return `From: ${from}\r\nTo: ${to}\r\nSubject: ${subject}\r\nDate: Sun, 29 Nov 2026 12:00:00 +0000\r\nMessage-ID: <${subject.replace(/\W/g, '')}@source.test>\r\n\r\nHello.\r\n.leading dot\r\n`;
@@ -59,22 +58,10 @@ describe('e2e: DKIM signing through Postwire', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function withRelay(body: (server: TestServer, sink: FakeSmtpServer) => Promise<void>): Promise<void> {
-    const sink = await startFakeSmtp();
-    try {
-      const server = await startTestServer(['--config', config, ...FAST, '--smarthost', `127.0.0.1:${sink.port}`]);
-      try {
-        await body(server, sink);
-      } finally {
-        await server.stop();
-      }
-    } finally {
-      await sink.close();
-    }
-  }
+  const withSigningRelay = (body: (server: TestServer, sink: FakeSmtpServer) => Promise<void>): Promise<void> => withRelay(['--config', config], undefined, body);
 
   it('a retry sends byte-identical signed bytes, and they verify (RSA-SHA256 and Ed25519)', async () => {
-    await withRelay(async (server, sink) => {
+    await withSigningRelay(async (server, sink) => {
       const rcpt = 'tempfail-data-once-1@sink.test';
       const id = await submit(server, 'alice@signed.test', [rcpt], message('Alice <alice@signed.test>', rcpt, 'retry me'));
       await allInState(server, id, 'delivered');
@@ -94,7 +81,7 @@ describe('e2e: DKIM signing through Postwire', () => {
   });
 
   it('signs the DSN Postwire writes when a key covers its From: domain', async () => {
-    await withRelay(async (server, sink) => {
+    await withSigningRelay(async (server, sink) => {
       const rcpt = 'reject-1@sink.test';
       await submit(server, 'sender@sink.test', [rcpt], message('Alice <alice@signed.test>', rcpt, 'bounce me'), ' RET=FULL');
       await until('the DSN at the sink', () => sink.delivered.some((t) => t.rcpts.includes('sender@sink.test')));
@@ -111,7 +98,7 @@ describe('e2e: DKIM signing through Postwire', () => {
   });
 
   it('mail from a domain without a key is left unsigned', async () => {
-    await withRelay(async (server, sink) => {
+    await withSigningRelay(async (server, sink) => {
       const rcpt = 'plain@sink.test';
       const id = await submit(server, 'bob@unsigned.test', [rcpt], message('bob@unsigned.test', rcpt, 'no key'));
       await allInState(server, id, 'delivered');
