@@ -47,6 +47,7 @@ export interface DestinationRates {
 export class LocalDestinationRates implements DestinationRates {
   /** Each bucket with the limit it was last taken under (the prune needs each one's own). */
   private readonly buckets = new Map<string, { state: BucketState; limit: RateLimit }>();
+  private pruneAt = PRUNE_AT;
 
   constructor(private readonly clock: Pick<Clock, 'now'>) {}
 
@@ -54,7 +55,7 @@ export class LocalDestinationRates implements DestinationRates {
     const now = this.clock.now();
     const r = take(this.buckets.get(destination)?.state, limit, now);
     this.buckets.set(destination, { state: r.state, limit });
-    if (this.buckets.size > PRUNE_AT) this.prune(now);
+    if (this.buckets.size > this.pruneAt) this.prune(now);
     return Promise.resolve(r.taken ? { taken: true, tokens: r.state.tokens, waitMs: 0 } : { taken: false, tokens: r.state.tokens, waitMs: r.waitMs });
   }
 
@@ -67,10 +68,19 @@ export class LocalDestinationRates implements DestinationRates {
   /** A bucket that has refilled is the same as no bucket: forget it (the map stays the active set). */
   private prune(now: number): void {
     for (const [d, { state, limit }] of this.buckets) if (refill(state, limit, now).tokens >= limit.burst) this.buckets.delete(d);
+    this.pruneAt = nextPruneAt(this.buckets.size);
   }
 }
 
 const PRUNE_AT = 1_000;
+
+/**
+ * The size at which to prune next: twice what a prune kept, so a map of many live entries is
+ * walked once per doubling, not on every insert (amortised O(1) per insert).
+ */
+function nextPruneAt(kept: number): number {
+  return Math.max(PRUNE_AT, 2 * kept);
+}
 /** The furthest ahead a given-back claim is scheduled (see reserve). */
 export const COME_BACK_MAX_MS = 5 * 60_000;
 /** How long the gate waits before asking a failing port again. */
@@ -95,6 +105,7 @@ interface Lane {
 
 export class RateGate {
   private readonly lanes = new Map<string, Lane>();
+  private lanesPruneAt = PRUNE_AT;
   private closed = false;
 
   constructor(
@@ -113,7 +124,7 @@ export class RateGate {
     const lane = this.lanes.get(destination);
     const per = interval(limit);
     const now = this.clock.now();
-    const tokens = lane?.seen === undefined ? limit.burst : Math.min(limit.burst, lane.seen.tokens + Math.max(0, now - lane.seen.at) / per);
+    const tokens = lane?.seen === undefined ? limit.burst : refill(lane.seen, limit, now).tokens;
     return Math.max(0, Math.ceil(((lane?.waiters.length ?? 0) + ahead + 1 - tokens) * per));
   }
 
@@ -170,7 +181,7 @@ export class RateGate {
   private lane(destination: string): Lane {
     let lane = this.lanes.get(destination);
     if (lane === undefined) {
-      if (this.lanes.size >= PRUNE_AT) this.prune();
+      if (this.lanes.size >= this.lanesPruneAt) this.prune();
       lane = { waiters: [], seen: undefined, horizon: 0, pumping: false, sleep: undefined };
       this.lanes.set(destination, lane);
     }
@@ -181,6 +192,7 @@ export class RateGate {
   private prune(): void {
     const now = this.clock.now();
     for (const [d, lane] of this.lanes) if (!lane.pumping && lane.waiters.length === 0 && lane.horizon <= now) this.lanes.delete(d);
+    this.lanesPruneAt = nextPruneAt(this.lanes.size);
   }
 
   /** One loop per destination while it has waiters: the head asks the port, the rest wait their turn. */
