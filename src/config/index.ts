@@ -15,7 +15,7 @@ export { isLoopback, loadConfig, type LoadInput, type LoadResult } from './load.
 export { describeConfig } from './describe.js';
 export { planReload, type ReloadPlan } from './reload.js';
 export { configurationReference } from './reference.js';
-export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, LOG_LEVELS, LOG_FORMATS, SECTIONS, type Section, type Setting, type Kind, type ValueOf } from './schema.js';
+export { SCHEMA, settingByName, BARE_NEWLINE_POLICIES, OUTBOUND_TLS_POLICIES, LOG_LEVELS, LOG_FORMATS, SECTIONS, type Section, type Setting, type Kind, type ValueOf } from './schema.js';
 export { formatHostPort, formatValue, parseHostPort } from './parse.js';
 export { didYouMean } from './suggest.js';
 export { DKIM_DEFAULT_HEADERS, dkimKeyWeakness } from './dkim.js';

@@ -14,9 +14,11 @@
  * Who calls it: delivery/agent (per host) and, for `postwire explain`, main's admin ports.
  * Pure: no I/O. A policy that requires TLS never falls back to plain text: `requiresTls`.
  */
+import { OUTBOUND_TLS_POLICIES } from '../config/index.js';
 
-export type TlsPolicy = 'none' | 'may' | 'encrypt' | 'verify';
-export const TLS_POLICIES: readonly TlsPolicy[] = ['none', 'may', 'encrypt', 'verify'];
+/** The levels are config's (`--tls-policy`, a route's `tls`): one list for both. */
+export type TlsPolicy = (typeof OUTBOUND_TLS_POLICIES)[number];
+export const TLS_POLICIES: readonly TlsPolicy[] = OUTBOUND_TLS_POLICIES;
 export const DEFAULT_TLS_POLICY: TlsPolicy = 'may';
 
 const RANK: Readonly<Record<TlsPolicy, number>> = { none: 0, may: 1, encrypt: 2, verify: 3 };
@@ -37,11 +39,6 @@ export interface TlsRequirement {
 /** encrypt and verify (and REQUIRETLS): without TLS the connection carries nothing. */
 export function requiresTls(r: Pick<TlsRequirement, 'policy' | 'requireTls'>): boolean {
   return r.requireTls || RANK[r.policy] >= RANK.encrypt;
-}
-
-/** The stricter of two levels. */
-export function stricter(a: TlsPolicy, b: TlsPolicy): TlsPolicy {
-  return RANK[a] >= RANK[b] ? a : b;
 }
 
 export interface RequirementInput {
