@@ -31,7 +31,7 @@ import type { MigrateResult } from './queue/postgres/index.js';
 import { AMBIGUOUS_AT_RESTART } from './queue/index.js';
 import type { QueueId, QueueStore } from './queue/index.js';
 import { Authenticator, InboundLimits, SmtpServer, TlsCredentials, relayPolicy, senderBinding } from './smtpd/index.js';
-import type { AuthLimits, LimitSettings, Policy } from './smtpd/index.js';
+import type { LimitSettings, Policy } from './smtpd/index.js';
 import { createLogger, createMetrics } from './obs/index.js';
 import { createAdminApi, createOverview, createTimeseries, loadWebFiles, startAdminServer } from './admin/index.js';
 import type { AdminServer, ExplainPorts } from './admin/index.js';
@@ -71,11 +71,10 @@ export type ReloadResult =
   | { readonly ok: false; readonly errors: readonly string[] };
 
 /** The smtpd options a Config gives (at start, and again on each reload). */
-function smtpdOptions(config: Config, limits: InboundLimits) {
+function smtpdOptions(config: Config) {
   return {
     maxConnections: config.limits.maxConnections,
     maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-    perIpExempt: (ip: string) => limits.isExempt(ip),
     connection: {
       session: {
         hostname: config.hostname,
@@ -100,10 +99,6 @@ export class StartupConfigError extends Error {
   readonly code = 'POSTWIRE_CONFIG';
 }
 
-function authLimits(config: Config): AuthLimits {
-  const a = config.auth;
-  return { failuresPerIp: a.failuresPerIp, failuresPerUser: a.failuresPerUser, failureWindow: a.failureWindow, failureDelay: a.failureDelay, maxVerifications: a.maxVerifications };
-}
 
 /** The relay rule, plus the MAIL FROM binding of authenticated users when it is on. */
 function smtpdPolicy(config: Config, auth: () => Authenticator | undefined): Policy {
@@ -125,7 +120,7 @@ async function loadAuthenticator(config: Config, clock: Clock, log: Logger): Pro
   if (path === undefined) return undefined;
   const read = await readUserFile(path);
   if (!read.ok) throw new StartupConfigError(`--users: ${read.errors.join('; ')} (create it with: postwire user add NAME --users ${path})`);
-  return new Authenticator(read.users, authLimits(config), clock, log);
+  return new Authenticator(read.users, config.auth, clock, log);
 }
 
 /** The abuse limits a Config gives (smtpd/limits). */
@@ -340,7 +335,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       listen: config.listen,
       listenBacklog: config.limits.listenBacklog,
       ...(config.submission !== undefined ? { submission: config.submission } : {}),
-      ...smtpdOptions(config, limits),
+      ...smtpdOptions(config),
     },
     policy: limits.withRateLimits(smtpdPolicy(config, currentAuth)),
     intake,
@@ -418,7 +413,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const reloaders: Array<(next: Config) => void> = [
     (next) => {
       limits.reconfigure(limitSettings(next));
-      smtpd.reconfigure({ options: smtpdOptions(next, limits), policy: limits.withRateLimits(smtpdPolicy(next, currentAuth)) });
+      smtpd.reconfigure({ options: smtpdOptions(next), policy: limits.withRateLimits(smtpdPolicy(next, currentAuth)) });
     },
     (next) => {
       currentRoutes = routeTable(next);
@@ -473,10 +468,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       for (const error of read.errors) log.error({ error }, 'user file reload failed: the running users stay');
       return;
     }
-    if (authenticator === undefined) authenticator = new Authenticator(read.users, authLimits(next), clock, log);
+    if (authenticator === undefined) authenticator = new Authenticator(read.users, next.auth, clock, log);
     else {
       authenticator.setUsers(read.users);
-      authenticator.setLimits(authLimits(next));
+      authenticator.setLimits(next.auth);
     }
     log.info({ file: users, users: read.users.size }, 'user file reloaded');
   };

@@ -23,6 +23,7 @@ import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import type { AuthCredentials, Mailbox, ReversePath } from '../protocol/index.js';
 import { reply } from '../protocol/index.js';
 import type { Reply } from '../protocol/index.js';
+import { sleepOn } from '../util/index.js';
 import type { Clock, UserEntry } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
 import type { Policy } from './policy.js';
@@ -184,7 +185,7 @@ export class Authenticator {
   private delay(): Promise<void> {
     const ms = this.limits.failureDelay;
     if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve) => this.clock.setTimer(ms, resolve));
+    return sleepOn(this.clock, ms).done;
   }
 }
 

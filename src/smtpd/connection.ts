@@ -51,6 +51,7 @@ import type {
   TransactionEnvelope,
 } from '../protocol/index.js';
 import type { ClientInfo, IncomingMessage, MessageIntake } from '../cleanup/index.js';
+import { isLoopback } from '../config/index.js';
 import { pooledRandomBytes, sleepOn } from '../util/index.js';
 import type { Clock, Timer } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
@@ -154,7 +155,7 @@ export class SmtpConnection {
   ) {
     this.socket = socket;
     this.client = { ip: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
-    const loopbackAuth = deps.options.authWithoutTls === 'loopback' && isLoopbackIp(this.client.ip);
+    const loopbackAuth = deps.options.authWithoutTls === 'loopback' && isLoopback(this.client.ip);
     this.session = new ServerSession({
       ...deps.options.session,
       starttls: deps.tls?.() !== undefined,
@@ -702,9 +703,4 @@ export class SmtpConnection {
     if (mode.kind === 'data') await mode.message.abort();
     await this.dropBdatMessage();
   }
-}
-
-/** 127.0.0.0/8, ::1 and their IPv4-mapped forms: a client on this machine. */
-function isLoopbackIp(ip: string): boolean {
-  return ip === '::1' || /^(?:::ffff:)?127\.\d+\.\d+\.\d+$/i.test(ip);
 }

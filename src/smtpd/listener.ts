@@ -38,12 +38,8 @@ export interface SmtpServerOptions {
   readonly submission?: HostPort;
   readonly listenBacklog: number;
   readonly maxConnections: number;
+  /** Not applied to `limits.isExempt` clients (--limits-exempt, default loopback): application servers open many at once. */
   readonly maxConnectionsPerIp: number;
-  /**
-   * Clients the per-IP limit does not apply to (--limits-exempt, default loopback): application
-   * servers legitimately open many connections at once.
-   */
-  readonly perIpExempt: (ip: string) => boolean;
   readonly connection: ConnectionOptions;
 }
 
@@ -202,7 +198,7 @@ export class SmtpServer {
     if (this.connections.size >= this.options.maxConnections) {
       return { reply: reply(421, '4.7.0', `${host} Too many connections, try again later`), limit: 'connections' };
     }
-    if ((this.perIp.get(key) ?? 0) >= this.options.maxConnectionsPerIp && !this.options.perIpExempt(ip)) {
+    if ((this.perIp.get(key) ?? 0) >= this.options.maxConnectionsPerIp && !(this.deps.limits?.isExempt(ip) ?? false)) {
       const limit = this.options.maxConnectionsPerIp;
       return { reply: reply(421, '4.7.0', `${host} Too many connections from your address (at most ${limit} at once), try again later`), limit: 'connections-per-ip' };
     }
