@@ -1,6 +1,6 @@
 /**
  * The Authenticator with real argon2id hashes: right and wrong passwords, unknown users, the
- * authorization identity, failure windows per IP and per user on an injected clock, and the
+ * authorization identity, failure windows per IP (IPv6 per /64) and per user on an injected clock, and the
  * bound on concurrent verifications (they run on the thread pool; the event loop stays free).
  */
 import { describe, it } from 'node:test';
@@ -63,6 +63,14 @@ describe('Authenticator', () => {
     assert.deepEqual(ip.ok ? undefined : [ip.reply.code, ip.close], [421, true], 'IP a has failed 3 times');
     clock.advance(60_000);
     assert.equal((await auth.authenticate(a, creds('alice', 'alice-pw'))).ok, true, 'the window has passed');
+  });
+
+  it('counts IPv6 failures per /64: rotating through the prefix does not reset the count', async () => {
+    const auth = new Authenticator(await users(), { ...LIMITS, failuresPerUser: 100 }, manualClock(), silentLogger);
+    for (const host of ['1', '2', '3']) assert.equal((await auth.authenticate({ ip: `2001:db8:1:2::${host}`, session: host }, creds('bob', 'x'))).ok, false);
+    const rotated = await auth.authenticate({ ip: '2001:db8:1:2:ffff::9', session: 'r' }, creds('bob', 'bob-pw'));
+    assert.deepEqual(rotated.ok ? undefined : [rotated.reply.code, rotated.close], [421, true], 'the same /64 has failed 3 times');
+    assert.equal((await auth.authenticate({ ip: '2001:db8:1:3::1', session: 'o' }, creds('bob', 'bob-pw'))).ok, true, 'the next /64 has not');
   });
 
   it('runs at most maxVerifications at once, off the event loop', async () => {

@@ -26,7 +26,11 @@ import type { Reply } from '../protocol/index.js';
 import { sleepOn } from '../util/index.js';
 import type { Clock, UserEntry } from '../util/index.js';
 import type { Logger } from '../obs/index.js';
+import { addressKey } from './limits.js';
 import type { Policy } from './policy.js';
+
+/** Failure windows kept per map (IPs, user names) at most. */
+const MAX_WINDOWS = 100_000;
 
 export interface AuthLimits {
   readonly failuresPerIp: number;
@@ -102,7 +106,9 @@ export class Authenticator {
     const { username, mechanism } = credentials;
     const now = this.clock.now();
     const fields = { session: client.session, client: client.ip, user: username, mechanism };
-    if (this.count(this.byIp, client.ip, now) >= this.limits.failuresPerIp) {
+    // Per /64 for IPv6, as every other per-client limit (smtpd/limits): one host owns the prefix.
+    const ipKey = addressKey(client.ip);
+    if (this.count(this.byIp, ipKey, now) >= this.limits.failuresPerIp) {
       this.log.warn({ ...fields, reason: 'ip' }, 'auth throttled');
       await this.delay();
       return { ok: false, reply: IP_THROTTLED, close: true };
@@ -121,7 +127,7 @@ export class Authenticator {
       this.log.info(fields, 'auth ok');
       return { ok: true, user: username };
     }
-    const failuresIp = this.fail(this.byIp, client.ip, now);
+    const failuresIp = this.fail(this.byIp, ipKey, now);
     const failuresUser = this.fail(this.byUser, username, now);
     const reason = entry === undefined ? 'unknown user' : !matches ? 'wrong password' : 'authorization identity differs';
     this.log.warn({ ...fields, reason, failuresIp, failuresUser }, 'auth failed');
@@ -144,13 +150,20 @@ export class Authenticator {
     const w = map.get(key);
     if (w === undefined) map.set(key, { count, since: now });
     else w.count = count;
-    if (map.size > 100_000) this.prune(map, now);
+    if (map.size > MAX_WINDOWS) this.prune(map, now);
     return count;
   }
 
-  /** Bounded memory under a spray of IPs or names: expired windows go. */
+  /**
+   * Bounded memory under a spray of IPs or names. A window enters the map when it starts, so the
+   * map is in order of `since`: expired windows are at its front, and past the cap the oldest
+   * live ones go too (the least there is to forget).
+   */
   private prune(map: Map<string, Window>, now: number): void {
-    for (const [key, w] of map) if (now - w.since >= this.limits.failureWindow) map.delete(key);
+    for (const [key, w] of map) {
+      if (now - w.since < this.limits.failureWindow && map.size <= MAX_WINDOWS) break;
+      map.delete(key);
+    }
   }
 
   private async verify(hash: string | undefined, password: string): Promise<boolean> {

@@ -73,9 +73,11 @@ export interface LimitsDeps {
 
 /** The key a client address is counted under: IPv4 as is (also when IPv4-mapped), IPv6 per /64. */
 export function addressKey(ip: string): string {
+  // Runs per MAIL and RCPT: the IPv4 text is its own key, without parsing it.
+  if (!ip.includes(':')) return ip;
   const bytes = ipToBytes(ip);
   if (bytes === undefined) return ip;
-  if (isIPv4Mapped(ip) || !ip.includes(':')) return Array.from(bytes.subarray(12)).join('.');
+  if (isIPv4Mapped(ip)) return Array.from(bytes.subarray(12)).join('.');
   const groups: string[] = [];
   for (let i = 0; i < 8; i += 2) groups.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));
   return `${groups.join(':')}::/64`;
