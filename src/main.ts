@@ -463,16 +463,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       authenticator = undefined;
       return;
     }
+    // The failure limits are settings of their own: they apply even when the user file does not load.
+    authenticator?.setLimits(next.auth);
     const read = await readUserFile(users);
     if (!read.ok) {
       for (const error of read.errors) log.error({ error }, 'user file reload failed: the running users stay');
       return;
     }
     if (authenticator === undefined) authenticator = new Authenticator(read.users, next.auth, clock, log);
-    else {
-      authenticator.setUsers(read.users);
-      authenticator.setLimits(next.auth);
-    }
+    else authenticator.setUsers(read.users);
     log.info({ file: users, users: read.users.size }, 'user file reloaded');
   };
   return {
