@@ -101,6 +101,13 @@ describe('mta-sts: fetched over HTTPS, applied by the agent', () => {
     const again = await r.policyFor('dst.test');
     assert.match(again.detail, /cached/);
     assert.deepEqual(requests, ['mta-sts.dst.test/.well-known/mta-sts.txt'], 'one fetch for one id');
+    // Deliveries to one domain at once share one lookup: one fetch for a new id, not one each.
+    zone['_mta-sts.dst.test'] = { txt: ['v=STSv1; id=two;'] };
+    requests.length = 0;
+    const together = await Promise.all(Array.from({ length: 5 }, () => r.policyFor('dst.test')));
+    zone['_mta-sts.dst.test'] = { txt: ['v=STSv1; id=one;'] };
+    assert.ok(together.every((l) => l.policy?.id === 'two'));
+    assert.deepEqual(requests, ['mta-sts.dst.test/.well-known/mta-sts.txt'], 'five deliveries at once, one fetch');
     const moved = await r.policyFor('moved.test');
     assert.equal(moved.policy, undefined);
     assert.match(moved.detail, /HTTP 301 .*redirects are not followed/);

@@ -116,6 +116,8 @@ export function mxMatches(host: string, patterns: readonly string[]): boolean {
 export class MtaStsResolver {
   readonly #options: MtaStsOptions;
   readonly #cache = new Map<string, MtaStsPolicy>();
+  /** Lookups under way: deliveries to one domain at once share one TXT query and one fetch. */
+  readonly #pending = new Map<string, Promise<MtaStsLookup>>();
 
   constructor(options: MtaStsOptions) {
     this.#options = options;
@@ -128,7 +130,15 @@ export class MtaStsResolver {
   }
 
   /** The policy in force for `domain` now (RFC 8461 §5.1); never throws. */
-  async policyFor(domain: string): Promise<MtaStsLookup> {
+  policyFor(domain: string): Promise<MtaStsLookup> {
+    const pending = this.#pending.get(domain);
+    if (pending !== undefined) return pending;
+    const lookup = this.#policyNow(domain).finally(() => this.#pending.delete(domain));
+    this.#pending.set(domain, lookup);
+    return lookup;
+  }
+
+  async #policyNow(domain: string): Promise<MtaStsLookup> {
     const { resolver } = this.#options;
     const cached = this.cached(domain);
     const fallback = (why: string): MtaStsLookup =>
