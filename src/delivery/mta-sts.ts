@@ -24,8 +24,10 @@
  * Failure behaviour: never throws; every failure is a `detail` string.
  */
 import { request } from 'node:https';
+import { isIP } from 'node:net';
 import type { LookupFunction } from 'node:net';
 import type { Clock } from '../util/index.js';
+import { DEFAULT_ADDRESS_ORDER, lookupAddresses } from './mx.js';
 import type { Resolver } from './resolver.js';
 
 export type MtaStsMode = 'enforce' | 'testing' | 'none';
@@ -208,20 +210,15 @@ export class MtaStsResolver {
     });
   }
 
-  /** The policy host's address through our Resolver (the configured --dns), IPv4 first. */
+  /** The policy host's address through our Resolver (the configured --dns), as MX hosts are looked up (mx.ts). */
   #lookup(): LookupFunction {
     const resolver = this.#options.resolver;
     return (hostname, options, callback) => {
       const lookup = async (): Promise<{ address: string; family: 4 | 6 }> => {
-        try {
-          const [v4] = await resolver.resolve4(hostname);
-          if (v4 !== undefined) return { address: v4, family: 4 };
-        } catch {
-          // no A: try AAAA
-        }
-        const [v6] = await resolver.resolve6(hostname);
-        if (v6 === undefined) throw new Error(`${hostname} has no address`);
-        return { address: v6, family: 6 };
+        const found = await lookupAddresses(hostname, { resolver, addressOrder: DEFAULT_ADDRESS_ORDER });
+        const address = found.addresses[0];
+        if (address === undefined) throw new Error(`${hostname} has no address (${found.summary})`);
+        return { address, family: isIP(address) === 6 ? 6 : 4 };
       };
       lookup().then(
         (a) => (options.all === true ? callback(null, [a]) : callback(null, a.address, a.family)),

@@ -142,7 +142,7 @@ function isRoot(exchange: string): boolean {
 }
 
 /** What the A/AAAA lookups of one name produced. */
-interface AddressLookup {
+export interface AddressLookup {
   readonly addresses: readonly string[];
   /** Set when there are no addresses: the most hopeful failure (TEMPFAIL > NODATA > NOTFOUND). */
   readonly failure: ResolveErrorCode | undefined;
@@ -150,7 +150,7 @@ interface AddressLookup {
   readonly summary: string;
 }
 
-async function lookupAddresses(name: string, opts: HostLookupOptions): Promise<AddressLookup> {
+export async function lookupAddresses(name: string, opts: Pick<HostLookupOptions, 'resolver' | 'addressOrder'>): Promise<AddressLookup> {
   const families: Array<'A' | 'AAAA'> =
     opts.addressOrder === 'ipv4-only' ? ['A'] : opts.addressOrder === 'ipv6-only' ? ['AAAA']
     : opts.addressOrder === 'ipv6-first' ? ['AAAA', 'A'] : ['A', 'AAAA'];
