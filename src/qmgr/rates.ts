@@ -145,6 +145,12 @@ export class RateGate {
     return at;
   }
 
+  /** What reserve() would return now, without reserving anything (choosing which group to reserve for). */
+  slotAt(destination: string, limit: RateLimit, ahead = 0): number {
+    const now = this.clock.now();
+    return Math.min(Math.max(this.lanes.get(destination)?.horizon ?? 0, now + this.estimate(destination, limit, ahead)), now + COME_BACK_MAX_MS);
+  }
+
   /** The rates may have changed (SIGHUP): every waiting head asks again at once, under its new limit. */
   nudge(): void {
     for (const lane of this.lanes.values()) {

@@ -507,7 +507,14 @@ export class QueueManager {
     const ahead = (g: Group): number => this.windows.waitingFor(g.route.destination);
     const waits = rated.map(({ g, limit }) => (this.backlogged(g) ? 'window' : limit !== undefined && this.rates.estimate(g.route.destination, limit, ahead(g)) > RATE_WAIT_MAX_MS ? 'rate' : 'go'));
     if (waits.some((w) => w === 'go')) return undefined;
-    return Math.min(...rated.map(({ g, limit }, i) => (waits[i] === 'rate' && limit !== undefined ? this.rates.reserve(g.route.destination, limit, ahead(g)) : now + BACKOFF_MS)));
+    // The message comes back once, at the soonest: only that group's come-back slot is reserved
+    // (reserving one per group would push the other destinations' later give-backs out for nothing).
+    const candidates = rated.map(({ g, limit }, i) =>
+      waits[i] === 'rate' && limit !== undefined
+        ? { at: this.rates.slotAt(g.route.destination, limit, ahead(g)), reserve: () => this.rates.reserve(g.route.destination, limit, ahead(g)) }
+        : { at: now + BACKOFF_MS, reserve: undefined });
+    const soonest = candidates.reduce((a, b) => (b.at < a.at ? b : a));
+    return soonest.reserve?.() ?? soonest.at;
   }
 
   private backlogged(group: Group): boolean {
