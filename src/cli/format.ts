@@ -6,6 +6,7 @@
  * all of this and prints the API's JSON. Pure: API values and `now` in, text out.
  */
 import type { ActionResultV1, ExplainV1, MessageDetailV1, MessageListV1 } from '../api/index.js';
+import { formatRate } from '../config/index.js';
 import { formatDuration } from '../util/index.js';
 
 const REPLY_WIDTH = 48;
@@ -105,11 +106,9 @@ export function explainPage(e: ExplainV1): string {
     out.push(`  tls      ${d.tls.policy}: ${d.tls.why}`);
     out.push(`  window   ${d.window.active} delivering, ${d.window.waiting} waiting, limit ${d.window.concurrency}`);
     if (d.rate) {
-      const per = d.rate.perMinute;
-      const limit = per >= 60 && Number.isInteger(per / 60) ? `${per / 60}/s` : `${Math.round(per * 1000) / 1000}/m`;
       const from = d.rate.source === 'route' ? 'the route' : '--destination-rate';
       const now = d.rate.tokens === undefined ? 'the bucket cannot be read now' : `${Math.floor(d.rate.tokens)} may start now`;
-      out.push(`  rate     ${limit} burst ${d.rate.burst} (${from}): ${now}, ${d.rate.waiting} waiting for a token`);
+      out.push(`  rate     ${formatRate(d.rate)} (${from}): ${now}, ${d.rate.waiting} waiting for a token`);
     }
     if (d.lastReply !== undefined) out.push(`  reply    ${indent(d.lastReply, '           ').trimStart()}`);
     out.push(`  next     ${d.why}`);
