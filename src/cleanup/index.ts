@@ -5,7 +5,6 @@
  */
 export { createCleanup } from './cleanup.js';
 export type { ClientInfo, GeneratedMessage, IncomingMessage, MessageIntake, CleanupDeps, DkimSettings } from './cleanup.js';
-export { DkimKeyring, DkimSignError, MessageSigner, fromDomain } from './dkim.js';
-export type { DkimResult, DkimSignerOptions } from './dkim.js';
+export { DkimKeyring } from './dkim.js';
 export { formatReceived, ipLiteral } from './received.js';
 

@@ -22,13 +22,10 @@ export interface TlsFiles {
 }
 
 export class TlsCredentials {
-  private constructor(
-    private current: SecureContext,
-    private files: TlsFiles,
-  ) {}
+  private constructor(private current: SecureContext) {}
 
   static async load(files: TlsFiles): Promise<TlsCredentials> {
-    return new TlsCredentials(await contextFrom(files), files);
+    return new TlsCredentials(await contextFrom(files));
   }
 
   /** The context for a handshake starting now. */
@@ -36,14 +33,9 @@ export class TlsCredentials {
     return this.current;
   }
 
-  get paths(): TlsFiles {
-    return this.files;
-  }
-
   async reload(files: TlsFiles): Promise<{ readonly ok: true } | { readonly ok: false; readonly error: string }> {
     try {
       this.current = await contextFrom(files);
-      this.files = files;
       return { ok: true };
     } catch (err) {
       return { ok: false, error: err instanceof Error ? err.message : String(err) };
