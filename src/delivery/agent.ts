@@ -228,7 +228,7 @@ class Agent implements DeliveryAgent {
           ({ lease, security } = await this.#acquire(route.destination, host, security, notes, log, { probe: true }));
           continue;
         }
-        this.#pool.release(route.destination, connection, security);
+        this.#pool.release(route.destination, connection);
         decided = classifyTransaction(result.facts, pending);
         if (connection.tls !== undefined || connection.tlsSummary !== 'no TLS') notes.push(`${label}: ${connection.tlsSummary}`);
         if (testing !== undefined) {

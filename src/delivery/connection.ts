@@ -338,6 +338,11 @@ export class SmtpConnection {
   readonly #raw: Socket;
   readonly #options: ConnectionOptions;
   readonly #security: ConnectionSecurity | undefined;
+
+  /** The terms it was opened under (TLS requirement, AUTH): the pool parks it under them. */
+  get security(): ConnectionSecurity | undefined {
+    return this.#security;
+  }
   readonly #session: ClientSession;
   /** Replaced after STARTTLS: nothing read before the handshake may be taken as a reply. */
   #reader = new ReplyReader();

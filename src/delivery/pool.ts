@@ -128,13 +128,13 @@ export class ConnectionPool {
   }
 
   /** After a transaction: park the connection for reuse, or retire it. Never waits for the peer. */
-  release(destination: string, connection: SmtpConnection, security?: ConnectionSecurity): void {
+  release(destination: string, connection: SmtpConnection): void {
     if (connection.isClosed) return;
     if (this.#closing || connection.transactions >= this.#maxReuse) {
       this.#run(connection.settled().then(() => connection.quit()));
       return;
     }
-    const key = poolKey(destination, connection.host, security);
+    const key = poolKey(destination, connection.host, connection.security);
     if (connection.ready) this.#park(key, connection);
     else {
       // An RSET (or the last reply) is outstanding: park it once the session is ready again.
