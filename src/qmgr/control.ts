@@ -28,9 +28,10 @@
 import { buildDsn, streamDsn } from '../bounce/index.js';
 import type { DsnRecipient } from '../bounce/index.js';
 import type { MessageIntake } from '../cleanup/index.js';
-import { domainOf, isDue, isFinal, lastReplies, parseQueueId, readMessage } from '../queue/index.js';
+import { domainOf, isDue, isFinal, lastReplies, parseQueueId } from '../queue/index.js';
 import type { QueueId, QueueStore, StoredMessage } from '../queue/index.js';
 import type { Logger } from '../obs/index.js';
+import { dsnOriginal } from './dsn-original.js';
 import type { Clock } from '../util/index.js';
 
 export type ControlResult =
@@ -198,7 +199,7 @@ async function queueOperatorDsn(deps: QueueControlDeps, message: StoredMessage, 
     return `no DSN: cannot return one to ${dsn.recipient} (${err instanceof Error ? err.message : String(err)})`;
   }
   try {
-    for await (const chunk of streamDsn(dsn, originalOf(deps, message))) await incoming.write(chunk);
+    for await (const chunk of streamDsn(dsn, dsnOriginal(deps.store, deps.log, message))) await incoming.write(chunk);
     const id = await incoming.commit();
     deps.log.info({ queueId: message.id, dsn: id, to: dsn.recipient, kind: dsn.kind }, 'DSN queued');
     return `DSN ${id} queued to ${dsn.recipient}`;
@@ -208,11 +209,3 @@ async function queueOperatorDsn(deps: QueueControlDeps, message: StoredMessage, 
   }
 }
 
-/** The original for the DSN; an unreadable body must not stop the report (as in the runner). */
-async function* originalOf(deps: QueueControlDeps, message: StoredMessage): AsyncGenerator<Uint8Array, void, undefined> {
-  try {
-    for await (const chunk of readMessage(deps.store, message)) yield chunk;
-  } catch (err) {
-    deps.log.error({ queueId: message.id, err: String(err) }, 'the original could not be read for its DSN; sending the report without it');
-  }
-}

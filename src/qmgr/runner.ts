@@ -32,6 +32,7 @@ import { buildDsn, streamDsn } from '../bounce/index.js';
 import type { DsnRecipient } from '../bounce/index.js';
 import type { MessageIntake } from '../cleanup/index.js';
 import type { Logger } from '../obs/index.js';
+import { dsnOriginal } from './dsn-original.js';
 import { sleepOn } from '../util/index.js';
 import type { Clock } from '../util/index.js';
 import type { RateLimit } from '../config/index.js';
@@ -427,19 +428,6 @@ export class QueueManager {
   }
 
   /**
-   * The original for a DSN. An unreadable body (a corrupt spool entry) must not stop the DSN,
-   * nor the attempt from being recorded: the report then goes out without (the rest of) it.
-   */
-  private async *originalFor(message: StoredMessage): AsyncGenerator<Uint8Array, void, undefined> {
-    try {
-      // Whole, as it was sent: the DKIM-Signature (envelope.prepend) included.
-      for await (const chunk of readMessage(this.deps.store, message)) yield chunk;
-    } catch (err) {
-      this.deps.log.error({ queueId: message.id, err: String(err) }, 'the original could not be read for its DSN; sending the report without it');
-    }
-  }
-
-  /**
    * The attempt must be recorded: a run that delivered and then failed to record would be done
    * again when its lease expires. Store errors are retried (the lease is renewed meanwhile); a
    * lost lease is final (someone else owns the message now).
@@ -686,7 +674,7 @@ export class QueueManager {
       return false;
     }
     try {
-      for await (const chunk of streamDsn(dsn, this.originalFor(message))) await incoming.write(chunk);
+      for await (const chunk of streamDsn(dsn, dsnOriginal(this.deps.store, this.deps.log, message))) await incoming.write(chunk);
       const id = await incoming.commit();
       this.deps.log.info({ queueId: message.id, dsn: id, to: dsn.recipient, kind: dsn.kind, nextAttemptAt }, 'DSN queued');
       return true;
