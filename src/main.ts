@@ -208,6 +208,7 @@ async function openBackend(config: Config, clock: Clock, log: Logger, node: stri
       url,
       schema: config.queueSchema,
       node,
+      clock,
       onError: (err) => log.warn({ err: err.message }, 'destination rates: connection problem; retrying'),
     });
     log.info({ queue: store.description, node }, 'queue opened');

@@ -21,6 +21,8 @@
  * Cost: one round trip and one row write (no WAL) per delivery started under a rate.
  */
 import pg from 'pg';
+import { systemClock } from '../../util/index.js';
+import type { Clock } from '../../util/index.js';
 import { createPool, query } from './db.js';
 
 export interface RatesOptions {
@@ -28,6 +30,8 @@ export interface RatesOptions {
   readonly schema: string;
   readonly node: string;
   readonly onError?: (err: Error) => void;
+  /** When to prune (the buckets themselves run on the database's clock); default the system's. */
+  readonly clock?: Pick<Clock, 'now'>;
 }
 
 /** The rate limit as qmgr passes it (config's RateLimit, structurally). */
@@ -67,11 +71,14 @@ const PRUNE_EVERY_MS = 5 * 60_000;
 
 export class PgDestinationRates {
   private readonly pool: pg.Pool;
-  private lastPrune = Date.now();
+  private readonly clock: Pick<Clock, 'now'>;
+  private lastPrune: number;
   /** Statements run, for the docs' cost figures and tests. */
   queries = 0;
 
   constructor(options: RatesOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.lastPrune = this.clock.now();
     // Two connections: takes of different destinations need not queue behind each other's round trip.
     this.pool = createPool({
       url: options.url,
@@ -101,7 +108,7 @@ export class PgDestinationRates {
   }
 
   private maybePrune(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     if (now - this.lastPrune < PRUNE_EVERY_MS) return;
     this.lastPrune = now;
     void query(this.pool, 'prune refilled buckets', PRUNE_SQL).catch(() => undefined);
